@@ -1,0 +1,153 @@
+"""The one place that talks to the `openai` SDK.
+
+Everything here returns the API's JSON as plain dicts (extra fields kept), and turns SDK
+exceptions into `ApiError`s with a message a user can act on. `openai` is imported only
+when a client is built, never at start-up (it costs ~0.4 s to import).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, AsyncIterator
+
+from .config import Profile
+
+if TYPE_CHECKING:  # pragma: no cover
+    import openai
+
+EVENTS_PAGE_SIZE = 100
+
+
+class ApiError(Exception):
+    """A failed API call. `kind` is one of: connection, auth, permission, not_found,
+    bad_request, rate_limit, server, training_not_available, config."""
+
+    def __init__(self, kind: str, message: str, status: int | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.status = status
+        self.code = code
+
+
+@dataclass(frozen=True, slots=True)
+class EventsPage:
+    data: list[dict[str, Any]]
+    has_more: bool
+
+
+def build_client(profile: Profile, base_url: str | None = None, api_key: str | None = None) -> openai.AsyncOpenAI:
+    """An async SDK client for `profile`. `base_url`/`api_key` override it (the local backend)."""
+    import openai
+
+    key = api_key or profile.api_key()
+    if profile.backend == "azure":
+        if not key:
+            raise ApiError("config", f"profile {profile.name!r}: set {profile.key_env} to the Azure key")
+        return openai.AsyncAzureOpenAI(
+            azure_endpoint=profile.endpoint, api_version=profile.api_version, api_key=key, max_retries=2
+        )
+    if not key:
+        raise ApiError("config", f"profile {profile.name!r}: set {profile.key_env} to an API key")
+    return openai.AsyncOpenAI(api_key=key, base_url=base_url or profile.base_url, max_retries=2)
+
+
+def _dump(obj: Any) -> dict[str, Any]:
+    """SDK object to the JSON the server sent, extra fields included."""
+    return obj.model_dump(mode="json", exclude_unset=False)
+
+
+@contextlib.contextmanager
+def _translate_errors():
+    import openai
+
+    try:
+        yield
+    except openai.APIConnectionError as exc:
+        raise ApiError("connection", f"cannot reach the API: {exc.__cause__ or exc}") from None
+    except openai.APIStatusError as exc:
+        raise _status_error(exc) from None
+
+
+def _status_error(exc: Any) -> ApiError:
+    body = exc.body if isinstance(exc.body, dict) else {}
+    code = body.get("code")
+    message = body.get("message") or str(exc)
+    status = exc.status_code
+    if code == "training_not_available":
+        return ApiError("training_not_available", message, status, code)
+    kind = {400: "bad_request", 401: "auth", 403: "permission", 404: "not_found", 429: "rate_limit"}.get(
+        status, "server" if status >= 500 else "bad_request"
+    )
+    return ApiError(kind, f"HTTP {status}: {message}", status, code)
+
+
+class Api:
+    """Thin async wrapper over one SDK client."""
+
+    def __init__(self, client: openai.AsyncOpenAI) -> None:
+        self._client = client
+        self.requests = 0  # calls made through this client (what polling costs, shown to users)
+
+    async def close(self) -> None:
+        await self._client.close()
+
+    async def list_jobs(self, limit: int = 20, after: str | None = None) -> tuple[list[dict[str, Any]], bool]:
+        self.requests += 1
+        with _translate_errors():
+            kwargs: dict[str, Any] = {"limit": limit}
+            if after:
+                kwargs["after"] = after
+            page = await self._client.fine_tuning.jobs.list(**kwargs)
+        return [_dump(j) for j in page.data], bool(page.has_more)
+
+    async def iter_jobs(self, page_size: int = 100) -> AsyncIterator[dict[str, Any]]:
+        after = None
+        while True:
+            jobs, has_more = await self.list_jobs(limit=page_size, after=after)
+            for job in jobs:
+                yield job
+            if not has_more or not jobs:
+                return
+            after = jobs[-1]["id"]
+
+    async def retrieve_job(self, job_id: str) -> dict[str, Any]:
+        self.requests += 1
+        with _translate_errors():
+            return _dump(await self._client.fine_tuning.jobs.retrieve(job_id))
+
+    async def cancel_job(self, job_id: str) -> dict[str, Any]:
+        self.requests += 1
+        with _translate_errors():
+            return _dump(await self._client.fine_tuning.jobs.cancel(job_id))
+
+    async def events_page(self, job_id: str, after: str | None = None, limit: int = EVENTS_PAGE_SIZE) -> EventsPage:
+        """One page of events, newest first; `after` walks toward older events."""
+        self.requests += 1
+        with _translate_errors():
+            kwargs: dict[str, Any] = {"limit": limit}
+            if after:
+                kwargs["after"] = after
+            page = await self._client.fine_tuning.jobs.list_events(job_id, **kwargs)
+        return EventsPage([_dump(e) for e in page.data], bool(page.has_more))
+
+    async def upload_training_file(self, path: Path) -> dict[str, Any]:
+        self.requests += 1
+        with _translate_errors():
+            return _dump(await self._client.files.create(file=path, purpose="fine-tune"))
+
+    async def create_job(self, body: dict[str, Any]) -> dict[str, Any]:
+        # No retries: the SDK sends no idempotency key, so a retried create can start a
+        # second (billed) job. The caller reconciles by metadata instead.
+        self.requests += 1
+        with _translate_errors():
+            client = self._client.with_options(max_retries=0)
+            return _dump(await client.fine_tuning.jobs.create(**body))
+
+    async def list_model_ids(self) -> list[str]:
+        self.requests += 1
+        with _translate_errors():
+            page = await self._client.models.list()
+        return sorted(m.id for m in page.data)

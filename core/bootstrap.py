@@ -1,0 +1,33 @@
+"""Assemble a `Service` from the user's config: the one entry point for both front ends."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .cache import Cache
+from .config import AppConfig, load_config
+from .paths import AppPaths
+from .service import Service
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .local import LocalBackend
+
+
+def load_app_config(paths: AppPaths | None = None) -> AppConfig:
+    paths = paths or AppPaths.discover()
+    return load_config(paths.config_file)
+
+
+async def open_service(
+    profile_name: str | None = None,
+    *,
+    paths: AppPaths | None = None,
+    config: AppConfig | None = None,
+    local_backend: LocalBackend | None = None,
+) -> Service:
+    """Open the cache and return a not-yet-connected service (cheap: no network, no `openai`)."""
+    paths = paths or AppPaths.discover()
+    config = config or load_config(paths.config_file)
+    profile = config.profile(profile_name)
+    cache = await Cache.open(paths.cache_db())
+    return Service(profile, cache, paths, local_backend=local_backend)

@@ -1,0 +1,168 @@
+"""Profiles: which backend tunedeck talks to, read from a TOML file.
+
+A profile names a backend kind (`openai`, `azure`, `compatible`, `local`) and where its
+key comes from. Keys themselves are never stored in the config, the cache or logs: a
+profile only names the environment variable that holds the key.
+
+Example config (``tunedeck paths`` prints where it lives)::
+
+    default_profile = "work"
+
+    [profiles.work]
+    backend = "openai"                 # key from OPENAI_API_KEY unless api_key_env says otherwise
+
+    [profiles.azure]
+    backend = "azure"
+    endpoint = "https://my-resource.openai.azure.com"
+    api_version = "2025-04-01-preview"
+    api_key_env = "AZURE_OPENAI_API_KEY"
+
+    [profiles.vllm]
+    backend = "compatible"
+    base_url = "http://10.0.0.5:8000/v1"
+    api_key_env = "VLLM_KEY"
+
+    [profiles.local]
+    backend = "local"
+    time_scale = 1.0
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+BACKENDS = ("openai", "azure", "compatible", "local")
+DEFAULT_KEY_ENV = {"openai": "OPENAI_API_KEY", "azure": "AZURE_OPENAI_API_KEY", "compatible": "OPENAI_API_KEY"}
+LOCAL_PROFILE = "local"
+
+
+class ConfigError(Exception):
+    """A config file that cannot be used; the message names the file and the key."""
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    name: str
+    backend: str
+    base_url: str | None = None
+    endpoint: str | None = None
+    api_version: str | None = None
+    api_key_env: str | None = None
+    port: int = 0
+    time_scale: float = 1.0
+
+    @property
+    def key_env(self) -> str | None:
+        return self.api_key_env or DEFAULT_KEY_ENV.get(self.backend)
+
+    def api_key(self, environ: Mapping[str, str] | None = None) -> str | None:
+        """The key from the environment, read at the moment it is needed."""
+        env = os.environ if environ is None else environ
+        name = self.key_env
+        return env.get(name) or None if name else None
+
+    def describe(self) -> str:
+        """Where this profile points, for the header; never includes the key."""
+        if self.backend == "local":
+            return "local backend (built-in, no key)"
+        if self.backend == "azure":
+            return f"Azure {self.endpoint or '?'}"
+        if self.backend == "compatible":
+            return self.base_url or "?"
+        return "api.openai.com"
+
+
+@dataclass(frozen=True, slots=True)
+class AppConfig:
+    profiles: dict[str, Profile]
+    default_profile: str
+    source: Path | None = None
+    notes: tuple[str, ...] = field(default=())
+
+    def profile(self, name: str | None = None) -> Profile:
+        wanted = name or self.default_profile
+        if wanted not in self.profiles:
+            known = ", ".join(sorted(self.profiles))
+            raise ConfigError(f"no profile named {wanted!r} (known: {known})")
+        return self.profiles[wanted]
+
+    def next_profile(self, current: str) -> Profile:
+        """The profile after `current` in name order, wrapping round (one key switches)."""
+        names = sorted(self.profiles)
+        index = names.index(current) if current in names else -1
+        return self.profiles[names[(index + 1) % len(names)]]
+
+
+def load_config(path: Path, environ: Mapping[str, str] | None = None) -> AppConfig:
+    """Read `path` if it exists, and add the built-in profiles.
+
+    Built-ins: `local` always; `openai` when OPENAI_API_KEY is set. With no key and no
+    config, the default is `local`, so a newcomer gets a working app with no setup.
+    """
+    env = os.environ if environ is None else environ
+    profiles: dict[str, Profile] = {LOCAL_PROFILE: Profile(name=LOCAL_PROFILE, backend="local")}
+    if env.get("OPENAI_API_KEY"):
+        profiles["openai"] = Profile(name="openai", backend="openai")
+    default: str | None = None
+    source: Path | None = None
+    if path.is_file():
+        source = path
+        data = _read_toml(path)
+        for name, table in (data.get("profiles") or {}).items():
+            profiles[name] = _parse_profile(path, name, table)
+        default = data.get("default_profile")
+        if default is not None and default not in profiles:
+            raise ConfigError(f"{path}: default_profile = {default!r} names no profile")
+    if default is None:
+        default = "openai" if "openai" in profiles and profiles["openai"].api_key(env) else LOCAL_PROFILE
+    notes = ()
+    if default == LOCAL_PROFILE and source is None:
+        notes = ("No API key configured: using the built-in local backend.",)
+    return AppConfig(profiles=profiles, default_profile=default, source=source, notes=notes)
+
+
+def _read_toml(path: Path) -> dict:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+
+
+_PROFILE_KEYS = {
+    "backend": str,
+    "base_url": str,
+    "endpoint": str,
+    "api_version": str,
+    "api_key_env": str,
+    "port": int,
+    "time_scale": (int, float),
+}
+
+
+def _parse_profile(path: Path, name: str, table: object) -> Profile:
+    where = f"{path}: [profiles.{name}]"
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where} must be a table")
+    for key, value in table.items():
+        if key == "api_key":
+            raise ConfigError(f"{where}: keys are not stored in the config; set api_key_env to the variable holding it")
+        expected = _PROFILE_KEYS.get(key)
+        if expected is None:
+            raise ConfigError(f"{where}: unknown key {key!r} (known: {', '.join(_PROFILE_KEYS)})")
+        if not isinstance(value, expected) or isinstance(value, bool):
+            raise ConfigError(f"{where}: {key} has the wrong type ({type(value).__name__})")
+    backend = table.get("backend")
+    if backend not in BACKENDS:
+        raise ConfigError(f"{where}: backend must be one of {', '.join(BACKENDS)} (got {backend!r})")
+    if backend == "compatible" and not table.get("base_url"):
+        raise ConfigError(f"{where}: a compatible backend needs base_url")
+    if backend == "azure" and not (table.get("endpoint") and table.get("api_version")):
+        raise ConfigError(f"{where}: an azure backend needs endpoint and api_version")
+    return Profile(name=name, **table)

@@ -1,0 +1,307 @@
+"""The one async API every front end uses (the TUI and the headless CLI).
+
+Data flows one way: API -> cache -> listeners. Every read a screen needs is answered from
+the cache first; network calls update the cache and then tell listeners what changed.
+Nothing here imports Textual, and `openai` is only imported by `connect()`, off the
+event loop's thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from .api import Api, ApiError
+from .cache import Cache
+from .config import Profile
+from .records import Job, JobEvent, JobRow
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .local import LocalBackend
+    from .paths import AppPaths
+
+LOCAL_API_KEY = "tunedeck-local"
+
+
+# -- what listeners hear -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class JobsChanged:
+    """The job list changed (newest first)."""
+
+    rows: list[JobRow]
+
+
+@dataclass(frozen=True, slots=True)
+class EventsAdded:
+    """New events for one job, oldest first; `job` is its latest state."""
+
+    job: Job
+    events: list[JobEvent]
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionChanged:
+    """`state` is one of: offline, connecting, online, error."""
+
+    state: str
+    detail: str = ""
+
+
+ServiceEvent = JobsChanged | EventsAdded | ConnectionChanged
+Listener = Callable[[ServiceEvent], None]
+
+
+class ServiceError(Exception):
+    """A user-facing failure with a message that says what to do."""
+
+
+@dataclass(frozen=True, slots=True)
+class LaunchRequest:
+    training_path: Path
+    model: str
+    method: str = "supervised"
+    validation_path: Path | None = None
+    suffix: str | None = None
+    n_epochs: int | str = "auto"
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+class Service:
+    """State for one profile: its cache rows, its API connection, its listeners."""
+
+    def __init__(
+        self,
+        profile: Profile,
+        cache: Cache,
+        paths: AppPaths | None = None,
+        *,
+        local_backend: LocalBackend | None = None,
+    ) -> None:
+        self.profile = profile
+        self.cache = cache
+        self._paths = paths
+        self._local = local_backend
+        self._owns_local = False
+        self._api: Api | None = None
+        self._listeners: list[Listener] = []
+        self.connection = ConnectionChanged("offline", "showing cached data")
+
+    # -- listeners ---------------------------------------------------------------------
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    def _emit(self, event: ServiceEvent) -> None:
+        for listener in list(self._listeners):
+            listener(event)
+
+    def _set_connection(self, state: str, detail: str = "") -> None:
+        self.connection = ConnectionChanged(state, detail)
+        self._emit(self.connection)
+
+    # -- cached reads (no network) -----------------------------------------------------
+
+    async def cached_rows(self) -> list[JobRow]:
+        jobs = await self.cache.jobs(self.profile.name)
+        metrics = await self.cache.latest_metrics(self.profile.name)
+        return [_row(Job.from_api(j), metrics.get(j["id"])) for j in jobs]
+
+    async def cached_job(self, job_id: str) -> Job | None:
+        data = await self.cache.job(self.profile.name, job_id)
+        return Job.from_api(data) if data else None
+
+    async def cached_events(self, job_id: str) -> list[JobEvent]:
+        """All cached events of a job, oldest first."""
+        return [JobEvent.from_api(job_id, e) for e in await self.cache.events(self.profile.name, job_id)]
+
+    # -- connection --------------------------------------------------------------------
+
+    @property
+    def api_requests(self) -> int:
+        """API calls made since connecting."""
+        return self._api.requests if self._api else 0
+
+    @property
+    def is_connected(self) -> bool:
+        return self._api is not None
+
+    async def connect(self) -> None:
+        """Build the SDK client (and start the local backend for a local profile).
+
+        Runs its slow parts (importing `openai`, starting the backend) in a thread so the
+        UI keeps drawing. Failures become a `ConnectionChanged("error", ...)`, not exceptions.
+        """
+        if self._api is not None:
+            return
+        self._set_connection("connecting", self.profile.describe())
+        try:
+            self._api = await asyncio.to_thread(self._build_api)
+        except ApiError as exc:
+            self._set_connection("error", exc.message)
+            return
+        self._set_connection("online", self.profile.describe())
+
+    def _build_api(self) -> Api:
+        from .api import build_client
+
+        if self.profile.backend != "local":
+            return Api(build_client(self.profile))
+        if self._local is None:
+            self._local = self._start_own_local_backend()
+        return Api(build_client(self.profile, base_url=self._local.base_url, api_key=LOCAL_API_KEY))
+
+    def _start_own_local_backend(self) -> LocalBackend:
+        from .local import LocalBackend
+
+        if self._paths is None:
+            raise ApiError("config", "the local backend needs a data directory")
+        backend = LocalBackend(
+            data_dir=self._paths.local_backend_dir(self.profile.name),
+            port=self.profile.port,
+            time_scale=self.profile.time_scale,
+        )
+        backend.start()
+        self._owns_local = True
+        return backend
+
+    async def close(self) -> None:
+        if self._api is not None:
+            await self._api.close()
+            self._api = None
+        if self._local is not None and self._owns_local:
+            await asyncio.to_thread(self._local.stop)
+            self._local = None
+        await self.cache.close()
+
+    def _require_api(self) -> Api:
+        if self._api is None:
+            raise ServiceError(f"not connected to {self.profile.describe()}")
+        return self._api
+
+    async def _call(self, coro_factory: Callable[[Api], Any]) -> Any:
+        """Run one API call; connection failures flip the header to `error` and re-raise."""
+        api = self._require_api()
+        try:
+            result = await coro_factory(api)
+        except ApiError as exc:
+            if exc.kind == "connection":
+                self._set_connection("error", exc.message)
+            raise
+        if self.connection.state != "online":
+            self._set_connection("online", self.profile.describe())
+        return result
+
+    # -- jobs ------------------------------------------------------------------------------
+
+    async def refresh_jobs(self, limit: int = 20) -> list[JobRow]:
+        """Fetch the newest `limit` jobs, update the cache, announce the full list."""
+        jobs, _ = await self._call(lambda api: api.list_jobs(limit=limit))
+        await self.cache.upsert_jobs(self.profile.name, jobs)
+        rows = await self.cached_rows()
+        self._emit(JobsChanged(rows))
+        return rows
+
+    async def refresh_all_jobs(self) -> list[JobRow]:
+        """Walk every page of the job list (the CLI's `jobs list`)."""
+        api = self._require_api()
+        jobs = [job async for job in api.iter_jobs()]
+        await self.cache.upsert_jobs(self.profile.name, jobs)
+        return await self.cached_rows()
+
+    async def refresh_job(self, job_id: str) -> Job:
+        data = await self._call(lambda api: api.retrieve_job(job_id))
+        await self.cache.upsert_jobs(self.profile.name, [data])
+        return Job.from_api(data)
+
+    async def sync_events(self, job_id: str) -> list[JobEvent]:
+        """Fetch events newer than the newest cached one; return them oldest first.
+
+        Events come newest first and `after` walks backward, so read pages until the
+        newest known id shows up (or the history ends), then store them reversed.
+        """
+        known = await self.cache.newest_event_id(self.profile.name, job_id)
+        fresh: list[dict[str, Any]] = []
+        after: str | None = None
+        while True:
+            page = await self._call(lambda api: api.events_page(job_id, after=after))
+            for event in page.data:
+                if event["id"] == known:
+                    page = None
+                    break
+                fresh.append(event)
+            if page is None or not page.has_more or not page.data:
+                break
+            after = page.data[-1]["id"]
+        fresh.reverse()
+        await self.cache.add_events(self.profile.name, job_id, fresh)
+        return [JobEvent.from_api(job_id, e) for e in fresh]
+
+    async def follow(self, job_id: str, known: Job | None = None) -> list[JobEvent]:
+        """Sync one job's events (and its state, unless `known` is fresh); announce what is new."""
+        job = known or await self.refresh_job(job_id)
+        events = await self.sync_events(job_id)
+        if events:
+            self._emit(EventsAdded(job, events))
+        return events
+
+    async def launch(self, request: LaunchRequest) -> Job:
+        """Upload the file(s) and create a job. Errors name the file or the field."""
+        _check_readable(request.training_path, "training file")
+        if request.validation_path is not None:
+            _check_readable(request.validation_path, "validation file")
+        api = self._require_api()
+        training = await api.upload_training_file(request.training_path)
+        validation = await api.upload_training_file(request.validation_path) if request.validation_path else None
+        body = _job_body(request, training["id"], validation["id"] if validation else None)
+        data = await self._call(lambda a: a.create_job(body))
+        await self.cache.upsert_jobs(self.profile.name, [data])
+        self._emit(JobsChanged(await self.cached_rows()))
+        return Job.from_api(data)
+
+    async def cancel(self, job_id: str) -> Job:
+        data = await self._call(lambda api: api.cancel_job(job_id))
+        await self.cache.upsert_jobs(self.profile.name, [data])
+        self._emit(JobsChanged(await self.cached_rows()))
+        return Job.from_api(data)
+
+    async def base_models(self) -> list[str]:
+        """Models the backend lists, fine-tuned ones included (read, never hard-coded)."""
+        return await self._call(lambda api: api.list_model_ids())
+
+
+def _row(job: Job, metrics: dict[str, Any] | None) -> JobRow:
+    if not metrics:
+        return JobRow(job)
+    return JobRow(job, step=metrics.get("step"), total_steps=metrics.get("total_steps"))
+
+
+def _check_readable(path: Path, what: str) -> None:
+    if not path.is_file():
+        raise ServiceError(f"{what} {path}: no such file")
+    try:
+        with path.open("rb"):
+            pass
+    except OSError as exc:
+        raise ServiceError(f"{what} {path}: cannot read ({exc.strerror})") from None
+
+
+def _job_body(request: LaunchRequest, training_id: str, validation_id: str | None) -> dict[str, Any]:
+    hyper: dict[str, Any] = {"n_epochs": request.n_epochs}
+    body: dict[str, Any] = {
+        "model": request.model,
+        "training_file": training_id,
+        "method": {"type": request.method, request.method: {"hyperparameters": hyper}},
+        # A tag of our own, so a create whose answer was lost can be found again by listing.
+        "metadata": {"tunedeck_launch": uuid.uuid4().hex[:16], **request.metadata},
+    }
+    if validation_id:
+        body["validation_file"] = validation_id
+    if request.suffix:
+        body["suffix"] = request.suffix
+    return body

@@ -1,0 +1,75 @@
+from pathlib import Path
+
+import pytest
+
+from tunedeck.core.config import ConfigError, load_config
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_no_config_and_no_key_starts_on_local(tmp_path):
+    config = load_config(tmp_path / "missing.toml", environ={})
+    assert config.default_profile == "local"
+    assert config.profile().backend == "local"
+    assert config.notes and "local backend" in config.notes[0]
+
+
+def test_openai_key_in_environment_makes_openai_the_default(tmp_path):
+    config = load_config(tmp_path / "missing.toml", environ={"OPENAI_API_KEY": "sk-test"})
+    assert config.default_profile == "openai"
+    assert config.profile().api_key({"OPENAI_API_KEY": "sk-test"}) == "sk-test"
+
+
+def test_profiles_from_toml_with_key_from_named_variable(tmp_path):
+    path = write(
+        tmp_path,
+        """
+default_profile = "vllm"
+[profiles.vllm]
+backend = "compatible"
+base_url = "http://10.0.0.5:8000/v1"
+api_key_env = "VLLM_KEY"
+[profiles.az]
+backend = "azure"
+endpoint = "https://r.openai.azure.com"
+api_version = "2025-04-01-preview"
+""",
+    )
+    config = load_config(path, environ={})
+    vllm = config.profile()
+    assert vllm.backend == "compatible" and vllm.base_url == "http://10.0.0.5:8000/v1"
+    assert vllm.api_key({"VLLM_KEY": "k1"}) == "k1"
+    assert vllm.api_key({}) is None
+    assert config.profile("az").key_env == "AZURE_OPENAI_API_KEY"
+    assert set(config.profiles) == {"local", "vllm", "az"}
+    assert config.next_profile("az").name == "local"
+
+
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        ("[profiles.x]\nbackend = 'gcp'\n", "backend must be one of"),
+        ("[profiles.x]\nbackend = 'compatible'\n", "needs base_url"),
+        ("[profiles.x]\nbackend = 'openai'\napi_key = 'sk-secret'\n", "keys are not stored"),
+        ("[profiles.x]\nbackend = 'openai'\ncolour = 'red'\n", "unknown key 'colour'"),
+        ("[profiles.x]\nbackend = 'local'\nport = 'eighty'\n", "port has the wrong type"),
+        ("default_profile = 'nope'\n", "names no profile"),
+        ("[profiles\n", "not valid TOML"),
+    ],
+)
+def test_bad_config_names_the_file_and_the_key(tmp_path, text, fragment):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ={})
+    assert fragment in str(info.value)
+    assert str(path) in str(info.value)
+
+
+def test_unknown_profile_lists_known_ones(tmp_path):
+    config = load_config(tmp_path / "missing.toml", environ={})
+    with pytest.raises(ConfigError, match="known: local"):
+        config.profile("work")

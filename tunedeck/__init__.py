@@ -1,0 +1,1 @@
+"""tunedeck: the fine-tuning loop in a terminal. See tunedeck.core and tunedeck.tui."""
