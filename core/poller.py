@@ -37,6 +37,8 @@ class JobPoller:
         """Refresh the job list and the events of every job that can still change."""
         if not self._service.is_connected:
             return []
+        # Jobs the cache last saw running get one final events read once they finish.
+        self._seen_active.update(r.job.id for r in await self._service.cached_rows() if not r.job.is_terminal)
         rows = await self._service.refresh_jobs()
         self._any_active = any(not row.job.is_terminal for row in rows)
         for row in rows:

@@ -152,12 +152,13 @@ class Service:
 
         if self.profile.backend != "local":
             return Api(build_client(self.profile))
-        if self._local is None:
-            self._local = self._start_own_local_backend()
-        return Api(build_client(self.profile, base_url=self._local.base_url, api_key=LOCAL_API_KEY))
+        base_url = self._local.base_url if self._local is not None else self._start_or_attach_local_backend()
+        return Api(build_client(self.profile, base_url=base_url, api_key=LOCAL_API_KEY))
 
-    def _start_own_local_backend(self) -> LocalBackend:
+    def _start_or_attach_local_backend(self) -> str:
+        """Start this profile's backend, or use the one another tunedeck process runs for it."""
         from .local import LocalBackend
+        from .local.ownership import BackendBusy
 
         if self._paths is None:
             raise ApiError("config", "the local backend needs a data directory")
@@ -166,9 +167,17 @@ class Service:
             port=self.profile.port,
             time_scale=self.profile.time_scale,
         )
-        backend.start()
+        try:
+            base_url = backend.start()
+        except BackendBusy as busy:
+            if busy.base_url is None:
+                raise ApiError("connection", str(busy)) from None
+            return busy.base_url
+        except OSError as exc:
+            raise ApiError("connection", f"cannot start the local backend: {exc}") from None
+        self._local = backend
         self._owns_local = True
-        return backend
+        return base_url
 
     async def close(self) -> None:
         if self._api is not None:

@@ -94,8 +94,18 @@ def _serve(args: argparse.Namespace) -> int:
     from tunedeck.core.local import serve
     from tunedeck.core.paths import AppPaths
 
-    data_dir = args.data_dir or AppPaths.discover().local_backend_dir("serve")
-    serve(data_dir=data_dir, host=args.host, port=args.port, time_scale=args.time_scale)
+    # By default the same store as the app's `local` profile: a running `tunedeck` attaches to it.
+    data_dir = args.data_dir or AppPaths.discover().local_backend_dir("local")
+    from tunedeck.core.local.ownership import BackendBusy
+
+    try:
+        serve(data_dir=data_dir, host=args.host, port=args.port, time_scale=args.time_scale)
+    except BackendBusy as busy:
+        _fail(str(busy))
+        return EXIT_FAILED
+    except OSError as exc:
+        _fail(f"cannot serve on {args.host}:{args.port}: {exc.strerror or exc}")
+        return EXIT_FAILED
     return EXIT_OK
 
 

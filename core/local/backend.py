@@ -1,0 +1,226 @@
+"""`LocalBackend`: the server, the store and the job engine for one data directory.
+
+Run it in its own thread (`start()`/`stop()`, what the app and sync tests use) or in the
+caller's event loop (`await start_async()`/`await stop_async()`). Manual time, for tests
+(`auto_advance=False`): nothing moves until `advance`, `run_until` or `run_until_settled`
+is called; each has a blocking form (thread mode, from any other thread) and an
+`*_async` form (any loop).
+
+Layout of `data_dir`: `backend.sqlite3` (files, jobs, events, checkpoints, models),
+`files/<file id>` (uploads and result CSVs), `models/<job id>/step-N.npz` (weights),
+plus the lock and endpoint files of `ownership.py`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Sequence, TypeVar
+
+from aiohttp import web
+
+from .blobs import Blobs
+from .engine import JobEngine, Pacing
+from .ngram import NgramTrainer
+from .ownership import Ownership
+from .phases import Phases
+from .routes_files import file_routes
+from .routes_jobs import job_routes
+from .server import build_app
+from .store import Store
+from .trainer import Trainer
+
+T = TypeVar("T")
+DATABASE_NAME = "backend.sqlite3"
+TRAINING_THREADS = 2
+SHUTDOWN_SECONDS = 2.0
+
+
+class LocalBackend:
+    def __init__(
+        self,
+        data_dir: Path,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        auto_advance: bool = True,
+        time_scale: float = 1.0,
+        step_delay: float = 0.05,
+        clock: Callable[[], float] = time.time,
+        trainers: Sequence[Trainer] | None = None,
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.host = host
+        self.port = port
+        self.pacing = Pacing(auto_advance=auto_advance, step_delay=step_delay, time_scale=time_scale)
+        self.clock = clock
+        self.trainers: list[Trainer] = list(trainers) if trainers is not None else [NgramTrainer()]
+        self.base_url: str | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._ownership: Ownership | None = None
+        self._store: Store | None = None
+        self._engine: JobEngine | None = None
+        self._runner: web.AppRunner | None = None
+        self._executor: ThreadPoolExecutor | None = None
+
+    # -- in the caller's loop -------------------------------------------------------------------
+
+    async def start_async(self) -> str:
+        """Serve from the running loop; returns the base URL (`http://host:port/v1`)."""
+        if self.base_url is not None:
+            return self.base_url
+        self._loop = asyncio.get_running_loop()
+        self._ownership = Ownership.claim(self.data_dir)  # raises BackendBusy if another process serves it
+        try:
+            await self._open()
+        except BaseException:
+            await self._close()
+            raise
+        return self.base_url  # type: ignore[return-value]
+
+    async def _open(self) -> None:
+        blobs = Blobs(self.data_dir)
+        self._store = Store(self.data_dir / DATABASE_NAME)
+        self._executor = ThreadPoolExecutor(max_workers=TRAINING_THREADS, thread_name_prefix="tunedeck-train")
+        phases = Phases(self._store, blobs, self.trainers, self.clock, self._executor, self.pacing.step_seconds)
+        self._engine = JobEngine(phases, self.pacing)
+        app = build_app(file_routes(self._store, blobs, self.clock), job_routes(self._engine, self._store))
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_SECONDS)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, self.host, self.port).start()
+        port = self._runner.addresses[0][1]
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        self.base_url = f"http://{host}:{port}/v1"
+        self._engine.recover()
+        assert self._ownership is not None
+        self._ownership.publish(self.base_url)
+
+    async def stop_async(self) -> None:
+        """Stop serving; unfinished jobs stay in the store and resume on the next start."""
+        await self._close()
+
+    async def _close(self) -> None:
+        if self._runner is not None:  # first stop taking requests, then stop the jobs
+            await self._runner.cleanup()
+        if self._engine is not None:
+            await self._engine.close()
+        if self._executor is not None:
+            executor = self._executor
+            await asyncio.get_running_loop().run_in_executor(None, executor.shutdown)  # waits for in-flight steps
+        if self._store is not None:
+            self._store.close()
+        if self._ownership is not None:
+            self._ownership.release()
+        self._engine = self._runner = self._executor = self._store = self._ownership = None
+        self.base_url = None
+
+    # -- in a thread of its own ---------------------------------------------------------------------
+
+    def start(self) -> str:
+        """Serve from a daemon thread with its own loop; returns the base URL once listening."""
+        if self._thread is not None and self.base_url is not None:
+            return self.base_url
+        started = threading.Event()
+        failure: list[BaseException] = []
+
+        def serve_forever() -> None:
+            loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(loop)
+            try:
+                loop.run_until_complete(self.start_async())
+            except BaseException as exc:
+                failure.append(exc)
+                started.set()
+                loop.close()
+                return
+            started.set()
+            loop.run_forever()
+            loop.close()
+
+        self._thread = threading.Thread(target=serve_forever, name="tunedeck-local-backend", daemon=True)
+        self._thread.start()
+        started.wait()
+        if failure:
+            self._thread.join()
+            self._thread = None
+            raise failure[0]
+        return self.base_url  # type: ignore[return-value]
+
+    def stop(self) -> None:
+        thread, loop = self._thread, self._loop
+        if thread is None or loop is None:
+            return
+        asyncio.run_coroutine_threadsafe(self.stop_async(), loop).result()
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join()
+        self._thread = None
+
+    # -- driving time -------------------------------------------------------------------------------
+
+    def run_until_settled(self) -> None:
+        """Block until every job is terminal (thread mode; call from any other thread)."""
+        self._blocking(lambda: self._require_engine().run_until_settled())
+
+    def advance(self, job_id: str, steps: int = 1) -> dict[str, Any]:
+        """Bring the job to `running` (validating and starting it), then train `steps` steps.
+        Returns the job as the API would show it. Raises KeyError for an unknown job."""
+        return self._blocking(lambda: self._require_engine().advance(job_id, steps))
+
+    def run_until(self, job_id: str, status: str) -> dict[str, Any]:
+        """Advance the job until it reaches `status` (or ends); returns the job."""
+        return self._blocking(lambda: self._require_engine().run_until(job_id, status))
+
+    async def run_until_settled_async(self) -> None:
+        await self._in_backend_loop(lambda: self._require_engine().run_until_settled())
+
+    async def advance_async(self, job_id: str, steps: int = 1) -> dict[str, Any]:
+        return await self._in_backend_loop(lambda: self._require_engine().advance(job_id, steps))
+
+    async def run_until_async(self, job_id: str, status: str) -> dict[str, Any]:
+        return await self._in_backend_loop(lambda: self._require_engine().run_until(job_id, status))
+
+    def _require_engine(self) -> JobEngine:
+        if self._engine is None:
+            raise RuntimeError("the local backend is not running; call start() first")
+        return self._engine
+
+    def _blocking(self, make: Callable[[], Awaitable[T]]) -> T:
+        loop = self._loop
+        if loop is None or self.base_url is None:
+            raise RuntimeError("the local backend is not running; call start() first")
+        if self._thread is None or threading.current_thread() is self._thread:
+            raise RuntimeError("the backend runs in this event loop: await the *_async method instead")
+        return asyncio.run_coroutine_threadsafe(_call(make), loop).result()
+
+    async def _in_backend_loop(self, make: Callable[[], Awaitable[T]]) -> T:
+        loop = self._loop
+        if loop is None or self.base_url is None:
+            raise RuntimeError("the local backend is not running; call start() first")
+        if asyncio.get_running_loop() is loop:
+            return await make()
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(_call(make), loop))
+
+
+async def _call(make: Callable[[], Awaitable[T]]) -> T:
+    return await make()
+
+
+def serve(data_dir: Path, host: str = "127.0.0.1", port: int = 8765, time_scale: float = 1.0) -> None:
+    """Run the backend in the foreground until Ctrl-C (or SIGTERM); `tunedeck serve` calls this."""
+    backend = LocalBackend(Path(data_dir), host=host, port=port, time_scale=time_scale)
+    base_url = backend.start()
+    print(f"tunedeck local backend at {base_url} (data: {data_dir}); Ctrl-C to stop", flush=True)
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while not stop.wait(0.5):  # short waits keep Ctrl-C responsive on every platform
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        backend.stop()

@@ -1,0 +1,187 @@
+"""The built-in trainer: a hashed-feature softmax model over assistant tokens, trained by SGD.
+
+For each assistant token it learns p(token | hashed features of the context) with one
+weight matrix `W[feature_row, vocabulary_id]` (see `features.py` for the features).
+Loss is the mean cross-entropy over the batch's assistant tokens, accuracy the token-level
+argmax accuracy with teacher forcing, as in the API's metric events. It is small enough
+to train a 500-example classification file in about half a second of CPU (a few seconds
+for long free-text answers), and real enough that loss falls on learnable data and
+overfits on tiny noisy sets.
+
+Optimiser: SGD with row-wise Adagrad step sizes (each feature row's step shrinks with the
+gradient it has seen), so rare, informative features (a cue word) learn as fast as the
+always-on bias; learning rate `BASE_LEARNING_RATE * learning_rate_multiplier`, warmed up
+linearly over the first `WARMUP_STEPS` steps (at most a tenth of the run), then constant.
+(Without warmup, batch-size-1 steps overshoot: the loss jumps above its starting value.)
+Weights start at zero (the untrained model is uniform: loss = ln(vocabulary size)); the
+seed only decides the order of examples, so a seed reproduces a run exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from . import BUILTIN_BASE_MODEL, kernels
+from .features import FEATURE_VERSION, Featurized, Featurizer, build_vocabulary
+from .trainer import ChatExample, StepMetrics, TrainingSpec, UnsupportedMethod
+
+BASE_LEARNING_RATE = 2.0
+INITIAL_ACCUMULATOR = 0.1  # Adagrad: damps the very first steps of each row
+WARMUP_STEPS = 30
+MAX_VOCABULARY = 4096  # most frequent assistant tokens; rarer ones train as <unk>
+PARAMETER_BUDGET = 4_000_000  # rows x vocabulary, float32: at most 16 MB per checkpoint
+MIN_ROWS, MAX_ROWS = 1 << 10, 1 << 16
+VALID_EVALS_PER_EPOCH = 10  # cadence of the small-batch `valid_loss`
+MIN_VALID_BATCH = 8  # examples in that small validation batch (at least the batch size)
+WEIGHTS_FORMAT = "tunedeck-ngram"
+
+
+class NgramTrainer:
+    """Fine-tunes `tunedeck-ngram` with supervised (chat-format) data on the CPU."""
+
+    def base_models(self) -> list[str]:
+        return [BUILTIN_BASE_MODEL]
+
+    def supports(self, method: str) -> bool:
+        return method == "supervised"
+
+    def start(self, spec: TrainingSpec) -> NgramRun:
+        if not self.supports(spec.method):
+            raise UnsupportedMethod(f"method {spec.method} is not supported by the built-in trainer yet")
+        return NgramRun(spec)
+
+
+def hash_rows(vocabulary_size: int) -> int:
+    """Feature rows: the largest power of two within the parameter budget, clamped."""
+    rows = 1 << max(0, int(math.log2(PARAMETER_BUDGET / vocabulary_size)))
+    return min(MAX_ROWS, max(MIN_ROWS, rows))
+
+
+class NgramRun:
+    def __init__(self, spec: TrainingSpec) -> None:
+        hyper = spec.hyperparameters
+        vocabulary = build_vocabulary(spec.training, MAX_VOCABULARY)
+        self.featurizer = Featurizer(vocabulary, hash_rows(len(vocabulary)))
+        self._train = _featurize_all(self.featurizer, spec.training)
+        self._valid = _featurize_all(self.featurizer, spec.validation)
+        if not self._train:
+            raise ValueError("the training file has no assistant message with weight 1 to learn from")
+        self.base_model = spec.base_model
+        self.weights = np.zeros((self.featurizer.dim, len(vocabulary)), dtype=np.float32)
+        self._accumulator = np.full(self.featurizer.dim, INITIAL_ACCUMULATOR, dtype=np.float32)
+        self._rng = np.random.default_rng(spec.seed)
+        self._learning_rate = BASE_LEARNING_RATE * hyper.learning_rate_multiplier
+        self._batch_size = max(1, min(hyper.batch_size, len(self._train)))
+        self.steps_per_epoch = math.ceil(len(self._train) / self._batch_size)
+        self.total_steps = self.steps_per_epoch * hyper.n_epochs
+        self._warmup_steps = max(1, min(WARMUP_STEPS, self.total_steps // 10))
+        self._steps_done = 0
+        self._order = np.arange(len(self._train))
+        self._valid_every = max(1, self.steps_per_epoch // VALID_EVALS_PER_EPOCH)
+        self._valid_batch = min(len(self._valid), max(self._batch_size, MIN_VALID_BATCH))
+        self._valid_cursor = 0
+
+    # -- the TrainingRun interface ------------------------------------------------------
+
+    def step(self) -> StepMetrics:
+        if self._steps_done >= self.total_steps:
+            raise RuntimeError("the run is already complete")
+        index = self._steps_done % self.steps_per_epoch
+        if index == 0:
+            self._order = self._rng.permutation(len(self._train))
+        chosen = self._order[index * self._batch_size : (index + 1) * self._batch_size]
+        loss, accuracy = self._sgd_step([self._train[i] for i in chosen])
+        self._steps_done += 1
+        epoch_ended = index == self.steps_per_epoch - 1
+        valid_due = epoch_ended or self._steps_done % self._valid_every == 0
+        valid = self._small_valid() if self._valid and valid_due else None
+        full = self._score(self._valid) if self._valid and epoch_ended else None
+        return StepMetrics(
+            step=self._steps_done,
+            total_steps=self.total_steps,
+            train_loss=loss,
+            train_mean_token_accuracy=accuracy,
+            valid_loss=valid[0] if valid else None,
+            valid_mean_token_accuracy=valid[1] if valid else None,
+            full_valid_loss=full[0] if full else None,
+            full_valid_mean_token_accuracy=full[1] if full else None,
+            epoch_ended=epoch_ended,
+        )
+
+    def save(self, path: Path) -> None:
+        meta = {
+            "format": WEIGHTS_FORMAT,
+            "feature_version": FEATURE_VERSION,
+            "base_model": self.base_model,
+            "rows": self.featurizer.dim,
+            "steps": self._steps_done,
+        }
+        tmp = path.with_name(path.name + ".tmp")
+        with tmp.open("wb") as handle:
+            np.savez(
+                handle,
+                weights=self.weights,
+                vocabulary=np.asarray(self.featurizer.vocabulary, dtype=str),
+                meta=np.asarray(json.dumps(meta)),
+            )
+        os.replace(tmp, path)
+
+    # -- maths ----------------------------------------------------------------------------
+
+    def _sgd_step(self, parts: Sequence[Featurized]) -> tuple[float, float]:
+        """One update on the batch's mean cross-entropy; returns loss and accuracy before it."""
+        positions = sum(p.n_positions for p in parts)
+        loss = hits = 0.0
+        rows, grads = [], []
+        for chunk in kernels.chunks(parts, self.weights.shape[1]):
+            probs = kernels.probabilities(self.weights, chunk)
+            chunk_loss, chunk_hits = kernels.loss_sum_and_hits(probs, chunk.batch.targets)
+            loss, hits = loss + chunk_loss, hits + chunk_hits
+            probs[np.arange(chunk.batch.n_positions), chunk.batch.targets] -= 1.0  # now dloss/dlogits * positions
+            probs /= positions
+            rows.append(chunk.rows)
+            grads.append(kernels.row_gradients(chunk, probs))
+        touched, summed = kernels.merge_rows(rows, grads)
+        self._accumulator[touched] += np.einsum("ij,ij->i", summed, summed)
+        warmup = min(1.0, (self._steps_done + 1) / self._warmup_steps)
+        step_sizes = self._learning_rate * warmup / np.sqrt(self._accumulator[touched])
+        self.weights[touched] -= summed * step_sizes[:, None]
+        return loss / positions, hits / positions
+
+    def _small_valid(self) -> tuple[float, float]:
+        """Score the next few validation examples (a rolling window, like the API's valid batch)."""
+        picked = [(self._valid_cursor + i) % len(self._valid) for i in range(self._valid_batch)]
+        self._valid_cursor = (self._valid_cursor + self._valid_batch) % len(self._valid)
+        return self._score([self._valid[i] for i in picked])
+
+    def _score(self, examples: Sequence[Featurized]) -> tuple[float, float]:
+        """Mean loss and accuracy over every token of `examples` (no update)."""
+        loss = hits = 0.0
+        positions = 0
+        for chunk in kernels.chunks(examples, self.weights.shape[1]):
+            probs = kernels.probabilities(self.weights, chunk)
+            chunk_loss, chunk_hits = kernels.loss_sum_and_hits(probs, chunk.batch.targets)
+            loss, hits, positions = loss + chunk_loss, hits + chunk_hits, positions + chunk.batch.n_positions
+        return loss / positions, hits / positions
+
+
+def _featurize_all(featurizer: Featurizer, examples: Sequence[ChatExample]) -> list[Featurized]:
+    """Featurised examples, leaving out those with nothing to learn (every answer weight 0)."""
+    return [f for f in map(featurizer.example, examples) if f is not None]
+
+
+def load_weights(path: Path) -> tuple[Featurizer, np.ndarray, dict]:
+    """Read a saved model back: its featurizer, weight matrix and metadata."""
+    with np.load(path, allow_pickle=False) as saved:
+        meta = json.loads(str(saved["meta"]))
+        vocabulary = [str(token) for token in saved["vocabulary"]]
+        weights = saved["weights"]
+    if meta.get("format") != WEIGHTS_FORMAT:
+        raise ValueError(f"{path} is not a {WEIGHTS_FORMAT} model")
+    return Featurizer(vocabulary, int(meta["rows"])), weights, meta

@@ -1,0 +1,70 @@
+"""One local backend per data directory, across processes.
+
+The app, `tunedeck serve` and the headless CLI may all want the backend of the same data
+directory. Two servers on one store would both train the same re-queued jobs, so the first
+one takes an exclusive lock and publishes its address; later ones attach to that address.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import IO
+
+try:  # POSIX; on Windows every process gets its own backend (no cross-process sharing)
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None  # type: ignore[assignment]
+
+LOCK_NAME = "backend.lock"
+ENDPOINT_NAME = "endpoint.json"
+
+
+class BackendBusy(Exception):
+    """Another live process serves this data directory, at `base_url` (None if not yet known)."""
+
+    def __init__(self, data_dir: Path, base_url: str | None) -> None:
+        where = base_url or "an address it has not published yet"
+        super().__init__(f"{data_dir} is already served by another tunedeck process at {where}")
+        self.base_url = base_url
+
+
+class Ownership:
+    """Holds the lock for a data directory while a backend serves it."""
+
+    def __init__(self, data_dir: Path, handle: IO[str] | None) -> None:
+        self.data_dir = data_dir
+        self._handle = handle
+
+    @classmethod
+    def claim(cls, data_dir: Path) -> Ownership:
+        """Take the directory, or raise `BackendBusy` naming the process that has it."""
+        data_dir.mkdir(parents=True, exist_ok=True)
+        if fcntl is None:  # pragma: no cover
+            return cls(data_dir, None)
+        handle = (data_dir / LOCK_NAME).open("a+")
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise BackendBusy(data_dir, running_base_url(data_dir)) from None
+        return cls(data_dir, handle)
+
+    def publish(self, base_url: str) -> None:
+        tmp = self.data_dir / (ENDPOINT_NAME + ".tmp")
+        tmp.write_text(json.dumps({"base_url": base_url, "pid": os.getpid()}), encoding="utf-8")
+        tmp.replace(self.data_dir / ENDPOINT_NAME)
+
+    def release(self) -> None:
+        (self.data_dir / ENDPOINT_NAME).unlink(missing_ok=True)
+        if self._handle is not None:
+            self._handle.close()  # closing the file drops the flock
+            self._handle = None
+
+
+def running_base_url(data_dir: Path) -> str | None:
+    try:
+        return json.loads((data_dir / ENDPOINT_NAME).read_text(encoding="utf-8")).get("base_url")
+    except (OSError, ValueError, AttributeError):
+        return None

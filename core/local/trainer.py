@@ -1,0 +1,109 @@
+"""The interface between the job engine and whatever trains a model.
+
+The engine knows nothing about models: it validates files, resolves hyperparameters, then
+asks a `Trainer` for a `TrainingRun` and calls `step()` until `total_steps`. The built-in
+CPU trainer (`ngram.py`) is one implementation; a PyTorch trainer can plug in by offering
+the same two methods. Everything here is plain data, cheap to import (no numpy).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, Sequence
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """One chat message reduced to what a text model trains on."""
+
+    role: str
+    text: str
+    weight: int = 1  # 0 keeps an assistant message out of the loss (SFT `weight` key)
+
+
+@dataclass(frozen=True, slots=True)
+class ChatExample:
+    """One SFT example: its turns in order."""
+
+    turns: tuple[Turn, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Hyperparameters:
+    """Concrete values (no "auto" left): the engine resolves them before training."""
+
+    n_epochs: int
+    batch_size: int
+    learning_rate_multiplier: float
+    extra: dict[str, Any] = field(default_factory=dict)  # method-specific, e.g. DPO `beta`
+
+
+@dataclass(frozen=True, slots=True)
+class TrainingSpec:
+    base_model: str
+    method: str  # "supervised" | "dpo" | "reinforcement"
+    training: Sequence[Any]  # ChatExample for supervised; the validator's parsed lines otherwise
+    validation: Sequence[Any]
+    hyperparameters: Hyperparameters
+    seed: int
+
+
+@dataclass(frozen=True, slots=True)
+class StepMetrics:
+    """What one optimisation step measured. Keys follow the API's metric event `data`."""
+
+    step: int  # 1-based
+    total_steps: int
+    train_loss: float
+    train_mean_token_accuracy: float
+    valid_loss: float | None = None
+    valid_mean_token_accuracy: float | None = None
+    full_valid_loss: float | None = None
+    full_valid_mean_token_accuracy: float | None = None
+    epoch_ended: bool = False
+
+    def as_event_data(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "step": self.step,
+            "total_steps": self.total_steps,
+            "train_loss": self.train_loss,
+            "train_mean_token_accuracy": self.train_mean_token_accuracy,
+        }
+        for key in ("valid_loss", "valid_mean_token_accuracy", "full_valid_loss", "full_valid_mean_token_accuracy"):
+            value = getattr(self, key)
+            if value is not None:
+                data[key] = value
+        return data
+
+
+class TrainingRun(Protocol):
+    """One training run in progress. Not thread-safe: the engine calls it from one thread at a time."""
+
+    total_steps: int
+    steps_per_epoch: int
+
+    def step(self) -> StepMetrics:
+        """Run the next optimisation step and report its metrics."""
+        ...
+
+    def save(self, path: Path) -> None:
+        """Write the current weights to `path` (atomically); the format is the trainer's."""
+        ...
+
+
+class Trainer(Protocol):
+    def base_models(self) -> list[str]:
+        """Model names this trainer can fine-tune (listed by `GET /v1/models`)."""
+        ...
+
+    def supports(self, method: str) -> bool:
+        ...
+
+    def start(self, spec: TrainingSpec) -> TrainingRun:
+        """Prepare a run (tokenise, build features). May take a while: called off the event loop."""
+        ...
+
+
+class UnsupportedMethod(Exception):
+    """Raised by `Trainer.start` for a method it cannot train."""

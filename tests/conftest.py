@@ -1,0 +1,59 @@
+"""Shared fixtures: an isolated home, generated datasets, and the real local backend in
+manual time (jobs advance only when a test says so; nothing sleeps)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+GEN_DATASET = Path(__file__).resolve().parents[2] / "shared" / "bench" / "gen_dataset.py"
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path, monkeypatch):
+    """Nothing a test runs may read or write the real config, cache or keys."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("TUNEDECK_HOME", str(home))
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    return home
+
+
+def generate_dataset(kind: str, n: int, out: Path, *extra: str) -> Path:
+    """Write a dataset with the shared generator (falls back to a built-in SFT writer)."""
+    if GEN_DATASET.is_file():
+        subprocess.run([sys.executable, str(GEN_DATASET), kind, str(n), str(out), *extra], check=True)
+        return out
+    assert kind == "sft", "only SFT can be generated without ../shared/bench"
+    import json
+    import random
+
+    labels = ["billing", "shipping", "account"]
+    cues = {"billing": "receipt", "shipping": "parcel", "account": "username"}
+    r = random.Random(7)
+    with out.open("w", encoding="utf-8") as f:
+        for _ in range(n):
+            label = r.choice(labels)
+            text = f"My order has a problem with the {cues[label]} please help"
+            msgs = [{"role": "user", "content": text}, {"role": "assistant", "content": label}]
+            f.write(json.dumps({"messages": msgs}) + "\n")
+    return out
+
+
+@pytest.fixture
+def sft_file(tmp_path) -> Path:
+    return generate_dataset("sft", 40, tmp_path / "train.jsonl", "--learnable")
+
+
+@pytest.fixture
+def manual_backend(tmp_path):
+    """The real local backend on loopback, advancing jobs only when told."""
+    from tunedeck.core.local import LocalBackend
+
+    backend = LocalBackend(data_dir=tmp_path / "backend", auto_advance=False)
+    backend.start()
+    yield backend
+    backend.stop()

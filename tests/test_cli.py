@@ -1,0 +1,97 @@
+"""The headless twins: JSON on stdout, diagnostics on stderr, documented exit codes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from tunedeck.core import __version__
+from tunedeck.core.bootstrap import open_service
+from tunedeck.core.local import BUILTIN_BASE_MODEL
+from tunedeck.core.service import LaunchRequest
+from tunedeck.tui.cli import main
+
+
+def use_compatible_profile(home, base_url: str) -> None:
+    config_dir = home / "config"
+    config_dir.mkdir(parents=True, exist_ok=True)
+    (config_dir / "config.toml").write_text(
+        f'default_profile = "bench"\n[profiles.bench]\nbackend = "compatible"\n'
+        f'base_url = "{base_url}"\napi_key_env = "BENCH_KEY"\n',
+        encoding="utf-8",
+    )
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+async def launch_and_finish(backend, path) -> str:
+    service = await open_service(local_backend=backend)
+    await service.connect()
+    job = await service.launch(LaunchRequest(training_path=path, model=BUILTIN_BASE_MODEL))
+    await asyncio.to_thread(backend.run_until_settled)
+    await service.close()
+    return job.id
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert __version__ in capsys.readouterr().out
+
+
+def test_jobs_list_and_show_json_over_a_compatible_profile(capsys, isolated_home, manual_backend, sft_file, monkeypatch):
+    job_id = asyncio.run(launch_and_finish(manual_backend, sft_file))
+    use_compatible_profile(isolated_home, manual_backend.base_url)
+    monkeypatch.setenv("BENCH_KEY", "any-key")
+
+    code, out, _ = run_cli(capsys, "jobs", "list", "--json")
+    assert code == 0
+    listed = json.loads(out)
+    assert listed["profile"] == "bench"
+    assert [j["id"] for j in listed["jobs"]] == [job_id]
+    assert listed["jobs"][0]["status"] == "succeeded"
+
+    code, out, _ = run_cli(capsys, "jobs", "show", job_id, "--json")
+    assert code == 0
+    shown = json.loads(out)
+    assert shown["job"]["id"] == job_id
+    assert shown["metrics"] and shown["metrics"][-1]["step"] == shown["metrics"][-1]["total_steps"]
+    messages = [e["message"] for e in shown["events"]]
+    assert messages[0].startswith("Created fine-tuning job")
+
+
+def test_offline_listing_reads_the_cache_only(capsys, isolated_home, manual_backend, sft_file, monkeypatch):
+    job_id = asyncio.run(launch_and_finish(manual_backend, sft_file))
+    # The cached rows belong to the local profile; no network is touched with --offline.
+    code, out, _ = run_cli(capsys, "--profile", "local", "jobs", "list", "--json", "--offline")
+    assert code == 0
+    assert [j["id"] for j in json.loads(out)["jobs"]] == [job_id]
+
+
+def test_missing_key_falls_back_to_cache_and_says_why(capsys, isolated_home, manual_backend):
+    use_compatible_profile(isolated_home, manual_backend.base_url)
+    code, out, err = run_cli(capsys, "jobs", "list", "--json")
+    assert code == 0
+    assert json.loads(out)["jobs"] == []
+    assert "set BENCH_KEY" in err
+
+
+def test_unknown_profile_is_a_usage_error(capsys):
+    code, out, err = run_cli(capsys, "--profile", "nope", "jobs", "list")
+    assert code == 2 and out == ""
+    assert "no profile named 'nope'" in err
+
+
+def test_unknown_job_fails_with_exit_1(capsys, isolated_home, manual_backend, monkeypatch):
+    use_compatible_profile(isolated_home, manual_backend.base_url)
+    monkeypatch.setenv("BENCH_KEY", "any-key")
+    code, out, err = run_cli(capsys, "jobs", "show", "ftjob-doesnotexist")
+    assert code == 1 and out == ""
+    assert "404" in err or "no job" in err

@@ -1,0 +1,125 @@
+"""The core service against the real local backend over loopback, time driven by the test."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tunedeck.core.bootstrap import open_service
+from tunedeck.core.local import BUILTIN_BASE_MODEL
+from tunedeck.core.poller import JobPoller
+from tunedeck.core.records import MetricPoint
+from tunedeck.core.service import ConnectionChanged, EventsAdded, JobsChanged, LaunchRequest, ServiceError
+
+
+@pytest.fixture
+async def service(manual_backend):
+    service = await open_service(local_backend=manual_backend)
+    heard: list = []
+    service.subscribe(heard.append)
+    service.heard = heard
+    await service.connect()
+    yield service
+    await service.close()
+
+
+async def test_connect_reports_online_on_the_local_profile(service):
+    assert service.profile.name == "local"
+    states = [e.state for e in service.heard if isinstance(e, ConnectionChanged)]
+    assert states == ["connecting", "online"]
+    assert BUILTIN_BASE_MODEL in await service.base_models()
+
+
+async def test_launch_then_poll_until_succeeded(service, manual_backend, sft_file):
+    job = await service.launch(LaunchRequest(training_path=sft_file, model=BUILTIN_BASE_MODEL))
+    assert job.status == "validating_files"
+    assert job.id in {row.job.id for row in await service.cached_rows()}
+
+    poller = JobPoller(service)
+    await asyncio.to_thread(manual_backend.run_until_settled)
+    rows = await poller.poll_once()
+    finished = next(r for r in rows if r.job.id == job.id)
+    assert finished.job.status == "succeeded"
+    assert finished.job.fine_tuned_model and finished.job.fine_tuned_model.startswith("ft:")
+    assert finished.progress == 1.0
+
+    events = await service.cached_events(job.id)
+    metrics = [m for m in map(MetricPoint.from_event, events) if m]
+    assert metrics and metrics[-1].step == metrics[-1].total_steps
+    assert [m.step for m in metrics] == sorted(m.step for m in metrics)
+    assert any(isinstance(e, EventsAdded) and e.job.id == job.id for e in service.heard)
+    assert any(isinstance(e, JobsChanged) for e in service.heard)
+
+
+async def test_events_are_fetched_incrementally_without_duplicates(service, manual_backend, sft_file):
+    job = await service.launch(LaunchRequest(training_path=sft_file, model=BUILTIN_BASE_MODEL))
+    await asyncio.to_thread(manual_backend.advance, job.id, 5)
+    first_batch = await service.sync_events(job.id)
+    assert first_batch
+    await asyncio.to_thread(manual_backend.run_until_settled)
+    second_batch = await service.sync_events(job.id)
+    assert second_batch
+    assert not {e.id for e in first_batch} & {e.id for e in second_batch}
+    assert await service.sync_events(job.id) == []
+    cached = await service.cached_events(job.id)
+    assert [e.id for e in cached] == [e.id for e in first_batch + second_batch]
+
+
+async def test_a_finished_job_costs_no_more_requests(service, manual_backend, sft_file):
+    job = await service.launch(LaunchRequest(training_path=sft_file, model=BUILTIN_BASE_MODEL))
+    poller = JobPoller(service)
+    poller.watch(job.id)
+    await poller.poll_once()
+    await asyncio.to_thread(manual_backend.run_until_settled)
+    await poller.poll_once()  # sees it finish: reads its last events once
+    before = service.api_requests
+    await poller.poll_once()
+    assert service.api_requests - before == 1  # the job list only
+
+
+async def test_cancel_a_running_job(service, manual_backend, sft_file):
+    job = await service.launch(LaunchRequest(training_path=sft_file, model=BUILTIN_BASE_MODEL))
+    await asyncio.to_thread(manual_backend.advance, job.id, 3)
+    cancelled = await service.cancel(job.id)
+    assert cancelled.status == "cancelled"
+    assert (await service.cached_job(job.id)).status == "cancelled"
+
+
+async def test_launch_with_a_missing_file_names_it_and_sends_nothing(service, tmp_path):
+    before = service.api_requests
+    missing = tmp_path / "nope.jsonl"
+    with pytest.raises(ServiceError, match="nope.jsonl: no such file"):
+        await service.launch(LaunchRequest(training_path=missing, model=BUILTIN_BASE_MODEL))
+    assert service.api_requests == before
+
+
+async def test_cached_rows_are_served_before_connecting(manual_backend, sft_file):
+    online = await open_service(local_backend=manual_backend)
+    await online.connect()
+    job = await online.launch(LaunchRequest(training_path=sft_file, model=BUILTIN_BASE_MODEL))
+    await online.close()
+
+    offline = await open_service(local_backend=manual_backend)
+    assert not offline.is_connected
+    assert offline.connection.state == "offline"
+    assert [row.job.id for row in await offline.cached_rows()] == [job.id]
+    await offline.close()
+
+
+async def test_a_second_process_attaches_to_the_running_local_backend(tmp_path):
+    """Two tunedeck processes on one profile share one backend instead of racing two."""
+    from tunedeck.core.paths import AppPaths
+
+    paths = AppPaths(config_dir=tmp_path / "c", cache_dir=tmp_path / "k", data_dir=tmp_path / "d")
+    first = await open_service(paths=paths)
+    await first.connect()
+    second = await open_service(paths=paths)
+    await second.connect()
+    try:
+        assert first.connection.state == second.connection.state == "online"
+        assert first._local is not None and second._local is None  # the second one only attached
+        assert await second.base_models() == await first.base_models()
+    finally:
+        await second.close()
+        await first.close()
