@@ -39,14 +39,14 @@ class JobPoller:
             return []
         # Jobs the cache last saw running get one final events read once they finish.
         self._seen_active.update(r.job.id for r in await self._service.cached_rows() if not r.job.is_terminal)
-        rows = await self._service.refresh_jobs()
+        rows = await self._service.refresh_jobs(announce=False)
         self._any_active = any(not row.job.is_terminal for row in rows)
         for row in rows:
             if self._needs_events(row):
                 await self._follow(row)
         for job_id in self._watched - {row.job.id for row in rows} - self._settled:
             await self._follow_by_id(job_id)
-        return rows
+        return await self._service.announce_rows()
 
     def _needs_events(self, row: JobRow) -> bool:
         job_id = row.job.id
@@ -70,6 +70,7 @@ class JobPoller:
             if exc.kind != "not_found":
                 raise
             self._settled.add(job_id)
+            self._service.announce_missing(job_id, exc.message)
             return
         job = await self._service.cached_job(job_id)
         if job is not None and job.is_terminal:

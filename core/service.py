@@ -9,6 +9,7 @@ event loop's thread.
 from __future__ import annotations
 
 import asyncio
+import threading
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,7 +53,15 @@ class ConnectionChanged:
     detail: str = ""
 
 
-ServiceEvent = JobsChanged | EventsAdded | ConnectionChanged
+@dataclass(frozen=True, slots=True)
+class JobMissing:
+    """A job a screen asked for does not exist on this profile's backend."""
+
+    job_id: str
+    detail: str
+
+
+ServiceEvent = JobsChanged | EventsAdded | ConnectionChanged | JobMissing
 Listener = Callable[[ServiceEvent], None]
 
 
@@ -87,6 +96,10 @@ class Service:
         self._paths = paths
         self._local = local_backend
         self._owns_local = False
+        # `connect()` starts the backend in a thread that may finish after `close()`:
+        # this lock and flag make sure a backend started that late is stopped, not leaked.
+        self._lifecycle = threading.Lock()
+        self._closed = False
         self._api: Api | None = None
         self._listeners: list[Listener] = []
         self.connection = ConnectionChanged("offline", "showing cached data")
@@ -141,10 +154,14 @@ class Service:
             return
         self._set_connection("connecting", self.profile.describe())
         try:
-            self._api = await asyncio.to_thread(self._build_api)
+            api = await asyncio.to_thread(self._build_api)
         except ApiError as exc:
             self._set_connection("error", exc.message)
             return
+        if self._closed:
+            await api.close()
+            return
+        self._api = api
         self._set_connection("online", self.profile.describe())
 
     def _build_api(self) -> Api:
@@ -175,17 +192,23 @@ class Service:
             return busy.base_url
         except OSError as exc:
             raise ApiError("connection", f"cannot start the local backend: {exc}") from None
-        self._local = backend
-        self._owns_local = True
-        return base_url
+        with self._lifecycle:
+            if not self._closed:
+                self._local, self._owns_local = backend, True
+                return base_url
+        backend.stop()
+        raise ApiError("connection", "closed while the local backend was starting")
 
     async def close(self) -> None:
+        with self._lifecycle:
+            self._closed = True
+            owned = self._local if self._owns_local else None
+            self._local = None
         if self._api is not None:
             await self._api.close()
             self._api = None
-        if self._local is not None and self._owns_local:
-            await asyncio.to_thread(self._local.stop)
-            self._local = None
+        if owned is not None:
+            await asyncio.to_thread(owned.stop)
         await self.cache.close()
 
     def _require_api(self) -> Api:
@@ -208,13 +231,26 @@ class Service:
 
     # -- jobs ------------------------------------------------------------------------------
 
-    async def refresh_jobs(self, limit: int = 20) -> list[JobRow]:
-        """Fetch the newest `limit` jobs, update the cache, announce the full list."""
+    async def refresh_jobs(self, limit: int = 20, announce: bool = True) -> list[JobRow]:
+        """Fetch the newest `limit` jobs, update the cache, announce the full list.
+
+        The poller passes `announce=False` and calls `announce_rows()` once it has read
+        the new events too, so progress columns never lag one poll behind.
+        """
         jobs, _ = await self._call(lambda api: api.list_jobs(limit=limit))
         await self.cache.upsert_jobs(self.profile.name, jobs)
         rows = await self.cached_rows()
+        if announce:
+            self._emit(JobsChanged(rows))
+        return rows
+
+    async def announce_rows(self) -> list[JobRow]:
+        rows = await self.cached_rows()
         self._emit(JobsChanged(rows))
         return rows
+
+    def announce_missing(self, job_id: str, detail: str) -> None:
+        self._emit(JobMissing(job_id, detail))
 
     async def refresh_all_jobs(self) -> list[JobRow]:
         """Walk every page of the job list (the CLI's `jobs list`)."""

@@ -123,3 +123,16 @@ async def test_a_second_process_attaches_to_the_running_local_backend(tmp_path):
     finally:
         await second.close()
         await first.close()
+
+
+async def test_closing_while_connecting_leaves_no_backend_running(tmp_path):
+    from tunedeck.core.local.ownership import Ownership
+    from tunedeck.core.paths import AppPaths
+
+    paths = AppPaths(config_dir=tmp_path / "c", cache_dir=tmp_path / "k", data_dir=tmp_path / "d")
+    service = await open_service(paths=paths)
+    connecting = asyncio.ensure_future(service.connect())
+    await asyncio.sleep(0)  # let connect() hand the backend start to its thread
+    await service.close()
+    await connecting
+    Ownership.claim(paths.local_backend_dir("local")).release()  # free: nothing serves it

@@ -1,0 +1,141 @@
+"""Render the app's screens to SVG, headless, against a throwaway local backend.
+
+    python scripts/screenshots.py [--text] [OUT_DIR]   (default: screenshots/ next to scripts/)
+
+One job is trained to completion (with a validation file, so the chart has both curves)
+and one is stopped mid-run; the script writes jobs.svg (the list), job.svg (the finished
+job: fields, events, loss chart), job-running.svg (the mid-run job), launch.svg (the form)
+and help.svg (with --text, a plain-text .txt of each as well). Nothing touches the user's config, cache or keys: everything lives in a
+temporary TUNEDECK_HOME that is deleted afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+GEN_DATASET = REPO.parent / "shared" / "bench" / "gen_dataset.py"
+SIZE = (120, 36)
+
+
+def write_dataset(path: Path, n: int, seed: int) -> Path:
+    """An SFT file from the shared generator when present, else a small built-in one."""
+    if GEN_DATASET.is_file():
+        args = [sys.executable, str(GEN_DATASET), "sft", str(n), str(path), "--learnable", "--seed", str(seed)]
+        subprocess.run(args, check=True, stdout=subprocess.DEVNULL)
+        return path
+    cues = {"billing": "receipt", "shipping": "parcel", "account": "username"}
+    rng = random.Random(seed)
+    with path.open("w", encoding="utf-8") as handle:
+        for _ in range(n):
+            label = rng.choice(sorted(cues))
+            messages = [
+                {"role": "user", "content": f"Question about my {cues[label]}, please help"},
+                {"role": "assistant", "content": label},
+            ]
+            handle.write(json.dumps({"messages": messages}) + "\n")
+    return path
+
+
+async def render(out_dir: Path, home: Path, text: bool = False) -> list[Path]:
+    from tunedeck.core.bootstrap import open_service
+    from tunedeck.core.local import BUILTIN_BASE_MODEL, LocalBackend
+    from tunedeck.core.paths import AppPaths
+    from tunedeck.core.service import LaunchRequest
+    from tunedeck.tui.app import TunedeckApp
+    from tunedeck.tui.screens.job import JobScreen
+    from tunedeck.tui.screens.jobs import JobsTable
+    from tunedeck.tui.textshot import screen_text
+
+    train = write_dataset(home / "train.jsonl", 120, seed=1)
+    valid = write_dataset(home / "valid.jsonl", 30, seed=2)
+    paths = AppPaths(config_dir=home / "config", cache_dir=home / "cache", data_dir=home / "data")
+    backend = LocalBackend(data_dir=home / "backend", auto_advance=False)
+    backend.start()
+    written: list[Path] = []
+    try:
+        app = TunedeckApp(lambda: open_service(paths=paths, local_backend=backend), poll=False)
+        async with app.run_test(size=SIZE) as pilot:
+
+            async def settle() -> None:
+                await app.workers.wait_for_complete()
+                await pilot.pause()
+                await pilot.pause()
+
+            def shoot(name: str) -> None:
+                target = out_dir / name
+                target.write_text(app.export_screenshot(title=f"tunedeck: {name.removesuffix('.svg')}"), encoding="utf-8")
+                written.append(target)
+                if text:
+                    target.with_suffix(".txt").write_text(screen_text(app), encoding="utf-8")
+
+            await settle()
+            assert app.service is not None and app.service.is_connected, app.connection_detail
+            done = await app.service.launch(
+                LaunchRequest(training_path=train, model=BUILTIN_BASE_MODEL, validation_path=valid)
+            )
+            await asyncio.to_thread(backend.run_until, done.id, "succeeded")
+            running = await app.service.launch(LaunchRequest(training_path=train, model=BUILTIN_BASE_MODEL))
+            await asyncio.to_thread(backend.run_until, running.id, "running")
+            await asyncio.to_thread(backend.advance, running.id, 150)
+            await app.poll_now()
+            await settle()
+
+            table = app.screen.query_one(JobsTable)
+            table.move_cursor(row=table.job_ids.index(running.id))
+            await pilot.pause()
+            shoot("jobs.svg")
+
+            app.push_screen(JobScreen(done.id))
+            await settle()
+            await app.poll_now()
+            await settle()
+            shoot("job.svg")
+            app.pop_screen()
+            await settle()
+
+            app.push_screen(JobScreen(running.id))
+            await settle()
+            await app.poll_now()
+            await settle()
+            shoot("job-running.svg")
+            await pilot.press("question_mark")
+            await pilot.pause()
+            shoot("help.svg")
+            await pilot.press("escape", "escape")
+            await settle()
+
+            await pilot.press("n")
+            await settle()
+            await pilot.press(*"train.jsonl")
+            await pilot.pause()
+            shoot("launch.svg")
+    finally:
+        backend.stop()
+    return written
+
+
+def main(argv: list[str]) -> int:
+    text = "--text" in argv
+    args = [a for a in argv[1:] if a != "--text"]
+    out_dir = (Path(args[0]) if args else REPO / "screenshots").resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="tunedeck-shots-") as tmp:
+        home = Path(tmp)
+        os.environ["TUNEDECK_HOME"] = str(home)
+        os.environ.pop("OPENAI_API_KEY", None)
+        os.chdir(home)  # the launch form shows a path relative to here
+        for path in asyncio.run(render(out_dir, home, text)):
+            print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

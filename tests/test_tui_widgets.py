@@ -1,0 +1,164 @@
+"""The TUI's small parts on their own: literal text, the loss chart, the jobs table."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from rich.text import Text
+from textual.app import App, ComposeResult
+from textual.widgets import RichLog, Static
+
+from tunedeck.core.records import Job, JobRow, MetricPoint
+from tunedeck.tui.formatting import progress_text
+from tunedeck.tui.safe_text import one_line, safe
+from tunedeck.tui.screens.jobs import JobsTable, short_id
+from tunedeck.tui.textshot import screen_text
+from tunedeck.tui.widgets.loss_chart import LossChart, thin
+
+HOSTILE = "step 3 [@click=app.quit]click me[/] [/ [link=https://x.test]x \x1b]52;c;aGVsbG8=\x07 \x1b[31mred \x9b2J \u202eevil"
+
+
+def test_safe_keeps_markup_literal_and_neutralises_control_characters():
+    text = safe(HOSTILE)
+    assert isinstance(text, Text)
+    assert "[@click=app.quit]" in text.plain
+    assert "[/" in text.plain and "[link=https://x.test]" in text.plain
+    assert not text.spans  # nothing was parsed into styles or actions
+    for bad in ("\x1b", "\x07", "\x9b", "\u202e"):
+        assert bad not in text.plain
+    assert "␛]52;c;aGVsbG8=␇" in text.plain  # visible placeholders, so the user sees what came
+
+
+def test_one_line_flattens_newlines_and_tabs_but_safe_keeps_them():
+    assert one_line("a\nb\tc").plain == "a b c"
+    assert safe("a\nb\tc").plain == "a\nb\tc"
+    assert safe(None).plain == ""
+
+
+class LiteralApp(App):
+    def compose(self) -> ComposeResult:
+        yield Static(safe(HOSTILE), id="static")
+        yield RichLog(id="log", markup=False)
+
+    def on_mount(self) -> None:
+        self.query_one(RichLog).write(safe(HOSTILE))
+
+
+async def test_hostile_text_renders_literally_in_widgets():
+    app = LiteralApp()
+    async with app.run_test(size=(200, 10)) as pilot:
+        await pilot.pause()
+        shown = screen_text(app)
+        assert shown.count("[@click=app.quit]click me[/]") == 2
+        assert "\x1b]52" not in shown and "\x07" not in shown
+        await pilot.click("#static", offset=(10, 0))  # clicking the fake link runs nothing
+        await pilot.pause()
+        assert app.is_running
+
+
+# -- loss chart -----------------------------------------------------------------------------
+
+
+def point(step: int, train: float | None = None, valid: float | None = None, full: float | None = None) -> MetricPoint:
+    return MetricPoint(step, 100, train, valid, full, None, None)
+
+
+class ChartApp(App):
+    def compose(self) -> ComposeResult:
+        yield LossChart(id="chart")
+
+
+async def test_chart_without_points_says_so():
+    app = ChartApp()
+    async with app.run_test(size=(60, 16)) as pilot:
+        await pilot.pause()
+        assert "no loss metrics yet" in screen_text(app)
+        assert app.query_one(LossChart).build_count == 0
+
+
+@pytest.mark.parametrize("points", [1, 2, 300])
+@pytest.mark.parametrize("size", [(1, 1), (3, 2), (10, 3), (23, 5), (40, 10), (120, 36)])
+async def test_chart_survives_any_size_and_point_count(points, size):
+    app = ChartApp()
+    async with app.run_test(size=size) as pilot:
+        chart = app.query_one(LossChart)
+        chart.add_points(point(s, 3.0 / s, 3.3 / s if s % 5 == 0 else None, 3.2 / s if s % 50 == 0 else None) for s in range(1, points + 1))
+        await pilot.pause()
+        screen_text(app)
+        assert len(chart.train_points) == points
+
+
+async def test_chart_builds_once_per_data_version_and_size():
+    app = ChartApp()
+    async with app.run_test(size=(80, 20)) as pilot:
+        chart = app.query_one(LossChart)
+        chart.add_points([point(1, 2.0), point(2, 1.5, 1.7)])
+        await pilot.pause()
+        assert chart.build_count == 1
+        for _ in range(5):
+            chart.refresh()
+            await pilot.pause()
+        assert chart.build_count == 1  # repaints reuse the cached drawing
+        assert chart.add_points([point(2, 1.5, 1.7)]) == 0  # duplicates change nothing
+        assert chart.version == 1
+        chart.add_points([point(3, 1.2)])
+        await pilot.pause()
+        assert chart.build_count == 2 and chart.version == 2
+        await pilot.resize_terminal(100, 24)
+        await pilot.pause()
+        assert chart.build_count == 3
+        assert chart.valid_points == [(2, 1.7)]
+        assert "train" in screen_text(app) and "valid" in screen_text(app)
+
+
+def test_thin_keeps_about_the_limit_and_the_last_point():
+    points = [(i, float(i)) for i in range(1, 1001)]
+    thinned = thin(points, 100)
+    assert len(thinned) <= 101 and thinned[-1] == (1000, 1000.0) and thinned[0] == (1, 1.0)
+    assert thin(points[:5], 100) == points[:5]
+
+
+# -- jobs table -------------------------------------------------------------------------------
+
+
+def job_row(n: int, status: str = "running", step: int | None = None) -> JobRow:
+    job = Job(id=f"ftjob-{n:024d}", model="m[/]", status=status, created_at=int(time.time()) - n)
+    return JobRow(job, step=step, total_steps=10 if step else None)
+
+
+def test_progress_cell():
+    assert progress_text(job_row(1, step=6)).plain == "███░░  60%"
+    assert progress_text(job_row(1, "succeeded")).plain == "█████ 100%"
+    assert progress_text(job_row(1)).plain == "-"
+    assert short_id("ftjob-abcdefghijklmnopqrstuvwx") == "ftjob-abc…stuvwx"
+
+
+class TableApp(App):
+    def compose(self) -> ComposeResult:
+        yield JobsTable(id="table")
+
+
+async def test_table_updates_in_place_keeps_the_cursor_and_skips_no_ops():
+    app = TableApp()
+    async with app.run_test(size=(160, 20)) as pilot:
+        table = app.query_one(JobsTable)
+        rows = [job_row(n, step=n) for n in range(1, 6)]
+        table.show_rows(rows)
+        table.move_cursor(row=2)
+        await pilot.pause()
+        assert table.selected_job_id == rows[2].job.id
+        table.show_rows(rows)  # same data: nothing rewritten
+        assert table.cell_updates == 0
+        rows[2] = job_row(3, "succeeded")
+        table.show_rows(rows)
+        assert table.cell_updates == 2  # status and progress only
+        newest = job_row(0)
+        table.show_rows([newest, *rows])  # a new job on top: the cursor stays on its job
+        await pilot.pause()
+        assert table.job_ids[0] == newest.job.id
+        assert table.selected_job_id == rows[2].job.id
+        table.show_rows(rows[1:])  # two gone
+        assert newest.job.id not in table.job_ids and rows[0].job.id not in table.job_ids
+        assert table.selected_job_id == rows[2].job.id
+        assert "m[/]" in screen_text(app)

@@ -1,0 +1,86 @@
+"""One-line header: app name, profile and where it points, connection state, screen title."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, cast
+
+from rich.text import Text
+from textual.widget import Widget
+
+from ..safe_text import one_line
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..app import TunedeckApp
+
+CONNECTION_LOOK = {
+    "online": ("●", "bold green"),
+    "connecting": ("◌", "bold yellow"),
+    "offline": ("○", "dim"),
+    "error": ("✖", "bold red"),
+}
+
+
+def connection_text(state: str, detail: str = "") -> Text:
+    mark, style = CONNECTION_LOOK.get(state, ("?", ""))
+    text = Text(f"{mark} {state}", style=style, end="")
+    if state == "error" and detail:
+        text.append(": ")
+        text.append(one_line(detail, "red"))
+    return text
+
+
+class AppHeader(Widget):
+    """Reads the app's state; repaints when the app announces a change (no polling)."""
+
+    DEFAULT_CSS = """
+    AppHeader {
+        dock: top;
+        height: 1;
+        background: $panel;
+        color: $foreground;
+    }
+    """
+
+    def __init__(self, title: Text | str = "", *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self._title = title if isinstance(title, Text) else Text(title, end="")
+
+    @property
+    def tunedeck(self) -> TunedeckApp:
+        return cast("TunedeckApp", self.app)
+
+    def on_mount(self) -> None:
+        self.tunedeck.state_signal.subscribe(self, lambda _: self.refresh())
+
+    def set_title(self, title: Text | str) -> None:
+        self._title = title if isinstance(title, Text) else Text(title, end="")
+        self.refresh()
+
+    def header_text(self) -> Text:
+        """The header as plain `Text` (tests read it; `render` fits it to the width)."""
+        app = self.tunedeck
+        text = Text(" tunedeck", style="bold", end="")
+        text.append("  ")
+        if app.profile_name:
+            text.append(one_line(app.profile_name, "bold"))
+            text.append(" · ")
+            text.append(one_line(app.profile_detail))
+        else:
+            text.append("opening cache…", style="dim")
+        text.append(" · ")
+        text.append(connection_text(app.connection_state, app.connection_detail))
+        return text
+
+    def render(self) -> Text:
+        left = self.header_text()
+        width = self.size.width
+        right = self._title.copy()
+        room = width - left.cell_len - 1
+        if right.plain and room > 4:
+            right.truncate(room - 2, overflow="ellipsis")
+            gap = max(2, width - left.cell_len - right.cell_len - 1)
+            left.append(" " * gap)
+            left.append_text(right)
+        left.truncate(width, overflow="ellipsis")
+        left.no_wrap = True
+        return left
