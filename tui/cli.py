@@ -11,7 +11,6 @@ import argparse
 import asyncio
 import json
 import sys
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -21,6 +20,7 @@ from tunedeck.core.config import ConfigError
 from tunedeck.core.records import Job, JobEvent, JobRow, MetricPoint
 from tunedeck.core.service import Service, ServiceError
 from tunedeck.core.text import strip_controls
+from tunedeck.tui.formatting import job_fields, local_time
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -162,7 +162,7 @@ async def _jobs_list(service: Service, args: argparse.Namespace) -> int:
         progress = f"{row.progress:.0%}" if row.progress is not None else "-"
         _say(
             f"{job.id:<32} {job.model:<24} {job.method_label:<6} {job.status:<16} {progress:>8}  "
-            f"{_local_time(job.created_at):<16}  {job.fine_tuned_model or '-'}"
+            f"{local_time(job.created_at):<16}  {job.fine_tuned_model or '-'}"
         )
     return EXIT_OK
 
@@ -179,11 +179,11 @@ async def _jobs_show(service: Service, args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(_show_json(service, job, events, metrics), indent=2))
         return EXIT_OK
-    for label, value in _job_fields(job):
-        _say(f"{label + ':':<18} {value}")
+    for label, value in job_fields(job):
+        _say(f"{label + ':':<12} {value}")
     print()
     for event in events:
-        _say(f"{_local_time(event.created_at)}  {event.level:<5} {event.message}")
+        _say(f"{local_time(event.created_at)}  {event.level:<5} {event.message}")
     return EXIT_OK
 
 
@@ -221,27 +221,6 @@ def _show_json(service: Service, job: Job, events: list[JobEvent], metrics: list
             for m in metrics
         ],
     }
-
-
-def _job_fields(job: Job) -> list[tuple[str, str]]:
-    return [
-        ("id", job.id),
-        ("status", job.status),
-        ("model", job.model),
-        ("method", job.method_label),
-        ("created", _local_time(job.created_at)),
-        ("finished", _local_time(job.finished_at) if job.finished_at else "-"),
-        ("trained tokens", str(job.trained_tokens) if job.trained_tokens is not None else "-"),
-        ("hyperparameters", ", ".join(f"{k}={v}" for k, v in job.hyperparameters.items()) or "-"),
-        ("fine-tuned model", job.fine_tuned_model or "-"),
-        ("error", f"{job.error_code}: {job.error_message}" if job.error_code else "-"),
-    ]
-
-
-def _local_time(timestamp: int | None) -> str:
-    if not timestamp:
-        return "-"
-    return datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M")
 
 
 if __name__ == "__main__":  # pragma: no cover

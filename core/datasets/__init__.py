@@ -1,0 +1,1 @@
+"""The dataset engine: validate, count tokens, estimate cost, split (issue 4)."""
