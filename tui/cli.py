@@ -36,6 +36,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8765)
     serve.add_argument("--data-dir", type=Path, help="where jobs, files and models are kept")
     serve.add_argument("--time-scale", type=float, default=1.0, help="stretch job durations (demos)")
+    serve.add_argument(
+        "--training-not-available",
+        action="store_true",
+        help="answer job creation with OpenAI's 403 training_not_available (rehearse a blocked organisation)",
+    )
+    serve.add_argument("--faults", type=Path, metavar="FILE", help="inject faults from a JSON or TOML plan")
 
     jobs = commands.add_parser("jobs", help="list and inspect fine-tuning jobs").add_subparsers(
         dest="jobs_command", metavar="ACTION", required=True
@@ -96,10 +102,21 @@ def _serve(args: argparse.Namespace) -> int:
 
     # By default the same store as the app's `local` profile: a running `tunedeck` attaches to it.
     data_dir = args.data_dir or AppPaths.discover().local_backend_dir("local")
+    from tunedeck.core.local.faults import FaultConfigError
     from tunedeck.core.local.ownership import BackendBusy
 
     try:
-        serve(data_dir=data_dir, host=args.host, port=args.port, time_scale=args.time_scale)
+        serve(
+            data_dir=data_dir,
+            host=args.host,
+            port=args.port,
+            time_scale=args.time_scale,
+            training_not_available=args.training_not_available,
+            faults=args.faults,
+        )
+    except FaultConfigError as exc:
+        _fail(f"--faults: {exc}")
+        return EXIT_USAGE
     except BackendBusy as busy:
         _fail(str(busy))
         return EXIT_FAILED

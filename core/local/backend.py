@@ -8,7 +8,8 @@ is called; each has a blocking form (thread mode, from any other thread) and an
 
 Layout of `data_dir`: `backend.sqlite3` (files, jobs, events, checkpoints, models),
 `files/<file id>` (uploads and result CSVs), `models/<job id>/step-N.npz` (weights),
-plus the lock and endpoint files of `ownership.py`.
+`models/paused/<job id>/step-N.npz` (pause checkpoints), `uploads/<upload id>/` (Uploads
+in progress), plus the lock and endpoint files of `ownership.py`.
 """
 
 from __future__ import annotations
@@ -19,23 +20,31 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Sequence, TypeVar
+from typing import Any, Awaitable, Callable, Mapping, Sequence, TypeVar
 
 from aiohttp import web
 
 from .blobs import Blobs
 from .engine import JobEngine, Pacing
+from .faults import FaultPlan, fault_middleware, load_fault_plan
+from .inference import ChatModels
 from .ngram import NgramTrainer
 from .ownership import Ownership
 from .phases import Phases
 from .routes_files import file_routes
+from .routes_graders import grader_routes
+from .routes_inference import inference_routes
 from .routes_jobs import job_routes
+from .routes_model_deletion import model_deletion_routes
+from .routes_uploads import upload_routes
 from .server import build_app
 from .store import Store
 from .trainer import Trainer
+from .uploads import UploadRegistry
 
 T = TypeVar("T")
 DATABASE_NAME = "backend.sqlite3"
+UPLOADS_DIR = "uploads"
 TRAINING_THREADS = 2
 SHUTDOWN_SECONDS = 2.0
 
@@ -51,13 +60,22 @@ class LocalBackend:
         step_delay: float = 0.05,
         clock: Callable[[], float] = time.time,
         trainers: Sequence[Trainer] | None = None,
+        training_not_available: bool = False,
+        faults: FaultPlan | Mapping[str, Any] | Path | str | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
+        """`training_not_available`: answer job creation with OpenAI's 403 for blocked
+        organisations. `faults`: a fault plan (see faults.py) or a JSON/TOML file holding one.
+        Both can be changed while serving, through `self.faults`. `sleep`: how auto mode
+        waits between steps (tests pass a gate that they open one wait at a time)."""
         self.data_dir = Path(data_dir)
         self.host = host
         self.port = port
-        self.pacing = Pacing(auto_advance=auto_advance, step_delay=step_delay, time_scale=time_scale)
+        self.pacing = Pacing(auto_advance=auto_advance, step_delay=step_delay, time_scale=time_scale, sleep=sleep)
         self.clock = clock
         self.trainers: list[Trainer] = list(trainers) if trainers is not None else [NgramTrainer()]
+        self.faults = load_fault_plan(faults)
+        self.faults.training_not_available = self.faults.training_not_available or training_not_available
         self.base_url: str | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -88,7 +106,16 @@ class LocalBackend:
         self._executor = ThreadPoolExecutor(max_workers=TRAINING_THREADS, thread_name_prefix="tunedeck-train")
         phases = Phases(self._store, blobs, self.trainers, self.clock, self._executor, self.pacing.step_seconds)
         self._engine = JobEngine(phases, self.pacing)
-        app = build_app(file_routes(self._store, blobs, self.clock), job_routes(self._engine, self._store))
+        uploads = UploadRegistry(self.data_dir / UPLOADS_DIR, self.clock)
+        app = build_app(
+            file_routes(self._store, blobs, self.clock),
+            upload_routes(uploads, self._store, blobs),
+            job_routes(self._engine, self._store),
+            model_deletion_routes(self._store, blobs, self._engine.base_models),
+            grader_routes(),
+            inference_routes(ChatModels(self._store, self.data_dir, self._engine.base_models), self.clock),
+            outer_middlewares=[fault_middleware(self.faults)],
+        )
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_SECONDS)
         await self._runner.setup()
         await web.TCPSite(self._runner, self.host, self.port).start()
@@ -209,14 +236,41 @@ async def _call(make: Callable[[], Awaitable[T]]) -> T:
     return await make()
 
 
-def serve(data_dir: Path, host: str = "127.0.0.1", port: int = 8765, time_scale: float = 1.0) -> None:
-    """Run the backend in the foreground until Ctrl-C (or SIGTERM); `tunedeck serve` calls this."""
-    backend = LocalBackend(Path(data_dir), host=host, port=port, time_scale=time_scale)
+def _switch_notices(plan: FaultPlan) -> list[str]:
+    notices = []
+    if plan.training_not_available:
+        notices.append("job creation answers 403 training_not_available (as for a blocked organisation)")
+    if plan.rules:
+        notices.append(f"fault injection on: {len(plan.rules)} rule(s), seed {plan.seed}")
+    return notices
+
+
+def serve(
+    data_dir: Path,
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    time_scale: float = 1.0,
+    training_not_available: bool = False,
+    faults: Path | str | None = None,
+) -> None:
+    """Run the backend in the foreground until Ctrl-C (or SIGTERM); `tunedeck serve` calls this.
+    `faults` is a JSON or TOML fault plan file (faults.py); a bad one raises `FaultConfigError`
+    before anything starts."""
+    backend = LocalBackend(
+        Path(data_dir),
+        host=host,
+        port=port,
+        time_scale=time_scale,
+        training_not_available=training_not_available,
+        faults=faults,
+    )
     base_url = backend.start()
-    print(f"tunedeck local backend at {base_url} (data: {data_dir}); Ctrl-C to stop", flush=True)
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    try:
+    try:  # announce only inside the try: a Ctrl-C right after the announcement still stops cleanly
+        print(f"tunedeck local backend at {base_url} (data: {data_dir}); Ctrl-C to stop", flush=True)
+        for notice in _switch_notices(backend.faults):
+            print(notice, flush=True)
         while not stop.wait(0.5):  # short waits keep Ctrl-C responsive on every platform
             pass
     except KeyboardInterrupt:

@@ -157,6 +157,12 @@ def detect_format(obj: dict[str, Any]) -> str | None:
 # -- chat messages ----------------------------------------------------------------------------
 
 
+def chat_turns(messages: Any) -> list[Turn]:
+    """The turns of a `messages` list this module has already checked (DPO and RFT keep
+    their rows as parsed JSON and read the messages again when training starts)."""
+    return _parse_messages(messages)
+
+
 def _parse_messages(messages: Any, where: str = "") -> list[Turn]:
     if not isinstance(messages, list) or not messages:
         raise LineError(f"{where}: 'messages' must be a non-empty list")

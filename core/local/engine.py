@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 from .errors import bad_request, not_found
 from .ids import new_job_id
 from .jobspec import new_job, parse_job_request, raise_if_terminal
+from .pausing import pause_running_job, require_status_for, resumed_message
 from .phases import ActiveJob, Phases
 from .store import TERMINAL_STATUSES
 
@@ -33,6 +34,9 @@ class Pacing:
     auto_advance: bool = True
     step_delay: float = 0.05
     time_scale: float = 1.0
+    # How auto mode waits between phases and steps. Tests pass a gate here, so they can
+    # drive the automatic drivers one wait at a time instead of sleeping.
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 
     def step_seconds(self) -> float:
         return max(0.0, self.step_delay * self.time_scale)
@@ -61,10 +65,10 @@ class JobEngine:
     def create_job(self, body: dict[str, Any]) -> dict[str, Any]:
         request = parse_job_request(body)
         if self._phases.trainer_for(request.model) is None:
-            raise bad_request(
-                f"The model `{request.model}` does not exist or you do not have access to it.",
+            raise bad_request(  # the real API's wording and code for an unknown base model
+                f"Model {request.model[:100]} is not available for fine-tuning or does not exist.",
                 param="model",
-                code="model_not_found",
+                code="model_not_available",
             )
         self._require_training_file(request.training_file, "training_file")
         if request.validation_file:
@@ -84,7 +88,8 @@ class JobEngine:
     def _require_training_file(self, file_id: str, param: str) -> None:
         found = self._store.get_file(file_id)
         if found is None:
-            raise bad_request(f"Invalid '{param}': no such file: {file_id}.", param=param, code="file_not_found")
+            # The real API's wording, also for a deleted file.
+            raise bad_request(f"invalid {param}: {file_id[:100]}", param=param)
         if found["purpose"] != "fine-tune":
             raise bad_request(
                 f"Invalid '{param}': {file_id} was uploaded with purpose '{found['purpose']}'; "
@@ -107,6 +112,33 @@ class JobEngine:
             self._store.save_job(job)
             self._phases.add_event(job_id, "Fine-tuning job cancelled")
         self._chore(self._discard(job_id))
+        return job
+
+    async def pause_job(self, job_id: str) -> dict[str, Any]:
+        """Checkpoint a running job and pause it, once its in-flight training trip is recorded."""
+        require_status_for(self.get_job(job_id), "paused")
+        active = self._active.setdefault(job_id, ActiveJob())
+        async with active.lock:
+            job = self.get_job(job_id)  # the trip we waited for may have finished the job
+            require_status_for(job, "paused")
+            return await pause_running_job(self._phases, job, active)
+
+    def resume_job(self, job_id: str) -> dict[str, Any]:
+        """paused -> queued; the run carries on if it is still in memory, else starts over."""
+        job = self.get_job(job_id)
+        require_status_for(job, "resumed")
+        active = self._active.get(job_id)
+        in_memory = active is not None and active.run is not None
+        steps_done = active.steps[-1].step if active is not None and active.steps else 0
+        if not in_memory:
+            self._active.pop(job_id, None)
+            self._phases.blobs.remove_job_dir(job_id)  # epoch snapshots of a run that is gone
+        job["status"] = "queued"
+        with self._store.transaction():
+            self._store.save_job(job)
+            self._phases.add_event(job_id, resumed_message(in_memory, steps_done))
+        if self._pacing.auto_advance:
+            self._spawn_driver(job_id)
         return job
 
     async def _discard(self, job_id: str) -> None:
@@ -168,9 +200,10 @@ class JobEngine:
         return self._require_job(job_id)
 
     async def run_until_settled(self) -> None:
-        """Advance every job until all are terminal. In auto mode, wait for the drivers instead."""
+        """Advance every job until all are terminal (or paused: those wait for a resume).
+        In auto mode, wait for the drivers instead."""
         while True:
-            pending = self._store.unfinished_job_ids()
+            pending = [j for j in self._store.unfinished_job_ids() if self._status(j) != "paused"]
             if self._pacing.auto_advance:
                 for job_id in pending:
                     self._spawn_driver(job_id)
@@ -209,27 +242,32 @@ class JobEngine:
     # -- automatic driving ----------------------------------------------------------------------
 
     def _spawn_driver(self, job_id: str) -> None:
-        if job_id in self._drivers:
+        current = self._drivers.get(job_id)
+        if current is not None and not current.done():  # a driver that has returned cannot see a resume
             return
         task = asyncio.get_running_loop().create_task(self._drive(job_id), name=f"drive {job_id}")
         self._drivers[job_id] = task
-        task.add_done_callback(lambda _: self._drivers.pop(job_id, None))
+        task.add_done_callback(lambda done: self._forget_driver(job_id, done))
+
+    def _forget_driver(self, job_id: str, task: asyncio.Task[None]) -> None:
+        if self._drivers.get(job_id) is task:  # not the driver a resume has started since
+            del self._drivers[job_id]
 
     async def _drive(self, job_id: str) -> None:
         if self._status(job_id) == "validating_files":
-            await asyncio.sleep(self._pacing.phase_seconds())
+            await self._pacing.sleep(self._pacing.phase_seconds())
             await self._advance_once(job_id)
-        if self._status(job_id) in (None, *TERMINAL_STATUSES):
+        if self._status(job_id) in (None, "paused", *TERMINAL_STATUSES):
             return
         async with self._slots:
             if self._status(job_id) == "queued":
-                await asyncio.sleep(self._pacing.phase_seconds())
+                await self._pacing.sleep(self._pacing.phase_seconds())
             pause = self._pacing.step_seconds()
             steps_per_trip = 1 if pause > 0 else STEPS_PER_TRIP
             while self._status(job_id) not in (None, *TERMINAL_STATUSES):
                 if not await self._advance_once(job_id, steps_per_trip):
                     return
-                await asyncio.sleep(pause)
+                await self._pacing.sleep(pause)
 
     def _chore(self, coroutine: Any) -> None:
         """Run a background clean-up, kept referenced so it is not garbage-collected mid-way."""

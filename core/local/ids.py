@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import string
 
@@ -37,6 +38,17 @@ def new_checkpoint_id() -> str:
 def new_model_tag() -> str:
     """The 8 characters that end a fine-tuned model name."""
     return random_text(8)
+
+
+def model_tag_for(job_id: str) -> str:
+    """The 8 characters that end a job's fine-tuned model name, fixed by its id, so a
+    checkpoint published mid-run (on pause) already carries the final model's name."""
+    value = int.from_bytes(hashlib.sha256(job_id.encode("utf-8")).digest()[:8], "big")
+    chars = []
+    for _ in range(8):
+        value, digit = divmod(value, 62)
+        chars.append(BASE62[digit])
+    return "".join(chars)
 
 
 def new_request_id() -> str:

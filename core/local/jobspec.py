@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from .errors import ApiError, bad_request
-from .ids import new_seed
+from .graders import compile_grader
+from .ids import model_tag_for, new_seed
 
 METHODS = ("supervised", "dpo", "reinforcement")
 AUTO = "auto"
@@ -21,6 +22,7 @@ ORGANIZATION = "local"  # the org slug in `ft:<base>:local:<suffix>:<id>`
 SUFFIX_PATTERN = re.compile(r"[A-Za-z0-9._-]{0,64}")
 MAX_SEED = 2_147_483_647
 MAX_METADATA_PAIRS, MAX_METADATA_KEY, MAX_METADATA_VALUE = 16, 64, 512
+MAX_INTEGRATIONS = 5
 
 # Auto hyperparameters. Epochs: the OpenAI cookbook's heuristic (reference §5). Batch size:
 # about 0.2 % of the examples, which matches the small sizes the API reports. Learning rate
@@ -29,6 +31,10 @@ TARGET_EPOCHS, MIN_TARGET_EXAMPLES, MAX_TARGET_EXAMPLES = 3, 100, 25_000
 MIN_AUTO_EPOCHS, MAX_AUTO_EPOCHS = 1, 25
 AUTO_BATCH_FRACTION, MAX_BATCH_SIZE = 0.002, 256
 AUTO_LEARNING_RATE_MULTIPLIER = 1.0
+# DPO and RFT autos (the API does not say what it picks): DPO's customary beta; RFT one unit
+# of compute, one sample per validation example, and about AUTO_EVALUATIONS evaluations per run.
+AUTO_METHOD_VALUES = {"beta": 0.1, "compute_multiplier": 1.0, "eval_samples": 1, "reasoning_effort": "default"}
+AUTO_EVALUATIONS = 10
 
 
 def _integer(low: int, high: int) -> Callable[[Any], bool]:
@@ -90,6 +96,8 @@ def parse_job_request(body: dict[str, Any]) -> JobRequest:
     if validation_file is not None and (not isinstance(validation_file, str) or not validation_file):
         raise bad_request("Invalid 'validation_file': expected a file id.", param="validation_file")
     method, method_body = _method(body.get("method"))
+    if method == "reinforcement":
+        _check_grader(method_body.get("grader"))
     return JobRequest(
         model=model,
         training_file=training_file,
@@ -127,6 +135,14 @@ def _method(raw: Any) -> tuple[str, dict[str, Any]]:
     if not isinstance(body, dict):
         raise bad_request(f"Invalid 'method.{kind}': expected an object.", param=f"method.{kind}")
     return kind, body
+
+
+def _check_grader(grader: Any) -> None:
+    """RFT needs a grader the local backend can run; a bad one is a 400 naming its field."""
+    param = "method.reinforcement.grader"
+    if grader is None:
+        raise bad_request(f"Missing required parameter: '{param}'.", param=param, code="missing_required_parameter")
+    compile_grader(grader, param)
 
 
 def _hyperparameters(body: dict[str, Any], method: str, method_body: dict[str, Any]) -> dict[str, Any]:
@@ -190,10 +206,19 @@ def _metadata(raw: Any) -> dict[str, str] | None:
 
 
 def _integrations(raw: Any) -> list[Any]:
+    """Only Weights & Biases, at most 5 (reference §2.1, §5). They are echoed, not run."""
     if raw is None:
         return []
-    if not isinstance(raw, list):
-        raise bad_request("Invalid 'integrations': expected a list.", param="integrations")
+    if not isinstance(raw, list) or len(raw) > MAX_INTEGRATIONS:
+        message = f"Invalid 'integrations': expected a list of at most {MAX_INTEGRATIONS}."
+        raise bad_request(message, param="integrations")
+    for index, item in enumerate(raw):
+        wandb = item.get("wandb") if isinstance(item, dict) and item.get("type") == "wandb" else None
+        if not isinstance(wandb, dict) or not isinstance(wandb.get("project"), str):
+            raise bad_request(
+                f"Invalid 'integrations[{index}]': only type 'wandb' with a 'wandb.project' is supported.",
+                param=f"integrations[{index}]",
+            )
     return raw
 
 
@@ -245,6 +270,12 @@ def resolve_hyperparameters(requested: dict[str, Any], n_examples: int) -> dict[
         resolved["batch_size"] = auto_batch_size(n_examples)
     if resolved.get("learning_rate_multiplier") == AUTO:
         resolved["learning_rate_multiplier"] = AUTO_LEARNING_RATE_MULTIPLIER
+    for name, value in AUTO_METHOD_VALUES.items():
+        if resolved.get(name) == AUTO:
+            resolved[name] = value
+    if resolved.get("eval_interval") == AUTO:
+        steps = math.ceil(max(1, n_examples) / resolved["batch_size"]) * resolved["n_epochs"]
+        resolved["eval_interval"] = max(1, steps // AUTO_EVALUATIONS)
     return resolved
 
 
@@ -263,6 +294,19 @@ def auto_batch_size(n_examples: int) -> int:
 
 def fine_tuned_model_name(base: str, suffix: str, tag: str) -> str:
     return f"ft:{base}:{ORGANIZATION}:{suffix}:{tag}"
+
+
+def final_model_name(job: dict[str, Any]) -> str:
+    """The name the job's fine-tuned model gets (checkpoints add `:ckpt-step-N`). A job that
+    continues a fine-tuned model names the base model, as the API does."""
+    base = base_model_name(job["model"])
+    return fine_tuned_model_name(base, job.get("user_provided_suffix") or "", model_tag_for(job["id"]))
+
+
+def base_model_name(model: str) -> str:
+    """The base model in a model name: `ft:<base>:<org>:<suffix>:<tag>[:ckpt-step-N]` names it second."""
+    parts = model.split(":")
+    return parts[1] if parts[0] == "ft" and len(parts) >= 5 else model
 
 
 def raise_if_terminal(job: dict[str, Any], action: str) -> None:

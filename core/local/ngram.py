@@ -13,8 +13,9 @@ gradient it has seen), so rare, informative features (a cue word) learn as fast 
 always-on bias; learning rate `BASE_LEARNING_RATE * learning_rate_multiplier`, warmed up
 linearly over the first `WARMUP_STEPS` steps (at most a tenth of the run), then constant.
 (Without warmup, batch-size-1 steps overshoot: the loss jumps above its starting value.)
-Weights start at zero (the untrained model is uniform: loss = ln(vocabulary size)); the
-seed only decides the order of examples, so a seed reproduces a run exactly.
+Weights start at zero (the untrained model is uniform: loss = ln(vocabulary size)), or at
+a fine-tuned model's weights when a job continues one (new answer words get zero columns);
+the seed only decides the order of examples, so a seed reproduces a run exactly.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import numpy as np
 
 from . import BUILTIN_BASE_MODEL, kernels
 from .features import FEATURE_VERSION, Featurized, Featurizer, build_vocabulary
-from .trainer import ChatExample, StepMetrics, TrainingSpec, UnsupportedMethod
+from .trainer import ChatExample, StepMetrics, TrainingRun, TrainingSpec, UnsupportedMethod
 
 BASE_LEARNING_RATE = 2.0
 INITIAL_ACCUMULATOR = 0.1  # Adagrad: damps the very first steps of each row
@@ -43,16 +44,24 @@ WEIGHTS_FORMAT = "tunedeck-ngram"
 
 
 class NgramTrainer:
-    """Fine-tunes `tunedeck-ngram` with supervised (chat-format) data on the CPU."""
+    """Fine-tunes `tunedeck-ngram` on the CPU: supervised here, DPO in dpo.py, RFT in rft.py."""
 
     def base_models(self) -> list[str]:
         return [BUILTIN_BASE_MODEL]
 
     def supports(self, method: str) -> bool:
-        return method == "supervised"
+        return method in ("supervised", "dpo", "reinforcement")
 
-    def start(self, spec: TrainingSpec) -> NgramRun:
-        if not self.supports(spec.method):
+    def start(self, spec: TrainingSpec) -> TrainingRun:
+        if spec.method == "dpo":
+            from .dpo import DpoRun  # imported here: dpo.py and rft.py build on this module
+
+            return DpoRun(spec)
+        if spec.method == "reinforcement":
+            from .rft import RftRun
+
+            return RftRun(spec)
+        if spec.method != "supervised":
             raise UnsupportedMethod(f"method {spec.method} is not supported by the built-in trainer yet")
         return NgramRun(spec)
 
@@ -67,13 +76,19 @@ class NgramRun:
     def __init__(self, spec: TrainingSpec) -> None:
         hyper = spec.hyperparameters
         vocabulary = build_vocabulary(spec.training, MAX_VOCABULARY)
-        self.featurizer = Featurizer(vocabulary, hash_rows(len(vocabulary)))
+        if spec.initial_weights is not None:  # continue training a fine-tuned model
+            from .policy import extend_vocabulary, load_model
+
+            start = extend_vocabulary(load_model(spec.initial_weights), vocabulary)
+            self.featurizer, self.weights = start.featurizer, start.weights
+        else:
+            self.featurizer = Featurizer(vocabulary, hash_rows(len(vocabulary)))
+            self.weights = np.zeros((self.featurizer.dim, len(vocabulary)), dtype=np.float32)
         self._train = _featurize_all(self.featurizer, spec.training)
         self._valid = _featurize_all(self.featurizer, spec.validation)
         if not self._train:
             raise ValueError("the training file has no assistant message with weight 1 to learn from")
         self.base_model = spec.base_model
-        self.weights = np.zeros((self.featurizer.dim, len(vocabulary)), dtype=np.float32)
         self._accumulator = np.full(self.featurizer.dim, INITIAL_ACCUMULATOR, dtype=np.float32)
         self._rng = np.random.default_rng(spec.seed)
         self._learning_rate = BASE_LEARNING_RATE * hyper.learning_rate_multiplier
@@ -115,22 +130,7 @@ class NgramRun:
         )
 
     def save(self, path: Path) -> None:
-        meta = {
-            "format": WEIGHTS_FORMAT,
-            "feature_version": FEATURE_VERSION,
-            "base_model": self.base_model,
-            "rows": self.featurizer.dim,
-            "steps": self._steps_done,
-        }
-        tmp = path.with_name(path.name + ".tmp")
-        with tmp.open("wb") as handle:
-            np.savez(
-                handle,
-                weights=self.weights,
-                vocabulary=np.asarray(self.featurizer.vocabulary, dtype=str),
-                meta=np.asarray(json.dumps(meta)),
-            )
-        os.replace(tmp, path)
+        save_weights(path, self.featurizer, self.weights, self.base_model, self._steps_done)
 
     # -- maths ----------------------------------------------------------------------------
 
@@ -174,6 +174,26 @@ class NgramRun:
 def _featurize_all(featurizer: Featurizer, examples: Sequence[ChatExample]) -> list[Featurized]:
     """Featurised examples, leaving out those with nothing to learn (every answer weight 0)."""
     return [f for f in map(featurizer.example, examples) if f is not None]
+
+
+def save_weights(path: Path, featurizer: Featurizer, weights: np.ndarray, base_model: str, steps: int) -> None:
+    """Write a model atomically (a reader never sees half a file)."""
+    meta = {
+        "format": WEIGHTS_FORMAT,
+        "feature_version": FEATURE_VERSION,
+        "base_model": base_model,
+        "rows": featurizer.dim,
+        "steps": steps,
+    }
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("wb") as handle:
+        np.savez(
+            handle,
+            weights=weights,
+            vocabulary=np.asarray(featurizer.vocabulary, dtype=str),
+            meta=np.asarray(json.dumps(meta)),
+        )
+    os.replace(tmp, path)
 
 
 def load_weights(path: Path) -> tuple[Featurizer, np.ndarray, dict]:

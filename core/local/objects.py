@@ -28,11 +28,15 @@ def event(
 
 
 def metrics_event(created_at: int, metrics: StepMetrics) -> dict[str, Any]:
-    message = f"Step {metrics.step}/{metrics.total_steps}: training loss={metrics.train_loss:.2f}"
-    if metrics.valid_loss is not None:
-        message += f", validation loss={metrics.valid_loss:.2f}"
-    if metrics.full_valid_loss is not None:
-        message += f", full validation loss={metrics.full_valid_loss:.2f}"
+    losses = (
+        ("training loss", metrics.train_loss),
+        ("validation loss", metrics.valid_loss),
+        ("full validation loss", metrics.full_valid_loss),
+    )
+    parts = [f"{label}={value:.2f}" for label, value in losses if value is not None]
+    if metrics.summary:
+        parts.append(metrics.summary)
+    message = f"Step {metrics.step}/{metrics.total_steps}: {', '.join(parts)}"
     return event(created_at, message, kind="metrics", data=metrics.as_event_data())
 
 
@@ -50,11 +54,11 @@ def checkpoint(job_id: str, created_at: int, step: int, model_name: str, metrics
 
 def checkpoint_metrics(metrics: StepMetrics, last_valid: tuple[float, float] | None) -> dict[str, float]:
     """A checkpoint's metrics: that step's, with the latest small-batch validation if any."""
-    values: dict[str, float] = {
-        "step": float(metrics.step),
-        "train_loss": metrics.train_loss,
-        "train_mean_token_accuracy": metrics.train_mean_token_accuracy,
-    }
+    values: dict[str, float] = {"step": float(metrics.step)}
+    if metrics.train_loss is not None and metrics.train_mean_token_accuracy is not None:
+        values["train_loss"] = metrics.train_loss
+        values["train_mean_token_accuracy"] = metrics.train_mean_token_accuracy
+    values.update(_scalars(metrics.extra))  # DPO margins, RFT rewards
     if last_valid is not None:
         values["valid_loss"], values["valid_mean_token_accuracy"] = last_valid
     if metrics.full_valid_loss is not None and metrics.full_valid_mean_token_accuracy is not None:
@@ -84,12 +88,20 @@ def model_object(model_id: str, created: int, owned_by: str) -> dict[str, Any]:
 
 
 def results_csv(rows: list[StepMetrics]) -> bytes:
-    """One line per step; validation cells empty on steps that did not measure it."""
-    lines = [",".join(RESULT_COLUMNS)]
+    """One line per step; validation cells empty on steps that did not measure it.
+    DPO and RFT runs add a column per extra metric (reward margins, mean rewards)."""
+    extra_columns = list(dict.fromkeys(key for m in rows for key in _scalars(m.extra)))
+    lines = [",".join((*RESULT_COLUMNS, *extra_columns))]
     for m in rows:
         cells = (m.step, m.train_loss, m.train_mean_token_accuracy, m.valid_loss, m.valid_mean_token_accuracy)
-        lines.append(",".join(_cell(value) for value in cells))
+        extra = _scalars(m.extra)
+        lines.append(",".join(_cell(value) for value in (*cells, *(extra.get(k) for k in extra_columns))))
     return ("\n".join(lines) + "\n").encode("utf-8")
+
+
+def _scalars(values: dict[str, Any]) -> dict[str, float]:
+    """The plain numbers among metric values (nested blocks such as RFT `scores` are left out)."""
+    return {k: float(v) for k, v in values.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
 def _cell(value: float | int | None) -> str:

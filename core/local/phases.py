@@ -22,14 +22,14 @@ from typing import Any, Callable, Sequence, TypeVar
 from . import objects
 from .blobs import Blobs
 from .datasets import Dataset, DatasetError, load_dataset
-from .ids import new_file_id, new_model_tag
-from .jobspec import fine_tuned_model_name, resolve_hyperparameters, set_hyperparameters
+from .ids import new_file_id
+from .jobspec import base_model_name, final_model_name, resolve_hyperparameters, set_hyperparameters
 from .store import TERMINAL_STATUSES, Store
 from .trainer import Hyperparameters, StepMetrics, Trainer, TrainingRun, TrainingSpec
 
 log = logging.getLogger("tunedeck.local")
 T = TypeVar("T")
-KEPT_CHECKPOINTS = 3  # the API keeps the last 3 epochs' checkpoints
+KEPT_CHECKPOINTS = 3  # the API keeps the last 3 epochs' checkpoints (RFT: the best 3 evaluations)
 
 
 @dataclass
@@ -38,6 +38,7 @@ class Snapshot:
     created_at: int
     path: Path
     metrics: dict[str, float]
+    score: float | None = None  # RFT: the validation reward that ranks it
 
 
 @dataclass
@@ -74,6 +75,9 @@ class Phases:
         return int(self._clock())
 
     def trainer_for(self, model: str) -> Trainer | None:
+        """The trainer of `model`, a base model or a fine-tuned model (trained further from its weights)."""
+        if self.store.get_model(model) is not None:
+            model = base_model_name(model)
         return next((t for t in self.trainers if model in t.base_models()), None)
 
     async def off_loop(self, fn: Callable[..., T], *args: Any) -> T:
@@ -135,6 +139,9 @@ class Phases:
         return training, validation
 
     async def _start(self, job: dict[str, Any], active: ActiveJob) -> None:
+        if active.run is not None:  # resumed after a pause: the same run carries on
+            self._carry_on(job, active)
+            return
         if active.training is None:  # re-queued after a restart: read the files again
             try:
                 active.training, active.validation = await self.off_loop(self._load_datasets, job)
@@ -156,6 +163,16 @@ class Phases:
             self.store.save_job(job)
             self.add_event(job["id"], "Fine-tuning job started")
 
+    def _carry_on(self, job: dict[str, Any], active: ActiveJob) -> None:
+        assert active.run is not None
+        done = active.steps[-1].step if active.steps else 0
+        remaining = active.run.total_steps - done
+        job["status"] = "running"
+        job["estimated_finish"] = self.now() + max(1, math.ceil(remaining * self._seconds_per_step()))
+        with self.store.transaction():
+            self.store.save_job(job)
+            self.add_event(job["id"], f"Fine-tuning job continued from step {done + 1}/{active.run.total_steps}")
+
     def _spec(self, job: dict[str, Any], active: ActiveJob) -> TrainingSpec:
         method = job["method"]["type"]
         values = dict(job["method"][method]["hyperparameters"])
@@ -166,13 +183,16 @@ class Phases:
             extra=values,
         )
         assert active.training is not None
+        fine_tuned = self.store.get_model(job["model"])
         return TrainingSpec(
-            base_model=job["model"],
+            base_model=base_model_name(job["model"]),
             method=method,
             training=active.training.examples,
             validation=active.validation.examples if active.validation else [],
             hyperparameters=hyper,
             seed=job["seed"],
+            initial_weights=self.blobs.data_dir / fine_tuned["weights"] if fine_tuned else None,
+            method_config={k: v for k, v in job["method"][method].items() if k != "hyperparameters"},
         )
 
     async def _train_steps(self, job: dict[str, Any], active: ActiveJob, max_steps: int) -> int:
@@ -200,16 +220,20 @@ class Phases:
             active.last_valid = (metrics.valid_loss, metrics.valid_mean_token_accuracy)
         if saved is not None:
             metrics_now = objects.checkpoint_metrics(metrics, active.last_valid)
-            self._keep_snapshot(active, Snapshot(metrics.step, self.now(), saved, metrics_now))
+            snapshot = Snapshot(metrics.step, self.now(), saved, metrics_now, metrics.checkpoint_score)
+            self._keep_snapshot(active, snapshot)
         self.store.add_event(job_id, objects.metrics_event(self.now(), metrics))
 
     def _keep_snapshot(self, active: ActiveJob, snapshot: Snapshot) -> None:
         active.snapshots.append(snapshot)
-        while len(active.snapshots) > KEPT_CHECKPOINTS:
-            active.snapshots.pop(0).path.unlink(missing_ok=True)
+        kept = kept_snapshots(active.snapshots)
+        for dropped in active.snapshots:
+            if all(dropped is not k for k in kept):
+                dropped.path.unlink(missing_ok=True)
+        active.snapshots = kept
 
     async def _succeed(self, job: dict[str, Any], active: ActiveJob) -> None:
-        model_name = fine_tuned_model_name(job["model"], job.get("user_provided_suffix") or "", new_model_tag())
+        model_name = final_model_name(job)
         result_id = new_file_id()
         csv = objects.results_csv(active.steps)
         await self.off_loop(self.blobs.write_file, result_id, csv)
@@ -240,6 +264,8 @@ class Phases:
         for index, snapshot in enumerate(snapshots):
             final = index == len(snapshots) - 1
             name = model_name if final else f"{model_name}:ckpt-step-{snapshot.step}"
+            if self.store.get_model(name) is not None:
+                continue  # published already, when the job was paused at this very step
             created = snapshot.created_at
             checkpoint = objects.checkpoint(job_id, created, snapshot.step, name, snapshot.metrics)
             self.store.add_checkpoint(job_id, checkpoint)
@@ -268,18 +294,28 @@ class Phases:
         return current if current is not None and current["status"] == expected_status else None
 
 
+def kept_snapshots(snapshots: list[Snapshot]) -> list[Snapshot]:
+    """The last `KEPT_CHECKPOINTS`; or, when snapshots are scored (RFT), the best-scoring
+    ones (later wins a tie) plus the newest, which becomes the model if training ends there."""
+    if any(s.score is None for s in snapshots):
+        return snapshots[-KEPT_CHECKPOINTS:]
+    best = sorted(snapshots, key=lambda s: (s.score, s.step), reverse=True)[:KEPT_CHECKPOINTS]
+    return [s for s in snapshots if any(s is b for b in best) or s is snapshots[-1]]
+
+
 StepResults = list[tuple[StepMetrics, Path | None]]
 
 
 def _steps_and_snapshots(run: TrainingRun, job_dir: Path, max_steps: int) -> tuple[StepResults, Exception | None]:
-    """Up to `max_steps` steps, saving a checkpoint file at each epoch's end (executor thread).
+    """Up to `max_steps` steps, saving a checkpoint file where a step asks for one (each
+    epoch's end, or RFT evaluations) (executor thread).
     A failing step ends the batch; the steps before it are still returned."""
     results: StepResults = []
     try:
         for _ in range(max_steps):
             metrics = run.step()
             path = None
-            if metrics.epoch_ended:
+            if metrics.saves_checkpoint:
                 path = job_dir / f"step-{metrics.step}.npz"
                 run.save(path)
             results.append((metrics, path))

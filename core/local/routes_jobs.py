@@ -8,8 +8,8 @@ from aiohttp import web
 
 from . import objects
 from .engine import JobEngine
-from .errors import ApiError, bad_request
-from .jobspec import ORGANIZATION, raise_if_terminal
+from .errors import ApiError
+from .jobspec import ORGANIZATION
 from .paging import list_body, parse_after, parse_limit
 from .server import json_response, read_json
 from .store import Store
@@ -45,11 +45,11 @@ def job_routes(engine: JobEngine, store: Store) -> web.RouteTableDef:
 
     @routes.post("/v1/fine_tuning/jobs/{job_id}/pause")
     async def pause(request: web.Request) -> web.Response:
-        raise _not_yet(engine, request.match_info["job_id"], "paused")
+        return json_response(await engine.pause_job(request.match_info["job_id"]))
 
     @routes.post("/v1/fine_tuning/jobs/{job_id}/resume")
     async def resume(request: web.Request) -> web.Response:
-        raise _not_yet(engine, request.match_info["job_id"], "resumed")
+        return json_response(engine.resume_job(request.match_info["job_id"]))
 
     @routes.get("/v1/fine_tuning/jobs/{job_id}/events")
     async def events(request: web.Request) -> web.Response:
@@ -82,11 +82,6 @@ def job_routes(engine: JobEngine, store: Store) -> web.RouteTableDef:
         return json_response(objects.model_object(found["id"], found["created"], FINE_TUNED_OWNER))
 
     return routes
-
-
-def _not_yet(engine: JobEngine, job_id: str, action: str) -> ApiError:
-    raise_if_terminal(engine.get_job(job_id), action)
-    return bad_request(f"Jobs cannot be {action} on the local backend yet.", code="unsupported")
 
 
 def _metadata_filter(query: Mapping[str, str]) -> Callable[[dict[str, Any]], bool] | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Sequence
 
 from aiohttp import web
 
@@ -22,8 +22,9 @@ MAX_JSON_BODY = 8 * 1024 * 1024  # job bodies are small; uploads stream and are 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def build_app(*route_tables: web.RouteTableDef) -> web.Application:
-    app = web.Application(middlewares=[answer_errors], client_max_size=MAX_JSON_BODY)
+def build_app(*route_tables: web.RouteTableDef, outer_middlewares: Sequence[Any] = ()) -> web.Application:
+    """`outer_middlewares` run before the error envelope (fault injection wraps everything)."""
+    app = web.Application(middlewares=[*outer_middlewares, answer_errors], client_max_size=MAX_JSON_BODY)
     app.on_response_prepare.append(_add_request_id)
     for table in route_tables:
         app.add_routes(table)

@@ -183,6 +183,9 @@ class Store:
         row = self._db.execute(f"SELECT {MODEL_COLUMNS} FROM models WHERE id = ?", (model_id,)).fetchone()
         return dict(zip(MODEL_FIELDS, row)) if row else None
 
+    def delete_model(self, model_id: str) -> bool:
+        return self._db.execute("DELETE FROM models WHERE id = ?", (model_id,)).rowcount > 0
+
     def final_models(self) -> list[dict[str, Any]]:
         rows = self._db.execute(f"SELECT {MODEL_COLUMNS} FROM models WHERE kind = 'final' ORDER BY seq")
         return [dict(zip(MODEL_FIELDS, row)) for row in rows]

@@ -41,39 +41,57 @@ class Hyperparameters:
 
 @dataclass(frozen=True, slots=True)
 class TrainingSpec:
-    base_model: str
+    base_model: str  # a base model name (a job on a fine-tuned model names that model's base here)
     method: str  # "supervised" | "dpo" | "reinforcement"
     training: Sequence[Any]  # ChatExample for supervised; the validator's parsed lines otherwise
     validation: Sequence[Any]
     hyperparameters: Hyperparameters
     seed: int
+    initial_weights: Path | None = None  # the fine-tuned model a job continues from, if any
+    method_config: dict[str, Any] = field(default_factory=dict)  # the method's other settings: RFT `grader`...
 
 
 @dataclass(frozen=True, slots=True)
 class StepMetrics:
-    """What one optimisation step measured. Keys follow the API's metric event `data`."""
+    """What one optimisation step measured. Keys follow the API's metric event `data`.
+
+    SFT and DPO fill the loss fields; RFT has no loss and reports rewards in `extra`
+    (DPO adds its reward margins there too). A checkpoint is saved at each epoch's end,
+    unless the run sets `checkpoint` itself (RFT: at each evaluation); `checkpoint_score`
+    makes the engine keep the best-scoring checkpoints instead of the latest."""
 
     step: int  # 1-based
     total_steps: int
-    train_loss: float
-    train_mean_token_accuracy: float
+    train_loss: float | None
+    train_mean_token_accuracy: float | None
     valid_loss: float | None = None
     valid_mean_token_accuracy: float | None = None
     full_valid_loss: float | None = None
     full_valid_mean_token_accuracy: float | None = None
     epoch_ended: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)  # method-specific event data
+    summary: str = ""  # the event message's text after the losses, e.g. "train mean reward=0.42"
+    checkpoint: bool | None = None  # None: at epoch ends
+    checkpoint_score: float | None = None  # higher is better (RFT: the validation reward)
+
+    @property
+    def saves_checkpoint(self) -> bool:
+        return self.epoch_ended if self.checkpoint is None else self.checkpoint
 
     def as_event_data(self) -> dict[str, Any]:
-        data: dict[str, Any] = {
-            "step": self.step,
-            "total_steps": self.total_steps,
-            "train_loss": self.train_loss,
-            "train_mean_token_accuracy": self.train_mean_token_accuracy,
-        }
-        for key in ("valid_loss", "valid_mean_token_accuracy", "full_valid_loss", "full_valid_mean_token_accuracy"):
+        data: dict[str, Any] = {"step": self.step, "total_steps": self.total_steps}
+        for key in (
+            "train_loss",
+            "train_mean_token_accuracy",
+            "valid_loss",
+            "valid_mean_token_accuracy",
+            "full_valid_loss",
+            "full_valid_mean_token_accuracy",
+        ):
             value = getattr(self, key)
             if value is not None:
                 data[key] = value
+        data.update(self.extra)
         return data
 
 
