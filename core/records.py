@@ -118,6 +118,8 @@ class MetricPoint:
     full_valid_loss: float | None
     train_accuracy: float | None
     valid_accuracy: float | None
+    train_reward: float | None = None
+    valid_reward: float | None = None
 
     @classmethod
     def from_event(cls, event: JobEvent) -> MetricPoint | None:
@@ -132,7 +134,14 @@ class MetricPoint:
             full_valid_loss=d.get("full_valid_loss"),
             train_accuracy=d.get("train_mean_token_accuracy"),
             valid_accuracy=d.get("valid_mean_token_accuracy"),
+            # RFT reports rewards, not losses; OpenAI's events use both spellings.
+            train_reward=_first(d, "train_reward_mean", "train_mean_reward"),
+            valid_reward=_first(d, "valid_reward_mean", "full_valid_mean_reward"),
         )
+
+
+def _first(data: dict[str, Any], *keys: str) -> Any:
+    return next((data[k] for k in keys if data.get(k) is not None), None)
 
 
 @dataclass(frozen=True, slots=True)

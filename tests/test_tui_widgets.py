@@ -73,7 +73,7 @@ async def test_chart_without_points_says_so():
     app = ChartApp()
     async with app.run_test(size=(60, 16)) as pilot:
         await pilot.pause()
-        assert "no loss metrics yet" in screen_text(app)
+        assert "no metrics yet" in screen_text(app)
         assert app.query_one(LossChart).build_count == 0
 
 
@@ -162,3 +162,22 @@ async def test_table_updates_in_place_keeps_the_cursor_and_skips_no_ops():
         assert newest.job.id not in table.job_ids and rows[0].job.id not in table.job_ids
         assert table.selected_job_id == rows[2].job.id
         assert "m[/]" in screen_text(app)
+
+
+async def test_an_rft_job_without_loss_is_charted_by_its_rewards():
+    from tunedeck.core.records import JobEvent
+
+    events = [
+        JobEvent("e%d" % s, "ftjob-x", 0, "info", "", "metrics", {"step": s, "total_steps": 40, "train_mean_reward": s / 40})
+        for s in range(1, 31)
+    ] + [JobEvent("v", "ftjob-x", 0, "info", "", "metrics", {"step": 30, "total_steps": 40, "valid_reward_mean": 0.6})]
+    app = ChartApp()
+    async with app.run_test(size=(80, 20)) as pilot:
+        chart = app.query_one(LossChart)
+        chart.add_points(p for p in map(MetricPoint.from_event, events) if p)
+        await pilot.pause()
+        assert chart.metric_name == "reward"
+        assert chart.points("train_reward")[-1] == (30, 0.75)
+        assert chart.points("valid_reward") == [(30, 0.6)]
+        assert "valid reward 0.600" in chart.latest_text().plain
+        assert "train reward" in screen_text(app)

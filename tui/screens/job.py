@@ -173,6 +173,7 @@ class JobScreen(Screen):
         points = [p for p in map(MetricPoint.from_event, fresh) if p is not None]
         if points:
             self.chart.add_points(points)
+            self.chart.border_title = self.chart.metric_name  # "reward" for RFT jobs
 
     # -- actions -----------------------------------------------------------------------------
 

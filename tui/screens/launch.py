@@ -1,4 +1,4 @@
-"""Launch form: training file, base model, method (SFT), then upload and create the job."""
+"""Launch form: training file, base model, method (SFT or DPO), then upload and create the job."""
 
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 METHODS = (
     ("supervised", "SFT", True),
-    ("dpo", "DPO (not yet)", False),
-    ("reinforcement", "RFT (not yet)", False),
+    ("dpo", "DPO", True),
+    ("reinforcement", "RFT (needs a grader: not in this form yet)", False),
 )
 
 

@@ -19,11 +19,17 @@ MIN_WIDTH = 24
 MIN_HEIGHT = 6
 SMOOTH_FROM = 20
 """From this many train points on, raw train loss is drawn grey under its moving average."""
-SERIES = (
+LOSS_SERIES = (
     ("train", "train_loss", "cyan"),
     ("valid", "valid_loss", "magenta"),
     ("full valid", "full_valid_loss", "yellow"),
 )
+REWARD_SERIES = (
+    ("train reward", "train_reward", "cyan"),
+    ("valid reward", "valid_reward", "magenta"),
+)
+"""RFT jobs have no loss: the chart then draws their mean rewards instead."""
+SERIES = LOSS_SERIES + REWARD_SERIES
 
 
 def smooth(points: list[tuple[int, float]], span: int) -> list[tuple[int, float]]:
@@ -119,10 +125,10 @@ class LossChart(Widget):
         text = Text(end="")
         steps = [max(s) for s in self._series.values() if s]
         if not steps:
-            return Text("no loss metrics yet", style="dim", end="")
+            return Text("no metrics yet", style="dim", end="")
         step = max(steps)
         text.append(f"step {step}" + (f"/{self.total_steps}" if self.total_steps else ""))
-        for label, field, color in SERIES:
+        for label, field, color in self.shown_series():
             series = self._series[field]
             if series:
                 text.append("  ")
@@ -143,11 +149,21 @@ class LossChart(Widget):
             self._cache_key = key
         return self._cache
 
+    def shown_series(self) -> tuple[tuple[str, str, str], ...]:
+        """Losses when the job reports any, else rewards (RFT)."""
+        if any(self._series[field] for _, field, _ in LOSS_SERIES):
+            return LOSS_SERIES
+        return REWARD_SERIES if any(self._series[field] for _, field, _ in REWARD_SERIES) else LOSS_SERIES
+
+    @property
+    def metric_name(self) -> str:
+        return "reward" if self.shown_series() is REWARD_SERIES else "loss"
+
     def _plotted_series(self) -> list[tuple[str, list[tuple[int, float]], str]]:
         plotted = []
-        for label, field, color in SERIES:
+        for label, field, color in self.shown_series():
             points = self.points(field)
-            if field == "train_loss" and len(points) >= SMOOTH_FROM:
+            if field in ("train_loss", "train_reward") and len(points) >= SMOOTH_FROM:
                 plotted.append((label, points, "gray"))
                 plotted.append((f"{label} avg", smooth(points, max(5, len(points) // 20)), color))
             else:
@@ -156,7 +172,7 @@ class LossChart(Widget):
 
     def _build(self, width: int, height: int) -> Text:
         if not any(self._series.values()):
-            return Text("no loss metrics yet", style="dim", end="")
+            return Text("no metrics yet", style="dim", end="")
         if width < MIN_WIDTH or height < MIN_HEIGHT:
             text = self.latest_text()
             text.no_wrap = True
