@@ -422,3 +422,37 @@ async def test_a_validation_file_gives_the_chart_a_validation_curve(paths, manua
         chart = app.screen.chart
         assert chart.train_points and chart.valid_points
         assert "valid" in screen_text(app)
+
+
+async def test_p_switches_to_the_next_profile(isolated_home, manual_backend, sft_file, monkeypatch):
+    config_dir = isolated_home / "config"
+    config_dir.mkdir(parents=True)
+    (config_dir / "config.toml").write_text(
+        f'default_profile = "bench"\n[profiles.bench]\nbackend = "compatible"\n'
+        f'base_url = "{manual_backend.base_url}"\napi_key_env = "BENCH_KEY"\n',
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("BENCH_KEY", "any")
+    seeding = await open_service("bench")
+    await seeding.connect()
+    from tunedeck.core.service import LaunchRequest
+
+    job = await seeding.launch(LaunchRequest(training_path=sft_file, model="tunedeck-ngram"))
+    await seeding.close()
+
+    app = TunedeckApp(poll=False)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(pilot)
+        await poll(pilot)
+        assert app.profile_name == "bench"
+        assert [r.job.id for r in app.rows] == [job.id]
+        await pilot.press("p")
+        await settle(pilot)
+        assert app.profile_name == "local"
+        assert app.connection_state == "online"
+        assert app.rows == []
+        assert "local · local backend" in app.screen.query_one("#header").header_text().plain
+        await pilot.press("p")
+        await settle(pilot)
+        assert app.profile_name == "bench"
+        assert [r.job.id for r in app.rows] == [job.id]  # its cache, shown again at once

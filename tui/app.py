@@ -84,6 +84,7 @@ class TunedeckApp(App[int]):
         Binding("question_mark", "help", "Keys", id="app.help", tooltip="The keys that work here"),
         Binding("f1", "help", "Keys", show=False, id="app.help_f1"),
         Binding("r", "refresh", "Refresh", id="app.refresh", tooltip="Refresh from the API now"),
+        Binding("p", "switch_profile", "Profile", id="app.profile", tooltip="Switch to the next profile"),
     ]
 
     def __init__(
@@ -454,6 +455,45 @@ class TunedeckApp(App[int]):
         if service.is_connected and self._poll_enabled:
             self._poll_loop()
 
+    def action_switch_profile(self) -> None:
+        self._switch_profile()
+
+    @work(group="startup", exclusive=True, exit_on_error=False, description="switch profile")
+    async def _switch_profile(self) -> None:
+        """Close this profile's service and open the next one from the config (cache first)."""
+        from tunedeck.core.bootstrap import load_app_config
+        from tunedeck.core.config import ConfigError
+
+        try:
+            config = await asyncio.to_thread(load_app_config)
+        except ConfigError as exc:
+            self.notify(clean(exc), title="config", severity="error", markup=False)
+            return
+        following = config.next_profile(self.profile_name)
+        if following.name == self.profile_name:
+            self.notify("Only one profile is configured (`tunedeck paths` shows the config file).", markup=False)
+            return
+        self.workers.cancel_group(self, "poll")
+        while len(self.screen_stack) > 1:
+            self.pop_screen()
+        await self._close_service()
+        self.rows_source, self.models, self.notice = None, None, None
+        self._service_factory = default_service_factory(following.name)
+        opening = asyncio.ensure_future(self._open_cache())
+        self._start_up(opening, applied=False)
+
+    async def _close_service(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        service = self.service or self._opened
+        self.service = self._opened = self.poller = None
+        if service is not None:
+            try:
+                await service.close()
+            except Exception:  # closing is best effort; the data is already on disk
+                pass
+
     def action_help(self) -> None:
         from .screens.help import HelpScreen, help_sections
 
@@ -465,15 +505,7 @@ class TunedeckApp(App[int]):
     # -- shutdown ---------------------------------------------------------------------------
 
     async def on_unmount(self) -> None:
-        if self._unsubscribe is not None:
-            self._unsubscribe()
-        service = self.service or self._opened
-        self.service = self._opened = None
-        if service is not None:
-            try:
-                await service.close()
-            except Exception:  # closing is best effort; the data is already on disk
-                pass
+        await self._close_service()
 
 
 def run_app(profile: str | None = None) -> int:
