@@ -6,7 +6,7 @@ caller's event loop (`await start_async()`/`await stop_async()`). Manual time, f
 is called; each has a blocking form (thread mode, from any other thread) and an
 `*_async` form (any loop).
 
-Layout of `data_dir`: `backend.sqlite3` (files, jobs, events, checkpoints, models),
+Layout of `data_dir`: `backend.sqlite3` (files, jobs, events, checkpoints, models, permissions),
 `files/<file id>` (uploads and result CSVs), `models/<job id>/step-N.npz` (weights),
 `models/paused/<job id>/step-N.npz` (pause checkpoints), `uploads/<upload id>/` (Uploads
 in progress), plus the lock and endpoint files of `ownership.py`.
@@ -36,6 +36,7 @@ from .routes_graders import grader_routes
 from .routes_inference import inference_routes
 from .routes_jobs import job_routes
 from .routes_model_deletion import model_deletion_routes
+from .routes_permissions import permission_routes
 from .routes_uploads import upload_routes
 from .server import build_app
 from .store import Store
@@ -112,6 +113,7 @@ class LocalBackend:
             upload_routes(uploads, self._store, blobs),
             job_routes(self._engine, self._store),
             model_deletion_routes(self._store, blobs, self._engine.base_models),
+            permission_routes(self._store, self.clock),
             grader_routes(),
             inference_routes(ChatModels(self._store, self.data_dir, self._engine.base_models), self.clock),
             outer_middlewares=[fault_middleware(self.faults)],

@@ -1,4 +1,5 @@
-"""The backend's state in one SQLite file (WAL): files, jobs, events, checkpoints, models.
+"""The backend's state in one SQLite file (WAL): files, jobs, events, checkpoints, models,
+and checkpoint permissions.
 
 Each row keeps the API object as JSON (`body`) plus the columns queries need. `seq`
 (insertion order) orders every list, so "newest first" and `after=<id>` cursors are
@@ -31,6 +32,9 @@ CREATE INDEX IF NOT EXISTS checkpoints_by_job ON checkpoints (job_id, seq);
 CREATE TABLE IF NOT EXISTS models (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, job_id TEXT NOT NULL,
     created INTEGER NOT NULL, kind TEXT NOT NULL, weights TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS permissions (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, model TEXT NOT NULL,
+    project_id TEXT NOT NULL, body TEXT NOT NULL, UNIQUE (model, project_id));
 """
 TERMINAL_STATUSES = ("succeeded", "failed", "cancelled")
 MODEL_FIELDS = ("id", "job_id", "created", "kind", "weights")
@@ -184,8 +188,38 @@ class Store:
         return dict(zip(MODEL_FIELDS, row)) if row else None
 
     def delete_model(self, model_id: str) -> bool:
-        return self._db.execute("DELETE FROM models WHERE id = ?", (model_id,)).rowcount > 0
+        """Forget a model and the permissions that shared it."""
+        with self.transaction():
+            self._db.execute("DELETE FROM permissions WHERE model = ?", (model_id,))
+            return self._db.execute("DELETE FROM models WHERE id = ?", (model_id,)).rowcount > 0
 
     def final_models(self) -> list[dict[str, Any]]:
         rows = self._db.execute(f"SELECT {MODEL_COLUMNS} FROM models WHERE kind = 'final' ORDER BY seq")
         return [dict(zip(MODEL_FIELDS, row)) for row in rows]
+
+    # -- checkpoint permissions -----------------------------------------------------------
+
+    def permission_for(self, model_id: str, project_id: str) -> dict[str, Any] | None:
+        row = self._db.execute(
+            "SELECT body FROM permissions WHERE model = ? AND project_id = ?", (model_id, project_id)
+        ).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def add_permission(self, model_id: str, permission: dict[str, Any]) -> None:
+        """At most one per (model, project): check `permission_for` first (a second one raises)."""
+        self._db.execute(
+            "INSERT INTO permissions (id, model, project_id, body) VALUES (?, ?, ?, ?)",
+            (permission["id"], model_id, permission["project_id"], _dumps(permission)),
+        )
+
+    def list_permissions(
+        self, model_id: str, project_id: str | None, newest_first: bool, after: str | None, limit: int
+    ) -> Page:
+        scope, params = "model = ?", (model_id,)
+        if project_id is not None:
+            scope, params = "model = ? AND project_id = ?", (model_id, project_id)
+        return self._page("permissions", scope, params, after, limit, newest_first=newest_first)
+
+    def delete_permission(self, model_id: str, permission_id: str) -> bool:
+        cursor = self._db.execute("DELETE FROM permissions WHERE id = ? AND model = ?", (permission_id, model_id))
+        return cursor.rowcount > 0
