@@ -35,7 +35,6 @@ Checkpoints: at each epoch's end (the engine keeps the last 3); each is a chat m
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -46,6 +45,7 @@ from .datasets import chat_turns
 from .features import Featurized
 from .policy import answer_tokens, save_model, starting_model
 from .sequences import RowAdagrad, answer_features, gradient, score
+from .batches import EpochBatches
 from .trainer import StepMetrics, Turn, TrainingSpec
 
 BASE_LEARNING_RATE = 1.0
@@ -82,14 +82,14 @@ class DpoRun:
         self._train = self._pairs(rows)
         self._valid = self._pairs([_parse(row) for row in spec.validation])
         self._rng = np.random.default_rng(spec.seed)
-        self._batch_size = max(1, min(hyper.batch_size, len(self._train)))
-        self.steps_per_epoch = math.ceil(len(self._train) / self._batch_size)
+        self._batches = EpochBatches(len(self._train), hyper.batch_size, self._rng)
+        self._batch_size = self._batches.batch_size
+        self.steps_per_epoch = self._batches.steps_per_epoch
         self.total_steps = self.steps_per_epoch * hyper.n_epochs
         learning_rate = BASE_LEARNING_RATE * hyper.learning_rate_multiplier
         warmup = min(WARMUP_STEPS, self.total_steps // 10)
         self._optimizer = RowAdagrad(self.model.featurizer.dim, learning_rate, warmup)
         self._steps_done = 0
-        self._order = np.arange(len(self._train))
         self._valid_every = max(1, self.steps_per_epoch // VALID_EVALS_PER_EPOCH)
         self._valid_batch = min(len(self._valid), max(self._batch_size, MIN_VALID_BATCH))
         self._valid_cursor = 0
@@ -115,13 +115,9 @@ class DpoRun:
     def step(self) -> StepMetrics:
         if self._steps_done >= self.total_steps:
             raise RuntimeError("the run is already complete")
-        index = self._steps_done % self.steps_per_epoch
-        if index == 0:
-            self._order = self._rng.permutation(len(self._train))
-        chosen = self._order[index * self._batch_size : (index + 1) * self._batch_size]
+        chosen, epoch_ended = self._batches.batch(self._steps_done)
         train = self._update([self._train[i] for i in chosen])
         self._steps_done += 1
-        epoch_ended = index == self.steps_per_epoch - 1
         valid_due = epoch_ended or self._steps_done % self._valid_every == 0
         valid = self._small_valid() if self._valid and valid_due else None
         full = self._evaluate(self._valid) if self._valid and epoch_ended else None

@@ -30,6 +30,7 @@ import numpy as np
 
 from . import BUILTIN_BASE_MODEL, kernels
 from .features import FEATURE_VERSION, Featurized, Featurizer, build_vocabulary
+from .batches import EpochBatches
 from .trainer import ChatExample, StepMetrics, TrainingRun, TrainingSpec, UnsupportedMethod
 
 BASE_LEARNING_RATE = 2.0
@@ -92,12 +93,12 @@ class NgramRun:
         self._accumulator = np.full(self.featurizer.dim, INITIAL_ACCUMULATOR, dtype=np.float32)
         self._rng = np.random.default_rng(spec.seed)
         self._learning_rate = BASE_LEARNING_RATE * hyper.learning_rate_multiplier
-        self._batch_size = max(1, min(hyper.batch_size, len(self._train)))
-        self.steps_per_epoch = math.ceil(len(self._train) / self._batch_size)
+        self._batches = EpochBatches(len(self._train), hyper.batch_size, self._rng)
+        self._batch_size = self._batches.batch_size
+        self.steps_per_epoch = self._batches.steps_per_epoch
         self.total_steps = self.steps_per_epoch * hyper.n_epochs
         self._warmup_steps = max(1, min(WARMUP_STEPS, self.total_steps // 10))
         self._steps_done = 0
-        self._order = np.arange(len(self._train))
         self._valid_every = max(1, self.steps_per_epoch // VALID_EVALS_PER_EPOCH)
         self._valid_batch = min(len(self._valid), max(self._batch_size, MIN_VALID_BATCH))
         self._valid_cursor = 0
@@ -107,13 +108,9 @@ class NgramRun:
     def step(self) -> StepMetrics:
         if self._steps_done >= self.total_steps:
             raise RuntimeError("the run is already complete")
-        index = self._steps_done % self.steps_per_epoch
-        if index == 0:
-            self._order = self._rng.permutation(len(self._train))
-        chosen = self._order[index * self._batch_size : (index + 1) * self._batch_size]
+        chosen, epoch_ended = self._batches.batch(self._steps_done)
         loss, accuracy = self._sgd_step([self._train[i] for i in chosen])
         self._steps_done += 1
-        epoch_ended = index == self.steps_per_epoch - 1
         valid_due = epoch_ended or self._steps_done % self._valid_every == 0
         valid = self._small_valid() if self._valid and valid_due else None
         full = self._score(self._valid) if self._valid and epoch_ended else None

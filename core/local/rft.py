@@ -37,7 +37,6 @@ the last one, which is the fine-tuned model.
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +49,7 @@ from .features import END_TOKEN, local_feature_names, tokenize
 from .graders import Grader, Multi, compile_grader, sample_namespace
 from .policy import UNKNOWN_ID, TokenModel, detokenize, save_model, starting_model
 from .sequences import RowAdagrad, answer_features, gradient, probabilities_under, score
+from .batches import EpochBatches
 from .trainer import StepMetrics, TrainingSpec, Turn
 
 BASE_LEARNING_RATE = 1.0
@@ -105,8 +105,9 @@ class RftRun:
         self.max_answer_tokens = _answer_budget(references)
         self._seed = spec.seed
         self._rng = np.random.default_rng(spec.seed)
-        self._batch_size = max(1, min(hyper.batch_size, len(self._train)))
-        self.steps_per_epoch = math.ceil(len(self._train) / self._batch_size)
+        self._batches = EpochBatches(len(self._train), hyper.batch_size, self._rng)
+        self._batch_size = self._batches.batch_size
+        self.steps_per_epoch = self._batches.steps_per_epoch
         self.total_steps = self.steps_per_epoch * hyper.n_epochs
         group = round(GROUP_SIZE * _number(hyper.extra, "compute_multiplier", 1))
         self.group_size = int(min(MAX_GROUP, max(MIN_GROUP, group)))
@@ -115,7 +116,6 @@ class RftRun:
         learning_rate = BASE_LEARNING_RATE * hyper.learning_rate_multiplier
         warmup = int(self.total_steps * WARMUP_FRACTION)
         self._optimizer = RowAdagrad(self.model.featurizer.dim, learning_rate, warmup)
-        self._order = np.arange(len(self._train))
         self._steps_done = 0
         self._since_eval: list[float] = []
 
@@ -124,10 +124,7 @@ class RftRun:
     def step(self) -> StepMetrics:
         if self._steps_done >= self.total_steps:
             raise RuntimeError("the run is already complete")
-        index = self._steps_done % self.steps_per_epoch
-        if index == 0:
-            self._order = self._rng.permutation(len(self._train))
-        chosen = self._order[index * self._batch_size : (index + 1) * self._batch_size]
+        chosen, epoch_ended = self._batches.batch(self._steps_done)
         train = self._update([self._train[i] for i in chosen])
         self._steps_done += 1
         self._since_eval.append(train.mean)
@@ -142,7 +139,7 @@ class RftRun:
             total_steps=self.total_steps,
             train_loss=None,
             train_mean_token_accuracy=None,
-            epoch_ended=index == self.steps_per_epoch - 1,
+            epoch_ended=epoch_ended,
             extra=self._metrics(train, valid),
             summary=_summary(train, valid),
             checkpoint=evaluate,
