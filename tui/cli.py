@@ -20,6 +20,7 @@ from tunedeck.core.config import ConfigError
 from tunedeck.core.records import Job, JobEvent, JobRow, MetricPoint
 from tunedeck.core.service import Service, ServiceError
 from tunedeck.core.text import strip_controls
+from tunedeck.tui.cli_data import add_data_parser, run_data
 from tunedeck.tui.formatting import job_fields, local_time
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -56,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("paths", help="print where config, cache and data live")
     commands.add_parser("profiles", help="list the configured profiles")
+    add_data_parser(commands)
     return parser
 
 
@@ -70,6 +72,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _print_paths()
         if args.command == "profiles":
             return _print_profiles()
+        if args.command == "data":
+            return run_data(args)
         return asyncio.run(_jobs(args))
     except ConfigError as exc:
         _fail(f"config: {exc}")
