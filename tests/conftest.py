@@ -23,23 +23,10 @@ def isolated_home(tmp_path, monkeypatch):
 
 
 def generate_dataset(kind: str, n: int, out: Path, *extra: str) -> Path:
-    """Write a dataset with the shared generator (falls back to a built-in SFT writer)."""
-    if GEN_DATASET.is_file():
-        subprocess.run([sys.executable, str(GEN_DATASET), kind, str(n), str(out), *extra], check=True)
-        return out
-    assert kind == "sft", "only SFT can be generated without ../shared/bench"
-    import json
-    import random
-
-    labels = ["billing", "shipping", "account"]
-    cues = {"billing": "receipt", "shipping": "parcel", "account": "username"}
-    r = random.Random(7)
-    with out.open("w", encoding="utf-8") as f:
-        for _ in range(n):
-            label = r.choice(labels)
-            text = f"My order has a problem with the {cues[label]} please help"
-            msgs = [{"role": "user", "content": text}, {"role": "assistant", "content": label}]
-            f.write(json.dumps({"messages": msgs}) + "\n")
+    """Write a dataset with the project's shared generator (../shared/bench/gen_dataset.py)."""
+    if not GEN_DATASET.is_file():
+        pytest.fail(f"{GEN_DATASET} is missing: the tests need the shared/ folder beside the repository")
+    subprocess.run([sys.executable, str(GEN_DATASET), kind, str(n), str(out), *extra], check=True)
     return out
 
 
