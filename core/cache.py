@@ -50,13 +50,15 @@ class Cache:
     async def open(cls, path: Path) -> Cache:
         path.parent.mkdir(parents=True, exist_ok=True)
         db = await aiosqlite.connect(path)
-        await db.execute("PRAGMA journal_mode=WAL")
         await db.execute("PRAGMA synchronous=NORMAL")
-        await db.executescript(_SCHEMA)
-        await db.execute(
-            "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
-        )
-        await db.commit()
+        async with db.execute("PRAGMA user_version") as cursor:
+            (version,) = await cursor.fetchone()
+        if version < SCHEMA_VERSION:
+            # Only a new (or older) cache is written to on open: the app's first frame waits on this.
+            await db.execute("PRAGMA journal_mode=WAL")  # persistent: stays set in the file
+            await db.executescript(_SCHEMA)
+            await db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            await db.commit()
         return cls(db, path)
 
     async def close(self) -> None:
