@@ -77,7 +77,10 @@ def seed_cache(home: Path, jobs: int) -> None:
 def time_child(code: str, env: dict[str, str], marker: Path) -> tuple[float, str]:
     marker.unlink(missing_ok=True)
     start = time.time()
-    subprocess.run([sys.executable, "-c", code, str(marker)], env=env, check=True, capture_output=True, timeout=60)
+    # Run from the marker's folder: a checkout in the working directory would shadow the install.
+    subprocess.run(
+        [sys.executable, "-c", code, str(marker)], env=env, cwd=marker.parent, check=True, capture_output=True, timeout=60
+    )
     # The child stamps the wall clock at its first frame; its exit afterwards is not counted.
     text = marker.read_text()
     return json.loads(text)["at"] - start, text
