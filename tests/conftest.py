@@ -44,3 +44,24 @@ def manual_backend(tmp_path):
     backend.start()
     yield backend
     backend.stop()
+
+
+@pytest.fixture
+async def backend(tmp_path):
+    """The local backend in the test's own event loop, in manual time."""
+    from tunedeck.core.local import LocalBackend
+
+    local = LocalBackend(tmp_path / "backend", auto_advance=False)
+    await local.start_async()
+    yield local
+    await local.stop_async()
+
+
+@pytest.fixture
+async def client(backend):
+    """The real async SDK pointed at `backend`, with retries off so errors surface as they are."""
+    import openai
+
+    sdk = openai.AsyncOpenAI(base_url=backend.base_url, api_key="any", max_retries=0)
+    yield sdk
+    await sdk.close()

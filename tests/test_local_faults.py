@@ -32,14 +32,6 @@ TRAIN = "".join(
 ).encode()
 
 
-@pytest.fixture
-async def backend(tmp_path):
-    local = LocalBackend(tmp_path / "backend", auto_advance=False)
-    await local.start_async()
-    yield local
-    await local.stop_async()
-
-
 def sdk(backend, retries: int = 0, **options) -> openai.AsyncOpenAI:
     return openai.AsyncOpenAI(base_url=backend.base_url, api_key="any", max_retries=retries, **options)
 

@@ -9,31 +9,15 @@ import random
 from pathlib import Path
 from typing import Any
 
-import openai
 import pytest
 
 from conftest import generate_dataset
-from tunedeck.core.local import BUILTIN_BASE_MODEL, LocalBackend
+from tunedeck.core.local import BUILTIN_BASE_MODEL
 from tunedeck.core.local.phases import Snapshot, kept_snapshots
 
 LABELS = ["billing", "shipping", "account", "technical", "returns", "other"]
 EXACT = {"type": "string_check", "name": "exact", "input": "{{sample.output_text}}",
          "reference": "{{item.reference_answer}}", "operation": "eq"}  # fmt: skip
-
-
-@pytest.fixture
-async def backend(tmp_path):
-    local = LocalBackend(tmp_path / "backend", auto_advance=False)
-    await local.start_async()
-    yield local
-    await local.stop_async()
-
-
-@pytest.fixture
-async def client(backend):
-    sdk = openai.AsyncOpenAI(base_url=backend.base_url, api_key="any", max_retries=0)
-    yield sdk
-    await sdk.close()
 
 
 def tickets(path: Path) -> list[tuple[list[dict], str]]:

@@ -24,21 +24,6 @@ def rows(n: int) -> bytes:
     return "".join(lines).encode()
 
 
-@pytest.fixture
-async def backend(tmp_path):
-    local = LocalBackend(tmp_path / "backend", auto_advance=False)
-    await local.start_async()
-    yield local
-    await local.stop_async()
-
-
-@pytest.fixture
-async def client(backend):
-    sdk = openai.AsyncOpenAI(base_url=backend.base_url, api_key="any", max_retries=0)
-    yield sdk
-    await sdk.close()
-
-
 async def create_job(client, n: int = 20, **kwargs: Any):
     file = await client.files.create(file=("t.jsonl", rows(n)), purpose="fine-tune")
     method = {"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 3, "batch_size": 1}}}

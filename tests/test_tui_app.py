@@ -415,7 +415,7 @@ async def test_a_validation_file_gives_the_chart_a_validation_curve(paths, manua
     app = make_app(paths, manual_backend)
     async with app.run_test(size=(120, 36)) as pilot:
         await settle(pilot)
-        job_id = await launch_through_form(pilot, sft_file, valid)
+        await launch_through_form(pilot, sft_file, valid)
         assert app.screen.job.validation_file
         await asyncio.to_thread(manual_backend.run_until_settled)
         await poll(pilot)
