@@ -16,6 +16,11 @@ CORE_MODULES = [
     "tunedeck.core.service",
     "tunedeck.core.text",
     "tunedeck.core.local",
+    "tunedeck.core.lineindex",
+    "tunedeck.core.linesearch",
+    "tunedeck.core.recent",
+    "tunedeck.core.cleancopy",
+    "tunedeck.core.datasample",
 ]
 
 

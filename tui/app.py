@@ -86,6 +86,7 @@ class TunedeckApp(ServiceActions, App[int]):
         Binding("f1", "help", "Keys", show=False, id="app.help_f1"),
         Binding("r", "refresh", "Refresh", id="app.refresh", tooltip="Refresh from the API now"),
         Binding("p", "switch_profile", "Profile", id="app.profile", tooltip="Switch to the next profile"),
+        Binding("d", "datasets", "Datasets", id="app.datasets", tooltip="Browse a dataset file before training on it"),
     ]
 
     def __init__(
@@ -405,6 +406,12 @@ class TunedeckApp(ServiceActions, App[int]):
                 await service.close()
             except Exception:  # closing is best effort; the data is already on disk
                 pass
+
+    def action_datasets(self) -> None:
+        from .screens.dataset import DatasetScreen
+
+        if not isinstance(self.screen, DatasetScreen):
+            self.push_screen(DatasetScreen())
 
     def action_help(self) -> None:
         from .screens.help import HelpScreen, help_sections

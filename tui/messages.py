@@ -5,11 +5,15 @@ Names are past tense: each says what happened, not what to do.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from textual.message import Message
 
 if TYPE_CHECKING:  # pragma: no cover
+    from tunedeck.core.datasample import Distributions
+    from tunedeck.core.datasets import ValidationReport
+    from tunedeck.core.linesearch import SearchProgress
     from tunedeck.core.poller import JobPoller
     from tunedeck.core.records import Job, JobEvent, JobRow
     from tunedeck.core.service import Service
@@ -125,3 +129,72 @@ class CancelFailed(Message):
         super().__init__()
         self.job_id = job_id
         self.message = message
+
+
+# -- the dataset screen (each carries the `generation` of the file it is about, so a message
+# from the file shown before is recognised and dropped) ------------------------------------
+
+
+class IndexAdvanced(Message):
+    """The line index of the open file grew (or completed)."""
+
+    def __init__(self, generation: int, complete: bool) -> None:
+        super().__init__()
+        self.generation = generation
+        self.complete = complete
+
+
+class DatasetTaskFailed(Message):
+    """A background task on the open file failed; `task` names it ("index", "validation"…)."""
+
+    def __init__(self, generation: int, task: str, message: str) -> None:
+        super().__init__()
+        self.generation = generation
+        self.task = task
+        self.message = message
+
+
+class ValidationProgressed(Message):
+    def __init__(self, generation: int, done: int, total: int) -> None:
+        super().__init__()
+        self.generation = generation
+        self.done = done
+        self.total = total
+
+
+class ValidationFinished(Message):
+    """The dataset engine's report on the open file."""
+
+    def __init__(self, generation: int, report: ValidationReport) -> None:
+        super().__init__()
+        self.generation = generation
+        self.report = report
+
+
+class DistributionsLoaded(Message):
+    def __init__(self, generation: int, distributions: Distributions) -> None:
+        super().__init__()
+        self.generation = generation
+        self.distributions = distributions
+
+
+class SearchProgressed(Message):
+    """New matching lines of search `search_id`; `finished` on the last one (also cancelled)."""
+
+    def __init__(self, generation: int, search_id: int, progress: SearchProgress, finished: bool = False, cancelled: bool = False) -> None:
+        super().__init__()
+        self.generation = generation
+        self.search_id = search_id
+        self.progress = progress
+        self.finished = finished
+        self.cancelled = cancelled
+
+
+class DatasetWritten(Message):
+    """A cleaned copy or a split was written; `paths` are the new files."""
+
+    def __init__(self, kind: str, summary: str, paths: list[Path]) -> None:
+        super().__init__()
+        self.kind = kind
+        self.summary = summary
+        self.paths = paths

@@ -40,9 +40,10 @@ class LaunchScreen(Screen):
 
     HELP = "Launch: upload a JSONL training file and create a fine-tuning job."
 
-    def __init__(self, training_path: str = "") -> None:
+    def __init__(self, training_path: str = "", validation_path: str = "") -> None:
         super().__init__()
         self._initial_path = training_path
+        self._initial_validation = validation_path
         self.launching = False
         self._models_requested = False
         self.error_text = ""
@@ -65,6 +66,7 @@ class LaunchScreen(Screen):
                 )
                 yield Label("Validation file", classes="field-label")
                 yield Input(
+                    self._initial_validation,
                     placeholder="optional: path/to/valid.jsonl (gives the validation loss curve)",
                     id="validation-path",
                     tooltip="Held-out examples in the same format; never trained on",
