@@ -33,6 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 GEN_DATASET = REPO.parent / "shared" / "bench" / "gen_dataset.py"
 BLOCK_EXAMPLES = 20_000
 HEARTBEAT_S = 0.005
+FREEZE = "--gc-freeze" in sys.argv
 
 
 def write_big_file(path: Path, size_mb: int) -> int:
@@ -58,6 +59,8 @@ class Heartbeat:
 
     def __init__(self) -> None:
         self.lateness: list[float] = []
+        self.phase = "start"
+        self.worst: list[tuple[float, str]] = []
         self._task: asyncio.Task | None = None
 
     async def _run(self) -> None:
@@ -65,7 +68,9 @@ class Heartbeat:
         while True:
             before = loop.time()
             await asyncio.sleep(HEARTBEAT_S)
-            self.lateness.append(loop.time() - before - HEARTBEAT_S)
+            late = loop.time() - before - HEARTBEAT_S
+            self.lateness.append(late)
+            self.worst = sorted([*self.worst, (late, self.phase)], reverse=True)[:5]
 
     def start(self) -> None:
         self._task = asyncio.ensure_future(self._run())
@@ -74,15 +79,35 @@ class Heartbeat:
         if self._task is not None:
             self._task.cancel()
 
+    def watch_gc(self) -> None:
+        """Record the longest garbage-collector pause (a stall no screen code causes)."""
+        import gc
+
+        self.gc_worst = (0.0, -1)
+        began = [0.0]
+
+        def timed(phase: str, info: dict) -> None:
+            if phase == "start":
+                began[0] = time.perf_counter()
+            else:
+                self.gc_worst = max(self.gc_worst, (time.perf_counter() - began[0], info["generation"]))
+
+        gc.callbacks.append(timed)
+
     def summary(self) -> str:
         if not self.lateness:
             return "no samples"
         ordered = sorted(self.lateness)
         p99 = ordered[int(len(ordered) * 0.99) - 1]
-        return f"max {max(ordered) * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms over {len(ordered):,} beats"
+        worst = ", ".join(f"{late * 1000:.0f} ms ({phase})" for late, phase in self.worst)
+        pause, generation = self.gc_worst
+        return (
+            f"max {max(ordered) * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms over {len(ordered):,} beats; worst: {worst}\n"
+            f"                longest garbage-collector pause {pause * 1000:.1f} ms (generation {generation})"
+        )
 
 
-async def painted(screen, line: int, since: float, limit_s: float = 60.0) -> float:
+async def painted(screen, line: int, since: float, limit_s: float = 10.0) -> float:
     """Seconds from `since` until the cursor row showing `line` was drawn."""
     examples = screen.examples
     deadline = time.perf_counter() + limit_s
@@ -91,7 +116,7 @@ async def painted(screen, line: int, since: float, limit_s: float = 60.0) -> flo
         if drawn is not None and drawn[0] == line and drawn[1] >= since:
             return drawn[1] - since
         await asyncio.sleep(0.001)
-    raise TimeoutError(f"line {line} was not drawn within {limit_s} s")
+    raise TimeoutError(f"line {line} was not drawn within {limit_s} s: {screen.describe()}, painted {examples.cursor_painted}, since {since}, pending {screen.pending_jump}")
 
 
 async def run(path: Path, lines: int, validate: bool) -> None:
@@ -106,9 +131,16 @@ async def run(path: Path, lines: int, validate: bool) -> None:
     async with app.run_test(size=(120, 36)) as pilot:
         await app.workers.wait_for_complete()
         await pilot.pause()
+        import gc
+
+        print(f"gc-tracked objects at the start: {len(gc.get_objects()):,}" + (" (frozen)" if FREEZE else ""))
+        if FREEZE:
+            gc.freeze()
         beat = Heartbeat()
+        beat.watch_gc()
         beat.start()
 
+        beat.phase = "open"
         started = time.perf_counter()
         screen = DatasetScreen(path, validate=validate)
         app.push_screen(screen)
@@ -117,6 +149,7 @@ async def run(path: Path, lines: int, validate: bool) -> None:
         first_page = screen.examples.first_paint_at - started
         print(f"first page      {first_page * 1000:7.1f} ms  (open + first 256 KB indexed + rows drawn; index at {screen.index.fraction:.0%})")
 
+        beat.phase = "jumps while indexing"
         targets = [max(1, int(lines * share)) for share in (0.1, 0.5, 0.9)]
         for target in targets:
             asked = time.perf_counter()
@@ -125,8 +158,10 @@ async def run(path: Path, lines: int, validate: bool) -> None:
             took = await painted(screen, target, asked)
             print(f"jump {target:>9,}  {took * 1000:7.1f} ms  (asked with the index at {was:.0%}: waits for the scan)")
 
+        beat.phase = "indexing"
         while not screen.index.complete:
             await asyncio.sleep(0.01)
+        beat.phase = "jumps"
         print(f"index complete  {(time.perf_counter() - started):7.2f} s after opening ({screen.index.line_count:,} lines)")
 
         for target in [*targets, 1, lines]:
@@ -135,26 +170,35 @@ async def run(path: Path, lines: int, validate: bool) -> None:
             took = await painted(screen, target, asked)
             print(f"jump {target:>9,}  {took * 1000:7.1f} ms  (index complete)")
 
+        beat.phase = "paging"
+        screen.goto_line(lines // 2)
+        await painted(screen, lines // 2, time.perf_counter() - 1)
         steps = []
         for _ in range(20):
             asked = time.perf_counter()
             before = screen.describe()["line"]
-            await pilot.press("pagedown")
+            screen.examples.action_page(1)  # what pagedown runs (Pilot's press waits for an idle process)
             steps.append(await painted(screen, screen.describe()["line"], asked))
-            assert screen.describe()["line"] != before or before == lines
+            assert screen.describe()["line"] > before
         print(f"page down       {statistics.median(steps) * 1000:7.1f} ms median, {max(steps) * 1000:.1f} ms max (20 pages)")
 
+        beat.phase = "search"
         asked = time.perf_counter()
         screen.start_search("zqxjv")  # absent: the whole file is read
         while not (screen.search and screen.search.finished):
             await asyncio.sleep(0.01)
         print(f"search          {time.perf_counter() - asked:7.2f} s for a word found nowhere (whole file)")
 
+        beat.phase = "validating"
         if validate:
-            while screen.report is None:
+            while screen.report is None and screen.validation_fraction is not None:
                 await asyncio.sleep(0.05)
             report = screen.report
-            print(f"validation      {time.perf_counter() - started:7.2f} s after opening ({report.error_count:,} errors, {report.examples:,} examples)")
+            if report is None:
+                failures = [n.message for n in app._notifications]
+                print(f"validation      failed: {failures}")
+            else:
+                print(f"validation      {time.perf_counter() - started:7.2f} s after opening ({report.error_count:,} errors, {report.examples:,} examples)")
         beat.stop()
         print(f"UI loop stalls  {beat.summary()}")
 
@@ -165,6 +209,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--file", type=Path, help="benchmark this file instead of generating one")
     parser.add_argument("--keep", action="store_true", help="keep the generated file")
     parser.add_argument("--no-validate", action="store_true", help="browse without the engine running beside")
+    parser.add_argument("--gc-freeze", action="store_true", help="gc.freeze() once the app has started (an experiment)")
     args = parser.parse_args(argv[1:])
     workdir = Path(tempfile.mkdtemp(prefix="tunedeck-browse-"))
     os.environ["TUNEDECK_HOME"] = str(workdir / "home")

@@ -4,8 +4,9 @@
 
 One job is trained to completion (with a validation file, so the chart has both curves)
 and one is stopped mid-run; the script writes jobs.svg (the list), job.svg (the finished
-job: fields, events, loss chart), job-running.svg (the mid-run job), launch.svg (the form)
-and help.svg (with --text, a plain-text .txt of each as well). Nothing touches the user's config, cache or keys: everything lives in a
+job: fields, events, loss chart), job-running.svg (the mid-run job), launch.svg (the form),
+help.svg, dataset.svg (the browser on a file with a few bad lines, an error chosen) and
+dataset-stats.svg (its stats view) (with --text, a plain-text .txt of each as well). Nothing touches the user's config, cache or keys: everything lives in a
 temporary TUNEDECK_HOME that is deleted afterwards.
 """
 
@@ -117,9 +118,34 @@ async def render(out_dir: Path, home: Path, text: bool = False) -> list[Path]:
             await pilot.press(*"train.jsonl")
             await pilot.pause()
             shoot("launch.svg")
+            await pilot.press("escape")
+            await settle()
+
+            await shoot_dataset(app, pilot, settle, shoot, home)
     finally:
         backend.stop()
     return written
+
+
+async def shoot_dataset(app, pilot, settle, shoot, home: Path) -> None:
+    """The dataset browser on a generated file with a few bad lines, an error chosen."""
+    from tunedeck.tui.screens.dataset import DatasetScreen
+
+    path = home / "support.jsonl"
+    if GEN_DATASET.is_file():
+        args = [sys.executable, str(GEN_DATASET), "sft", "400", str(path), "--learnable", "--seed", "3", "--bad-every", "90"]
+        subprocess.run(args, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    else:
+        write_dataset(path, 400, seed=3)
+    screen = DatasetScreen(path)
+    app.push_screen(screen)
+    await settle()
+    await pilot.press("right_square_bracket", "right_square_bracket")  # the second error: a field is marked
+    await settle()
+    shoot("dataset.svg")
+    await pilot.press("t")
+    await settle()
+    shoot("dataset-stats.svg")
 
 
 def main(argv: list[str]) -> int:

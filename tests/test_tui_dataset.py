@@ -172,7 +172,7 @@ async def test_choosing_an_issue_jumps_to_its_line_and_marks_the_field(paths, tm
         chosen = next(i for i, issue in enumerate(issues.issues) if issue.line == 8)
         await pilot.press("i")
         assert issues.has_focus
-        issues.highlighted = chosen
+        issues.action_move_to(chosen)
         await pilot.press("enter")
         await pilot.pause()
         assert screen.describe()["line"] == 8 and screen.examples.has_focus
@@ -397,3 +397,23 @@ async def test_d_opens_the_browser_from_a_prompt_and_remembers_the_file(paths, t
         await pilot.press("escape")
         await settle(pilot)
         assert not isinstance(app.screen, DatasetScreen)
+
+
+async def test_choosing_a_base_model_reprices_and_recounts(paths, tmp_path):
+    from textual.widgets import Select
+
+    path = generate_dataset("sft", 60, tmp_path / "train.jsonl")
+    app = make_app(paths)
+    async with app.run_test(size=(120, 36)) as pilot:
+        screen = await open_screen(pilot, path)
+        await pilot.press("t")
+        await settle(pilot)
+        assert screen.report.encoding == "o200k_base" and "at $5.00/1M" in screen_text(app)
+        select = screen.query_one("#stats-model", Select)
+        select.value = "gpt-4o-mini-2024-07-18"  # the same tokenizer: priced again at once
+        await settle(pilot)
+        assert "at $3.00/1M" in screen_text(app) and screen.report.encoding == "o200k_base"
+        select.value = "gpt-3.5-turbo-0125"  # another tokenizer: the engine counts again
+        await settle(pilot)
+        assert screen.report.encoding == "cl100k_base" and screen.report.model == "gpt-3.5-turbo-0125"
+        assert "at $8.00/1M" in screen_text(app)

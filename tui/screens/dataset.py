@@ -90,6 +90,9 @@ class DatasetScreen(DatasetActions, DatasetWorkers, Screen):
         self.generation = 0
         self.stop_event = threading.Event()
         self.model: str | None = None
+        """The base model chosen in the stats view (None: the engine's default for the format)."""
+        self.status_text = ""
+        """The status line as plain text (tests read it)."""
         self._reset_file_state()
 
     def _reset_file_state(self) -> None:
@@ -130,7 +133,6 @@ class DatasetScreen(DatasetActions, DatasetWorkers, Screen):
     def on_mount(self) -> None:
         self.examples.mark_for = self.mark_for
         self.on_resize()
-        self.query_one("#issues").border_title = "issues"
         self.examples.focus()
         if self.initial_path is not None:
             self.open_file(self.initial_path)
@@ -159,8 +161,11 @@ class DatasetScreen(DatasetActions, DatasetWorkers, Screen):
         self.path, self.index = path, index
         self._reset_file_state()
         self.query_one(ContentSwitcher).current = VIEWS["example"]
+        self.set_class(False, "-stats")
         self.query_one(AppHeader).set_title(Text.assemble("dataset ", one_line(path.name)))
         self.examples.set_index(index)
+        self.query_one(IssueList).reset()
+        self.query_one(DatasetStats).reset()
         self.examples.focus()
         if self.auto_index and not index.complete:
             self.build_index(index, self.generation)
@@ -236,9 +241,6 @@ class DatasetScreen(DatasetActions, DatasetWorkers, Screen):
 
     def on_index_advanced(self, message: IndexAdvanced) -> None:
         if message.generation != self.generation or self.index is None:
-            return
-        if self.errors_only:
-            self.refresh_status()
             return
         self.examples.rows_changed()
         pending = self.pending_jump

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from tunedeck.core.linesearch import SearchMatches
 
+from ..widgets.issue_list import IssueList
 from .dataset_prompts import AskScreen, OpenDatasetScreen
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -106,6 +107,7 @@ class DatasetActions(_Base):
         self.chosen_issue = self.issues_by_line[line][0]
         self.goto_line(line, keep_filter=True)
         self.show_line(line)
+        self.query_one(IssueList).point_at(self.chosen_issue)
 
     def action_next_error(self) -> None:
         self._jump_to_error(True)

@@ -8,6 +8,8 @@ cancelled; the dataset engine itself is called only through its public functions
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 import time
 from array import array
@@ -40,6 +42,45 @@ else:
 
 INDEX_REPORT_EVERY_S = 0.05
 """The index posts its growth at most this often (the list resizes on each post)."""
+BACKGROUND_NICE = 10
+
+
+def start_resource_tracker() -> None:
+    """Start multiprocessing's resource tracker with a usable stderr, once.
+
+    The validator runs big files in worker processes, whose pool starts the tracker lazily,
+    handing it `sys.stderr.fileno()`. Inside a Textual app that is the app's print capture,
+    whose fileno() is -1, and the start fails ("bad value(s) in fds_to_keep"). Started here
+    first, with stderr pointed at /dev/null for that moment, the pool finds it running.
+    """
+    from multiprocessing import resource_tracker
+
+    try:
+        if sys.stderr is not None and sys.stderr.fileno() >= 0:
+            return
+    except (AttributeError, OSError, ValueError):
+        pass
+    with open(os.devnull, "w") as null:
+        captured, sys.stderr = sys.stderr, null
+        try:
+            resource_tracker.ensure_running()
+        finally:
+            sys.stderr = captured
+
+
+def lower_this_threads_priority() -> None:
+    """Let the UI win the CPU over background work started from this thread.
+
+    On Linux the nice value belongs to the calling thread (a Textual thread worker: its own
+    thread, gone when the work is done) and processes spawned from it inherit it, so the
+    validator's worker processes run below the UI too. Elsewhere nice would slow the whole
+    app, so it is left alone.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            os.nice(BACKGROUND_NICE)
+        except OSError:
+            pass
 
 
 def stopper(event: threading.Event) -> Callable[[], bool]:
@@ -78,6 +119,8 @@ class DatasetWorkers(_Base):
         from tunedeck.core.datasets import DatasetIOError, ValidationCancelled, validate_file
 
         stop = stopper(self.stop_event)
+        start_resource_tracker()
+        lower_this_threads_priority()
 
         def progressed(done: int, total: int) -> None:
             self.post_message(ValidationProgressed(generation, done, total))
@@ -95,8 +138,12 @@ class DatasetWorkers(_Base):
     def load_distributions(self, index: LineIndex, report: ValidationReport, generation: int) -> None:
         from tunedeck.core.datasample import from_report, sample
 
+        lower_this_threads_priority()
         try:
-            distributions = from_report(report) or sample(index, report.checked_as, report.encoding, cancelled=stopper(self.stop_event))
+            bad = {issue.line for issue in report.errors if issue.line is not None}
+            distributions = from_report(report) or sample(
+                index, report.checked_as, report.encoding, cancelled=stopper(self.stop_event), skip=bad
+            )
         except (OSError, ValueError) as exc:
             self.post_message(DatasetTaskFailed(generation, "stats", clean(exc)))
             return

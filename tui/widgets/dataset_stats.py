@@ -127,6 +127,14 @@ class DatasetStats(VerticalScroll):
         yield Static(Text("labels", style="bold"), classes="stats-title", id="labels-title")
         yield Static(Text("", end=""), id="stats-labels")
 
+    def reset(self) -> None:
+        """Another file: figures come with its report."""
+        self.report = None
+        self.query_one("#stats-summary", Static).update(Text("validating…", style="dim"))
+        self.query_one("#tokens-chart", BarChart).set_counts({})
+        self.query_one("#messages-chart", BarChart).set_counts({})
+        self.query_one("#stats-labels", Static).update(Text("", end=""))
+
     def show_report(self, report: ValidationReport) -> None:
         from tunedeck.core.datasets.models import MODELS
 

@@ -140,12 +140,17 @@ class ExampleList(ScrollView, can_focus=True):
     def current_line(self) -> int | None:
         return self.line_of(self.cursor) if self.row_count else None
 
-    def rows_changed(self) -> None:
-        """The index grew (or the filter changed): resize, keep the cursor, announce it."""
+    def _sync_size(self) -> int:
+        """Make the scrollable height match the rows (the index may know more than we drew)."""
         rows = self.row_count
         if rows != self._rows:
             self._rows = rows
             self.virtual_size = Size(self.size.width, rows)
+        return rows
+
+    def rows_changed(self) -> None:
+        """The index grew (or the filter changed): resize, keep the cursor, announce it."""
+        rows = self._sync_size()
         self.cursor = max(0, min(self.cursor, rows - 1))
         if self.follow_end and rows:
             self.follow_end = self.index is not None and not self.index.complete
@@ -173,7 +178,7 @@ class ExampleList(ScrollView, can_focus=True):
             self.move_to(self.row_of(line))
 
     def move_to(self, row: int) -> None:
-        rows = self.row_count
+        rows = self._sync_size()  # else a jump past the last known size would scroll short
         if not rows:
             return
         old, self.cursor = self.cursor, max(0, min(row, rows - 1))
