@@ -417,3 +417,17 @@ async def test_choosing_a_base_model_reprices_and_recounts(paths, tmp_path):
         await settle(pilot)
         assert screen.report.encoding == "cl100k_base" and screen.report.model == "gpt-3.5-turbo-0125"
         assert "at $8.00/1M" in screen_text(app)
+
+
+def test_background_work_runs_below_the_ui_and_its_errors_come_back():
+    import sys
+
+    from tunedeck.tui.screens.dataset_workers import at_low_priority
+
+    before = os.nice(0)
+    after = at_low_priority(lambda: os.nice(0))
+    assert os.nice(0) == before  # this thread keeps its priority
+    if sys.platform.startswith("linux"):
+        assert after == min(19, before + 10)
+    with pytest.raises(ZeroDivisionError):
+        at_low_priority(lambda: 1 / 0)

@@ -14,7 +14,7 @@ import threading
 import time
 from array import array
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from textual import work
 from textual.worker import get_current_worker
@@ -43,6 +43,7 @@ else:
 INDEX_REPORT_EVERY_S = 0.05
 """The index posts its growth at most this often (the list resizes on each post)."""
 BACKGROUND_NICE = 10
+T = TypeVar("T")
 
 
 def start_resource_tracker() -> None:
@@ -68,19 +69,34 @@ def start_resource_tracker() -> None:
             sys.stderr = captured
 
 
-def lower_this_threads_priority() -> None:
-    """Let the UI win the CPU over background work started from this thread.
+def at_low_priority(work: Callable[[], T]) -> T:
+    """Run `work` in a new thread whose CPU priority is below the UI's; wait for its result.
 
-    On Linux the nice value belongs to the calling thread (a Textual thread worker: its own
-    thread, gone when the work is done) and processes spawned from it inherit it, so the
-    validator's worker processes run below the UI too. Elsewhere nice would slow the whole
-    app, so it is left alone.
+    On Linux the nice value belongs to the calling thread, and processes spawned from it
+    inherit it: the validator's worker processes then run below the UI too. The thread is a
+    new one because Textual's thread workers share a pool, and a thread cannot take back
+    its priority once lowered. Elsewhere nice would slow the whole app, so it is left alone.
     """
-    if sys.platform.startswith("linux"):
+    outcome: list[Any] = []
+
+    def run() -> None:
+        if sys.platform.startswith("linux"):
+            try:
+                os.nice(BACKGROUND_NICE)
+            except OSError:
+                pass
         try:
-            os.nice(BACKGROUND_NICE)
-        except OSError:
-            pass
+            outcome.append((True, work()))
+        except BaseException as exc:  # handed to the caller's thread below
+            outcome.append((False, exc))
+
+    thread = threading.Thread(target=run, name="tunedeck-background", daemon=True)
+    thread.start()
+    thread.join()
+    ok, value = outcome[0]
+    if not ok:
+        raise value
+    return value
 
 
 def stopper(event: threading.Event) -> Callable[[], bool]:
@@ -120,13 +136,14 @@ class DatasetWorkers(_Base):
 
         stop = stopper(self.stop_event)
         start_resource_tracker()
-        lower_this_threads_priority()
 
         def progressed(done: int, total: int) -> None:
             self.post_message(ValidationProgressed(generation, done, total))
 
         try:
-            report = validate_file(path, model=model, progress=progressed, cancel=stop, max_issues=2000)
+            report = at_low_priority(
+                lambda: validate_file(path, model=model, progress=progressed, cancel=stop, max_issues=2000)
+            )
         except ValidationCancelled:
             return
         except (DatasetIOError, ValueError) as exc:
@@ -138,11 +155,11 @@ class DatasetWorkers(_Base):
     def load_distributions(self, index: LineIndex, report: ValidationReport, generation: int) -> None:
         from tunedeck.core.datasample import from_report, sample
 
-        lower_this_threads_priority()
+        stop = stopper(self.stop_event)
+        bad = {issue.line for issue in report.errors if issue.line is not None}
         try:
-            bad = {issue.line for issue in report.errors if issue.line is not None}
-            distributions = from_report(report) or sample(
-                index, report.checked_as, report.encoding, cancelled=stopper(self.stop_event), skip=bad
+            distributions = from_report(report) or at_low_priority(
+                lambda: sample(index, report.checked_as, report.encoding, cancelled=stop, skip=bad)
             )
         except (OSError, ValueError) as exc:
             self.post_message(DatasetTaskFailed(generation, "stats", clean(exc)))
