@@ -11,6 +11,8 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widget import Widget
 
+from .plotext_figure import build_figure
+
 MIN_WIDTH = 20
 MIN_HEIGHT = 5
 MAX_BINS = 24
@@ -79,14 +81,9 @@ class BarChart(Widget):
         labels, sums = bins(self.counts, min(MAX_BINS, max(2, (width - 8) // 3)))
         if width < MIN_WIDTH or height < MIN_HEIGHT:
             return Text(" ".join(f"{label}:{n}" for label, n in zip(labels, sums)), no_wrap=True, end="")
-        import plotext as plt  # ~40 ms; loaded the first time a chart is drawn
-
         self.build_count += 1
-        plt.clear_figure()
-        try:
-            plt.limit_size(False, False)
-            plt.theme("clear")
-            plt.plot_size(width, height)
+
+        def draw(plt) -> None:
             positions = list(range(1, len(sums) + 1))
             filled = [(p, n) for p, n in zip(positions, sums) if n]  # empty bins would still paint their base row
             plt.bar([p for p, _ in filled], [n for _, n in filled], marker="sd", color=self.color, width=0.8)
@@ -95,9 +92,5 @@ class BarChart(Widget):
             shown = positions[::every]
             plt.xticks(shown, [labels[p - 1] for p in shown])
             plt.yfrequency(min(3, max(2, height // 4)))
-            built = plt.build()
-        finally:
-            plt.clear_figure()
-        text = Text.from_ansi(built, no_wrap=True, end="")
-        text.rstrip()
-        return text
+
+        return build_figure(width, height, draw)

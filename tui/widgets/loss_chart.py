@@ -15,6 +15,8 @@ from textual.widget import Widget
 
 from tunedeck.core.records import MetricPoint
 
+from .plotext_figure import build_figure
+
 MIN_WIDTH = 24
 MIN_HEIGHT = 6
 SMOOTH_FROM = 20
@@ -177,14 +179,9 @@ class LossChart(Widget):
             text = self.latest_text()
             text.no_wrap = True
             return text
-        import plotext as plt  # ~40 ms; loaded the first time a chart is drawn
-
         self.build_count += 1
-        plt.clear_figure()
-        try:
-            plt.limit_size(False, False)
-            plt.theme("clear")
-            plt.plot_size(width, height)
+
+        def draw(plt) -> None:
             for label, series, color in self._plotted_series():
                 series = thin(series, 2 * width)
                 if series:
@@ -192,9 +189,5 @@ class LossChart(Widget):
                     plt.plot(list(steps), list(values), label=label, color=color, marker="braille")
             if height >= 10:
                 plt.xlabel("step")
-            built = plt.build()
-        finally:
-            plt.clear_figure()
-        text = Text.from_ansi(built, no_wrap=True, end="")
-        text.rstrip()
-        return text
+
+        return build_figure(width, height, draw)
