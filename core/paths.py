@@ -25,6 +25,11 @@ class AppPaths:
     def cache_db(self) -> Path:
         return self.cache_dir / "cache.sqlite3"
 
+    @property
+    def models_dir(self) -> Path:
+        """Base models for the transformer trainer (besides the Hugging Face cache)."""
+        return self.data_dir / "models"
+
     def local_backend_dir(self, profile: str) -> Path:
         return self.data_dir / "local-backend" / profile
 

@@ -175,6 +175,7 @@ class Service:
     def _start_or_attach_local_backend(self) -> str:
         """Start this profile's backend, or use the one another tunedeck process runs for it."""
         from .local import LocalBackend
+        from .local.hf.catalog import default_models_dirs
         from .local.ownership import BackendBusy
 
         if self._paths is None:
@@ -183,6 +184,7 @@ class Service:
             data_dir=self._paths.local_backend_dir(self.profile.name),
             port=self.profile.port,
             time_scale=self.profile.time_scale,
+            models_dirs=default_models_dirs(self._paths.models_dir),
         )
         try:
             base_url = backend.start()

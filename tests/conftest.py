@@ -19,6 +19,9 @@ def isolated_home(tmp_path, monkeypatch):
     monkeypatch.setenv("TUNEDECK_HOME", str(home))
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    # The transformer trainer's model catalog: an empty Hugging Face cache, no models folder.
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    monkeypatch.delenv("TUNEDECK_MODELS_DIR", raising=False)
     return home
 
 

@@ -60,7 +60,7 @@ def test_the_sync_client_recovers_too(tmp_path):
         {"path": "/v1/models", "kind": "rate_limit", "retry_after": 0.01, "times": 2}]}).rules)  # fmt: skip
     client = openai.OpenAI(base_url=backend.start(), api_key="any", max_retries=2)
     try:
-        assert [m.id for m in client.models.list()] == [BUILTIN_BASE_MODEL]
+        assert [m.id for m in client.models.list()][0] == BUILTIN_BASE_MODEL
         assert backend.faults.fired() == [2]
     finally:
         client.close()

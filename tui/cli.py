@@ -105,8 +105,10 @@ def _serve(args: argparse.Namespace) -> int:
     from tunedeck.core.paths import AppPaths
 
     # By default the same store as the app's `local` profile: a running `tunedeck` attaches to it.
-    data_dir = args.data_dir or AppPaths.discover().local_backend_dir("local")
+    paths = AppPaths.discover()
+    data_dir = args.data_dir or paths.local_backend_dir("local")
     from tunedeck.core.local.faults import FaultConfigError
+    from tunedeck.core.local.hf.catalog import default_models_dirs
     from tunedeck.core.local.ownership import BackendBusy
 
     try:
@@ -117,6 +119,7 @@ def _serve(args: argparse.Namespace) -> int:
             time_scale=args.time_scale,
             training_not_available=args.training_not_available,
             faults=args.faults,
+            models_dirs=default_models_dirs(paths.models_dir),
         )
     except FaultConfigError as exc:
         _fail(f"--faults: {exc}")

@@ -27,6 +27,8 @@ from aiohttp import web
 from .blobs import Blobs
 from .engine import JobEngine, Pacing
 from .faults import FaultPlan, fault_middleware, load_fault_plan
+from .hf.catalog import ModelCatalog, default_models_dirs
+from .hf.trainer import TransformerTrainer
 from .inference import ChatModels
 from .ngram import NgramTrainer
 from .ownership import Ownership
@@ -46,6 +48,7 @@ from .uploads import UploadRegistry
 T = TypeVar("T")
 DATABASE_NAME = "backend.sqlite3"
 UPLOADS_DIR = "uploads"
+LOGS_DIR = "logs"  # transformer workers' stderr, one file per process
 TRAINING_THREADS = 2
 SHUTDOWN_SECONDS = 2.0
 
@@ -64,17 +67,23 @@ class LocalBackend:
         training_not_available: bool = False,
         faults: FaultPlan | Mapping[str, Any] | Path | str | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        models_dirs: Sequence[Path] | None = None,
     ) -> None:
         """`training_not_available`: answer job creation with OpenAI's 403 for blocked
         organisations. `faults`: a fault plan (see faults.py) or a JSON/TOML file holding one.
         Both can be changed while serving, through `self.faults`. `sleep`: how auto mode
-        waits between steps (tests pass a gate that they open one wait at a time)."""
+        waits between steps (tests pass a gate that they open one wait at a time).
+        `models_dirs`: where the transformer trainer looks for base models (besides the
+        Hugging Face cache); default $TUNEDECK_MODELS_DIR, else `<data_dir>/base-models`."""
         self.data_dir = Path(data_dir)
         self.host = host
         self.port = port
         self.pacing = Pacing(auto_advance=auto_advance, step_delay=step_delay, time_scale=time_scale, sleep=sleep)
         self.clock = clock
-        self.trainers: list[Trainer] = list(trainers) if trainers is not None else [NgramTrainer()]
+        if trainers is None:
+            dirs = list(models_dirs) if models_dirs is not None else default_models_dirs(self.data_dir / "base-models")
+            trainers = [NgramTrainer(), TransformerTrainer(ModelCatalog(dirs), self.data_dir / LOGS_DIR)]
+        self.trainers: list[Trainer] = list(trainers)
         self.faults = load_fault_plan(faults)
         self.faults.training_not_available = self.faults.training_not_available or training_not_available
         self.base_url: str | None = None
@@ -188,6 +197,15 @@ class LocalBackend:
         thread.join()
         self._thread = None
 
+    def model_places(self) -> list[str]:
+        """Where trainers look for base models (for the serve banner and error messages)."""
+        places: list[str] = []
+        for trainer in self.trainers:
+            catalog = getattr(trainer, "catalog", None)
+            if catalog is not None:
+                places.extend(catalog.searched())
+        return places
+
     # -- driving time -------------------------------------------------------------------------------
 
     def run_until_settled(self) -> None:
@@ -254,6 +272,7 @@ def serve(
     time_scale: float = 1.0,
     training_not_available: bool = False,
     faults: Path | str | None = None,
+    models_dirs: Sequence[Path] | None = None,
 ) -> None:
     """Run the backend in the foreground until Ctrl-C (or SIGTERM); `tunedeck serve` calls this.
     `faults` is a JSON or TOML fault plan file (faults.py); a bad one raises `FaultConfigError`
@@ -265,6 +284,7 @@ def serve(
         time_scale=time_scale,
         training_not_available=training_not_available,
         faults=faults,
+        models_dirs=models_dirs,
     )
     base_url = backend.start()
     stop = threading.Event()
@@ -273,6 +293,7 @@ def serve(
         print(f"tunedeck local backend at {base_url} (data: {data_dir}); Ctrl-C to stop", flush=True)
         for notice in _switch_notices(backend.faults):
             print(notice, flush=True)
+        print(f"transformer models: {', '.join(backend.model_places())}", flush=True)
         while not stop.wait(0.5):  # short waits keep Ctrl-C responsive on every platform
             pass
     except KeyboardInterrupt:

@@ -22,6 +22,7 @@ from .jobspec import new_job, parse_job_request, raise_if_terminal
 from .pausing import pause_running_job, require_status_for, resumed_message
 from .phases import ActiveJob, Phases
 from .store import TERMINAL_STATUSES
+from .trainer import close_run
 
 PHASE_STEPS = 20  # validating_files and queued each last as long as this many steps
 MAX_RUNNING_JOBS = 2  # jobs training at once in auto mode; the rest wait in `queued`
@@ -56,6 +57,7 @@ class JobEngine:
         self._drivers: dict[str, asyncio.Task[None]] = {}
         self._chores: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(MAX_RUNNING_JOBS)
+        self._trainer_slots: dict[int, asyncio.Semaphore] = {}
 
     def base_models(self) -> list[str]:
         return [name for trainer in self._phases.trainers for name in trainer.base_models()]
@@ -111,6 +113,9 @@ class JobEngine:
         with self._store.transaction():
             self._store.save_job(job)
             self._phases.add_event(job_id, "Fine-tuning job cancelled")
+        active = self._active.get(job_id)
+        if active is not None and active.run is not None:
+            close_run(active.run)  # a worker process ends now, even mid-step; its step is thrown away
         self._chore(self._discard(job_id))
         return job
 
@@ -146,8 +151,13 @@ class JobEngine:
         active = self._active.get(job_id)
         if active is not None:
             async with active.lock:
-                self._active.pop(job_id, None)
+                self._forget(job_id)
         await self._phases.off_loop(self._phases.blobs.remove_job_dir, job_id)
+
+    def _forget(self, job_id: str) -> None:
+        active = self._active.pop(job_id, None)
+        if active is not None and active.run is not None:
+            close_run(active.run)
 
     # -- restart ------------------------------------------------------------------------------
 
@@ -236,7 +246,7 @@ class JobEngine:
         async with active.lock:
             done = await self._phases.advance_once(job_id, active, max_steps)
             if self._status(job_id) in TERMINAL_STATUSES:
-                self._active.pop(job_id, None)
+                self._forget(job_id)
         return done
 
     # -- automatic driving ----------------------------------------------------------------------
@@ -259,15 +269,24 @@ class JobEngine:
             await self._advance_once(job_id)
         if self._status(job_id) in (None, "paused", *TERMINAL_STATUSES):
             return
-        async with self._slots:
+        trainer = self._phases.trainer_for(self._require_job(job_id)["model"])
+        async with self._slots_for(trainer):
             if self._status(job_id) == "queued":
                 await self._pacing.sleep(self._pacing.phase_seconds())
-            pause = self._pacing.step_seconds()
-            steps_per_trip = 1 if pause > 0 else STEPS_PER_TRIP
+            paced = getattr(trainer, "paced", True)  # a real trainer's steps take their own time
+            pause = self._pacing.step_seconds() if paced else 0.0
+            steps_per_trip = 1 if pause > 0 or not paced else STEPS_PER_TRIP
             while self._status(job_id) not in (None, *TERMINAL_STATUSES):
                 if not await self._advance_once(job_id, steps_per_trip):
                     return
                 await self._pacing.sleep(pause)
+
+    def _slots_for(self, trainer: Any) -> asyncio.Semaphore:
+        """The shared training slots, or a trainer's own when it limits its runs (one per GPU)."""
+        limit = getattr(trainer, "max_concurrent_runs", None)
+        if limit is None:
+            return self._slots
+        return self._trainer_slots.setdefault(id(trainer), asyncio.Semaphore(limit))
 
     def _chore(self, coroutine: Any) -> None:
         """Run a background clean-up, kept referenced so it is not garbage-collected mid-way."""
@@ -280,5 +299,8 @@ class JobEngine:
         tasks = [*self._drivers.values(), *self._chores]
         for task in self._drivers.values():
             task.cancel()
+        for active in self._active.values():
+            if active.run is not None:
+                close_run(active.run)
         await asyncio.gather(*tasks, return_exceptions=True)
 

@@ -87,6 +87,37 @@ class JobRequest:
     seed: int = 0
     metadata: dict[str, str] | None = None
     integrations: list[Any] = field(default_factory=list)
+    options: dict[str, Any] | None = None  # the `tunedeck` extension field
+
+
+# tunedeck's own job options, sent in the request's `tunedeck` field (the SDK's `extra_body`),
+# which leaves OpenAI's request shape intact; the job echoes them under `tunedeck`. Only the
+# transformer trainer reads them (the built-in trainer has nothing to choose).
+TUNEDECK_OPTIONS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "training_type": (lambda v: v in ("auto", "lora", "full"), "auto, lora or full"),
+    "lora_rank": (_integer(1, 1024), "an integer from 1 to 1024"),
+    "lora_alpha": (_integer(1, 4096), "an integer from 1 to 4096"),
+    "lora_dropout": (_number(0.0, 1.0, low_open=False), "a number from 0 to 1"),
+    "max_length": (_integer(16, 1_000_000), "an integer from 16 to 1000000 (tokens per example)"),
+    "max_completion_tokens": (_integer(1, 32_768), "an integer from 1 to 32768 (RFT answer length)"),
+    "device": (lambda v: isinstance(v, str) and (v == "cpu" or v.startswith("cuda")), "cpu, cuda or cuda:N"),
+}
+
+
+def _options(raw: Any) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise bad_request("Invalid 'tunedeck': expected an object of tunedeck options.", param="tunedeck")
+    for key, value in raw.items():
+        if key not in TUNEDECK_OPTIONS:
+            known = ", ".join(TUNEDECK_OPTIONS)
+            raise bad_request(f"Unknown option 'tunedeck.{str(key)[:40]}'; known: {known}.", param=f"tunedeck.{key}")
+        check, expected = TUNEDECK_OPTIONS[key]
+        if not check(value):
+            shown = repr(value)[:40]
+            raise bad_request(f"Invalid 'tunedeck.{key}': expected {expected}, got {shown}.", param=f"tunedeck.{key}")
+    return dict(raw)
 
 
 def parse_job_request(body: dict[str, Any]) -> JobRequest:
@@ -109,6 +140,7 @@ def parse_job_request(body: dict[str, Any]) -> JobRequest:
         seed=_seed(body.get("seed")),
         metadata=_metadata(body.get("metadata")),
         integrations=_integrations(body.get("integrations")),
+        options=_options(body.get("tunedeck")),
     )
 
 
@@ -226,7 +258,7 @@ def _integrations(raw: Any) -> list[Any]:
 
 
 def new_job(request: JobRequest, job_id: str, created_at: int) -> dict[str, Any]:
-    return {
+    job = {
         "id": job_id,
         "object": "fine_tuning.job",
         "created_at": created_at,
@@ -253,6 +285,9 @@ def new_job(request: JobRequest, job_id: str, created_at: int) -> dict[str, Any]
         "usage_metrics": None,
         "shared_with_openai": False,
     }
+    if request.options is not None:
+        job["tunedeck"] = request.options
+    return job
 
 
 def set_hyperparameters(job: dict[str, Any], values: dict[str, Any]) -> None:

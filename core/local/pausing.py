@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from . import objects
 from .errors import bad_request
 from .jobspec import final_model_name, raise_if_terminal
+from .trainer import remove_weights
 
 if TYPE_CHECKING:  # pragma: no cover
     from .phases import ActiveJob, Phases
@@ -47,11 +48,11 @@ async def pause_running_job(phases: Phases, job: dict[str, Any], active: ActiveJ
     # Paused at this step before (then restarted): same seed and data, so the same weights are already out.
     weights = None
     if name is not None and active.run is not None and phases.store.get_model(name) is None:
-        weights = paused_weights_path(phases, job["id"], last.step)
+        weights = paused_weights_path(phases, job["id"], last.step, active.run)
         await phases.off_loop(_save_weights, active.run, weights)
         current = phases.store.get_job(job["id"]) or job
         if current["status"] != "running":  # cancelled while the weights were written
-            weights.unlink(missing_ok=True)
+            remove_weights(weights)
             require_status_for(current, "paused")
         job = current
     with phases.store.transaction():
@@ -73,13 +74,20 @@ def resumed_message(run_in_memory: bool, steps_done: int) -> str:
     )
 
 
-def paused_weights_path(phases: Phases, job_id: str, step: int) -> Path:
-    return phases.blobs.models_dir / PAUSED_WEIGHTS_DIR / job_id / f"step-{step}.npz"
+def paused_weights_path(phases: Phases, job_id: str, step: int, run: TrainingRun | None = None) -> Path:
+    suffix = getattr(run, "checkpoint_suffix", ".npz")
+    return phases.blobs.models_dir / PAUSED_WEIGHTS_DIR / job_id / f"step-{step}{suffix}"
 
 
 def _save_weights(run: TrainingRun, path: Path) -> None:
+    """Save the pause checkpoint. A run that can `suspend` also stops its worker process here
+    (freeing the GPU while paused) and continues from this checkpoint when stepped again."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    run.save(path)
+    suspend = getattr(run, "suspend", None)
+    if suspend is not None:
+        suspend(path)
+    else:
+        run.save(path)
 
 
 def _publish_pause_checkpoint(phases: Phases, job: dict[str, Any], active: ActiveJob, name: str, weights: Path) -> None:

@@ -25,7 +25,7 @@ from .datasets import Dataset, DatasetError, load_dataset
 from .ids import new_file_id
 from .jobspec import base_model_name, final_model_name, resolve_hyperparameters, set_hyperparameters
 from .store import TERMINAL_STATUSES, Store
-from .trainer import Hyperparameters, StepMetrics, Trainer, TrainingRun, TrainingSpec
+from .trainer import Hyperparameters, StepMetrics, Trainer, TrainingFailure, TrainingRun, TrainingSpec, close_run, remove_weights, take_notices
 
 log = logging.getLogger("tunedeck.local")
 T = TypeVar("T")
@@ -78,7 +78,10 @@ class Phases:
         """The trainer of `model`, a base model or a fine-tuned model (trained further from its weights)."""
         if self.store.get_model(model) is not None:
             model = base_model_name(model)
-        return next((t for t in self.trainers if model in t.base_models()), None)
+        listed = next((t for t in self.trainers if model in t.base_models()), None)
+        # A trainer may also claim names it does not list (a Hugging Face id not downloaded yet):
+        # the job is created, then fails with `model_not_found` saying where it looked.
+        return listed or next((t for t in self.trainers if getattr(t, "claims", _claims_nothing)(model)), None)
 
     async def off_loop(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, functools.partial(fn, *args))
@@ -103,6 +106,8 @@ class Phases:
                 return max(1, await self._train_steps(job, active, max_steps))
             else:
                 return 0  # a state this backend never enters by itself (e.g. paused)
+        except TrainingFailure as exc:
+            self.fail(job_id, exc.code, exc.param, exc.message, finished=True)
         except Exception as exc:  # a trainer bug or a full disk fails the job, never the server
             log.exception("job %s failed while %s", job_id, job["status"])
             self.fail(job_id, "internal_error", None, f"Training failed: {exc}", finished=True)
@@ -155,6 +160,7 @@ class Phases:
         run = await self.off_loop(trainer.start, self._spec(job, active))
         job = self._reread(job, "queued")
         if job is None:
+            close_run(run)
             return
         active.run, active.steps, active.snapshots, active.last_valid = run, [], [], None
         job["status"] = "running"
@@ -162,6 +168,7 @@ class Phases:
         with self.store.transaction():
             self.store.save_job(job)
             self.add_event(job["id"], "Fine-tuning job started")
+            self._record_notices(job["id"], run)
 
     def _carry_on(self, job: dict[str, Any], active: ActiveJob) -> None:
         assert active.run is not None
@@ -193,6 +200,9 @@ class Phases:
             seed=job["seed"],
             initial_weights=self.blobs.data_dir / fine_tuned["weights"] if fine_tuned else None,
             method_config={k: v for k, v in job["method"][method].items() if k != "hyperparameters"},
+            training_path=self.blobs.file_path(job["training_file"]),
+            validation_path=self.blobs.file_path(job["validation_file"]) if job.get("validation_file") else None,
+            options=dict(job.get("tunedeck") or {}),
         )
 
     async def _train_steps(self, job: dict[str, Any], active: ActiveJob, max_steps: int) -> int:
@@ -208,11 +218,16 @@ class Phases:
         with self.store.transaction():
             for metrics, saved in results:
                 self._record_step(job["id"], active, metrics, saved)
+            self._record_notices(job["id"], active.run)
         if error is not None:
             raise error  # after recording the steps that did finish
         if results and results[-1][0].step >= results[-1][0].total_steps:
             await self._succeed(job, active)
         return len(results)
+
+    def _record_notices(self, job_id: str, run: TrainingRun) -> None:
+        for level, text in take_notices(run):
+            self.add_event(job_id, text, level=level)
 
     def _record_step(self, job_id: str, active: ActiveJob, metrics: StepMetrics, saved: Path | None) -> None:
         active.steps.append(metrics)
@@ -229,7 +244,7 @@ class Phases:
         kept = kept_snapshots(active.snapshots)
         for dropped in active.snapshots:
             if all(dropped is not k for k in kept):
-                dropped.path.unlink(missing_ok=True)
+                remove_weights(dropped.path)
         active.snapshots = kept
 
     async def _succeed(self, job: dict[str, Any], active: ActiveJob) -> None:
@@ -294,6 +309,10 @@ class Phases:
         return current if current is not None and current["status"] == expected_status else None
 
 
+def _claims_nothing(model: str) -> bool:
+    return False
+
+
 def kept_snapshots(snapshots: list[Snapshot]) -> list[Snapshot]:
     """The last `KEPT_CHECKPOINTS`; or, when snapshots are scored (RFT), the best-scoring
     ones (later wins a tie) plus the newest, which becomes the model if training ends there."""
@@ -316,7 +335,7 @@ def _steps_and_snapshots(run: TrainingRun, job_dir: Path, max_steps: int) -> tup
             metrics = run.step()
             path = None
             if metrics.saves_checkpoint:
-                path = job_dir / f"step-{metrics.step}.npz"
+                path = job_dir / f"step-{metrics.step}{getattr(run, 'checkpoint_suffix', '.npz')}"
                 run.save(path)
             results.append((metrics, path))
             if metrics.step >= metrics.total_steps:

@@ -140,7 +140,7 @@ class RftRun:
             train_loss=None,
             train_mean_token_accuracy=None,
             epoch_ended=epoch_ended,
-            extra=self._metrics(train, valid),
+            extra=reward_metrics(self.grader, train, valid),
             summary=_summary(train, valid),
             checkpoint=evaluate,
             checkpoint_score=score_now,
@@ -201,44 +201,48 @@ class RftRun:
             open_ = [i for i in open_ if answers[i][-1] != END_TOKEN]
         return answers
 
-    # -- metrics ----------------------------------------------------------------------------
 
-    def _metrics(self, train: Graded, valid: Graded | None) -> dict[str, Any]:
-        values: dict[str, Any] = {
-            "train_reward_mean": train.mean,
-            "train_mean_reward": train.mean,
-            "completion_tokens_mean": train.tokens / max(1, len(train.rewards)),
-        }
-        scores: dict[str, Any] = {"train_reward_mean": train.mean}
-        if valid is not None:
-            values["valid_reward_mean"] = values["full_valid_mean_reward"] = valid.mean
-            values["full_valid_mean_parse_error"] = valid.error_rate("sample_parse_error")
-            scores["valid_reward_mean"] = valid.mean
-        scores["graders"] = list(self._per_grader(train, valid))
-        values["scores"] = scores
-        values["errors"] = {"graders": [self._grader_errors(train, valid)]}
-        return values
+# -- metrics (shared with the transformer trainer's RFT) --------------------------------------
 
-    def _per_grader(self, train: Graded, valid: Graded | None) -> Iterator[dict[str, Any]]:
-        """Mean rewards of each sub-grader of a multi grader, or of the grader itself."""
-        members: dict[str | None, Grader] = dict(self.grader.graders) if isinstance(self.grader, Multi) else {}
-        for key, member in (members or {None: self.grader}).items():
-            entry = {"name": member.name, "type": member.type}
-            for prefix, graded in (("train", train), ("valid", valid)):
-                if graded is not None:
-                    rewards = graded.rewards if key is None else graded.sub_rewards.get(key, [])
-                    entry[f"{prefix}_reward_mean"] = float(np.mean(rewards)) if rewards else 0.0
-            yield entry
 
-    def _grader_errors(self, train: Graded, valid: Graded | None) -> dict[str, Any]:
-        """How often grading failed, per kind (the API's `errors` block): a grader that names a
-        field the rows lack shows up here as invalid_variable_error instead of silently scoring 0."""
-        entry: dict[str, Any] = {"name": self.grader.name, "type": self.grader.type}
+def reward_metrics(grader: Grader, train: Graded, valid: Graded | None) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "train_reward_mean": train.mean,
+        "train_mean_reward": train.mean,
+        "completion_tokens_mean": train.tokens / max(1, len(train.rewards)),
+    }
+    scores: dict[str, Any] = {"train_reward_mean": train.mean}
+    if valid is not None:
+        values["valid_reward_mean"] = values["full_valid_mean_reward"] = valid.mean
+        values["full_valid_mean_parse_error"] = valid.error_rate("sample_parse_error")
+        scores["valid_reward_mean"] = valid.mean
+    scores["graders"] = list(_per_grader(grader, train, valid))
+    values["scores"] = scores
+    values["errors"] = {"graders": [_grader_errors(grader, train, valid)]}
+    return values
+
+
+def _per_grader(grader: Grader, train: Graded, valid: Graded | None) -> Iterator[dict[str, Any]]:
+    """Mean rewards of each sub-grader of a multi grader, or of the grader itself."""
+    members: dict[str | None, Grader] = dict(grader.graders) if isinstance(grader, Multi) else {}
+    for key, member in (members or {None: grader}).items():
+        entry = {"name": member.name, "type": member.type}
         for prefix, graded in (("train", train), ("valid", valid)):
             if graded is not None:
-                for flag in REPORTED_ERRORS:
-                    entry[f"{prefix}_{flag}_mean"] = graded.error_rate(flag)
-        return entry
+                rewards = graded.rewards if key is None else graded.sub_rewards.get(key, [])
+                entry[f"{prefix}_reward_mean"] = float(np.mean(rewards)) if rewards else 0.0
+        yield entry
+
+
+def _grader_errors(grader: Grader, train: Graded, valid: Graded | None) -> dict[str, Any]:
+    """How often grading failed, per kind (the API's `errors` block): a grader that names a
+    field the rows lack shows up here as invalid_variable_error instead of silently scoring 0."""
+    entry: dict[str, Any] = {"name": grader.name, "type": grader.type}
+    for prefix, graded in (("train", train), ("valid", valid)):
+        if graded is not None:
+            for flag in REPORTED_ERRORS:
+                entry[f"{prefix}_{flag}_mean"] = graded.error_rate(flag)
+    return entry
 
 
 def _prompt(row: dict[str, Any]) -> Prompt:

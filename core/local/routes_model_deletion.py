@@ -11,6 +11,7 @@ from .blobs import Blobs
 from .errors import ApiError
 from .server import json_response
 from .store import Store
+from .trainer import remove_weights
 
 
 def model_deletion_routes(store: Store, blobs: Blobs, base_models: Callable[[], list[str]]) -> web.RouteTableDef:
@@ -27,7 +28,7 @@ def model_deletion_routes(store: Store, blobs: Blobs, base_models: Callable[[], 
             raise ApiError(404, f"The model '{model_id[:100]}' does not exist", param="model", code="model_not_found")
         store.delete_model(model_id)
         # The weights go too; the path comes from the store, never from the request.
-        (blobs.data_dir / found["weights"]).unlink(missing_ok=True)
+        remove_weights(blobs.data_dir / found["weights"])
         return json_response({"id": model_id, "object": "model", "deleted": True})
 
     return routes

@@ -49,6 +49,9 @@ class TrainingSpec:
     seed: int
     initial_weights: Path | None = None  # the fine-tuned model a job continues from, if any
     method_config: dict[str, Any] = field(default_factory=dict)  # the method's other settings: RFT `grader`...
+    training_path: Path | None = None  # the files themselves, for trainers that read raw rows (transformers)
+    validation_path: Path | None = None
+    options: dict[str, Any] = field(default_factory=dict)  # the job's `tunedeck` extension field
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +124,40 @@ class Trainer(Protocol):
     def start(self, spec: TrainingSpec) -> TrainingRun:
         """Prepare a run (tokenise, build features). May take a while: called off the event loop."""
         ...
+
+
+class TrainingFailure(Exception):
+    """A trainer's clear reason to fail a job (a missing model, an optional package not
+    installed, out of memory): the job fails with this code and message, not `internal_error`."""
+
+    def __init__(self, code: str, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.param = param
+
+
+def close_run(run: Any) -> None:
+    """End a run's resources now (a transformer run's worker process); a no-op for in-process runs."""
+    close = getattr(run, "close", None)
+    if close is not None:
+        close()
+
+
+def take_notices(run: Any) -> list[tuple[str, str]]:
+    """(level, text) messages a run has for the job's events since the last call (truncated rows...)."""
+    take = getattr(run, "take_notices", None)
+    return take() if take is not None else []
+
+
+def remove_weights(path: Path) -> None:
+    """Delete a checkpoint: a file (built-in trainer) or a folder (transformer trainer)."""
+    import shutil
+
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 class UnsupportedMethod(Exception):

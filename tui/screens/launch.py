@@ -12,6 +12,8 @@ from textual.containers import Grid, Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Input, Label, RadioButton, RadioSet, Select, Static
 
+from tunedeck.core.local import BUILTIN_BASE_MODEL
+
 from ..messages import JobLaunched, LaunchFailed, ModelsLoaded
 from ..safe_text import one_line, safe
 from ..widgets.header import AppHeader
@@ -27,7 +29,10 @@ METHODS = (
 
 
 def default_model(models: list[str]) -> str | None:
-    """The first base model (fine-tuned `ft:` models come after base ones)."""
+    """The built-in model when the backend has it (trains in seconds on any machine), else the
+    first base model (fine-tuned `ft:` models come after base ones)."""
+    if BUILTIN_BASE_MODEL in models:
+        return BUILTIN_BASE_MODEL
     base = [m for m in models if not m.startswith("ft:")]
     return (base or models or [None])[0]
 

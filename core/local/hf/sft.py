@@ -1,0 +1,74 @@
+"""Supervised fine-tuning (worker side): cross-entropy on assistant tokens only, honouring
+`weight: 0`, multi-turn conversations and tool calls through the model's chat template.
+
+Metrics as the API names them: `train_loss` and `train_mean_token_accuracy` every step;
+`valid_loss` / `valid_mean_token_accuracy` on a small rotating validation batch ten times
+per epoch; `full_valid_loss` / `full_valid_mean_token_accuracy` over the whole validation
+file at each epoch's end.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .encoding import Encoded
+from .runs import MIN_VALID_BATCH, Run, read_rows
+from .scoring import pack, score
+
+EVAL_TOKENS_PER_PASS = 16_384  # validation examples are scored in packs of about this many tokens
+
+
+class SftRun(Run):
+    def prepare(self) -> None:
+        self.train_rows = [self.encoder.encode_chat_row(row, line) for line, row in read_rows(self.spec["training_path"])]
+        valid_path = self.spec.get("validation_path")
+        self.valid_rows = [self.encoder.encode_chat_row(row, line) for line, row in read_rows(valid_path)]
+        self.warn_truncated(self.train_rows, "training")
+        self.warn_truncated(self.valid_rows, "validation")
+        self.n_train, self.n_valid = len(self.train_rows), len(self.valid_rows)
+
+    def train_on(self, indices: list[int]) -> dict[str, Any]:
+        scores = score(self.model, pack([self.train_rows[i] for i in indices], self.device))
+        if scores.logprobs.numel() == 0:  # every trained token was truncated away
+            return {"train_loss": None, "train_mean_token_accuracy": None}
+        loss = -scores.logprobs.mean()
+        loss.backward()
+        return {"train_loss": loss.item(), "train_mean_token_accuracy": scores.hits.float().mean().item()}
+
+    def after_step(self, epoch_ended: bool) -> dict[str, Any]:
+        metrics: dict[str, Any] = {}
+        if not self.valid_rows:
+            return metrics
+        if epoch_ended or self.steps_done % self.valid_every == 0:
+            size = max(MIN_VALID_BATCH, int(self.hyper["batch_size"]))
+            loss, accuracy = self.evaluate([self.valid_rows[i] for i in self.valid_batch(size)])
+            metrics.update(valid_loss=loss, valid_mean_token_accuracy=accuracy)
+        if epoch_ended:
+            loss, accuracy = self.evaluate(self.valid_rows)
+            metrics.update(full_valid_loss=loss, full_valid_mean_token_accuracy=accuracy)
+        return metrics
+
+    def evaluate(self, rows: list[Encoded]) -> tuple[float | None, float | None]:
+        """Mean token loss and accuracy over `rows` (called under no_grad)."""
+        total, hits, count = 0.0, 0, 0
+        for chunk in token_chunks(rows, EVAL_TOKENS_PER_PASS):
+            scores = score(self.model, pack(chunk, self.device))
+            total += -scores.logprobs.sum().item()
+            hits += int(scores.hits.sum().item())
+            count += scores.logprobs.numel()
+        if count == 0:
+            return None, None
+        return total / count, hits / count
+
+
+def token_chunks(rows: list[Encoded], budget: int) -> list[list[Encoded]]:
+    """`rows` in consecutive groups of about `budget` tokens (at least one row each)."""
+    chunks: list[list[Encoded]] = [[]]
+    size = 0
+    for row in rows:
+        if chunks[-1] and size + len(row.ids) > budget:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(row)
+        size += len(row.ids)
+    return [c for c in chunks if c]
