@@ -28,6 +28,7 @@ from .blobs import Blobs
 from .engine import JobEngine, Pacing
 from .faults import FaultPlan, fault_middleware, load_fault_plan
 from .hf.catalog import ModelCatalog, default_models_dirs
+from .hf.chat import TransformerChat
 from .hf.trainer import TransformerTrainer
 from .inference import ChatModels
 from .ngram import NgramTrainer
@@ -94,6 +95,7 @@ class LocalBackend:
         self._engine: JobEngine | None = None
         self._runner: web.AppRunner | None = None
         self._executor: ThreadPoolExecutor | None = None
+        self._chat: TransformerChat | None = None
 
     # -- in the caller's loop -------------------------------------------------------------------
 
@@ -124,7 +126,10 @@ class LocalBackend:
             model_deletion_routes(self._store, blobs, self._engine.base_models),
             permission_routes(self._store, self.clock),
             grader_routes(),
-            inference_routes(ChatModels(self._store, self.data_dir, self._engine.base_models), self.clock),
+            inference_routes(
+                ChatModels(self._store, self.data_dir, self._engine.base_models, self._transformer_chat()),
+                self.clock,
+            ),
             outer_middlewares=[fault_middleware(self.faults)],
         )
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_SECONDS)
@@ -137,6 +142,13 @@ class LocalBackend:
         assert self._ownership is not None
         self._ownership.publish(self.base_url)
 
+    def _transformer_chat(self) -> TransformerChat | None:
+        trainer = next((t for t in self.trainers if isinstance(t, TransformerTrainer)), None)
+        if trainer is None:
+            return None
+        self._chat = TransformerChat(trainer.catalog, trainer.log_dir, trainer.env)
+        return self._chat
+
     async def stop_async(self) -> None:
         """Stop serving; unfinished jobs stay in the store and resume on the next start."""
         await self._close()
@@ -146,6 +158,9 @@ class LocalBackend:
             await self._runner.cleanup()
         if self._engine is not None:
             await self._engine.close()
+        if self._chat is not None:
+            self._chat.close()
+            self._chat = None
         if self._executor is not None:
             executor = self._executor
             await asyncio.get_running_loop().run_in_executor(None, executor.shutdown)  # waits for in-flight steps

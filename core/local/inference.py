@@ -177,7 +177,11 @@ def _missing(key: str) -> ApiError:
 class ChatModels:
     """Finds a model by name and keeps the last few loaded (thread-safe: answers run off-loop)."""
 
-    def __init__(self, store: Store, data_dir: Path, base_models: Callable[[], list[str]]) -> None:
+    def __init__(
+        self, store: Store, data_dir: Path, base_models: Callable[[], list[str]], transformer: Any = None
+    ) -> None:
+        """`transformer`: a `hf.chat.TransformerChat` that answers for transformer models."""
+        self._transformer = transformer
         self._store = store
         self._data_dir = data_dir
         self._base_models = base_models
@@ -214,6 +218,8 @@ class ChatModels:
         return model
 
     def answer(self, request: ChatRequest, weights: Path | None) -> list[Generation]:
+        if self._transformer is not None and self._transformer.handles(request.model, weights):
+            return self._transformer_answer(request, weights)
         model = self.load(request.model, weights)
         rng = None
         if request.temperature > 0:  # numpy wants a non-negative seed; the API allows any int64
@@ -222,6 +228,20 @@ class ChatModels:
             generate(model, request.prompt, request.max_tokens, request.temperature, request.top_p, rng, request.stop)
             for _ in range(request.n)
         ]
+
+
+    def _transformer_answer(self, request: ChatRequest, weights: Path | None) -> list[Generation]:
+        body = {
+            "messages": [{"role": turn.role, "content": turn.text} for turn in request.prompt],
+            "max_tokens": request.max_tokens,
+            "temperature": request.temperature,
+            "top_p": request.top_p,
+            "n": request.n,
+            "seed": request.seed,
+            "stop": list(request.stop),
+        }
+        reply = self._transformer.answer(request.model, weights, body)
+        return [Generation(a["pieces"], a["finish_reason"]) for a in reply["answers"]]
 
 
 def model_not_found(name: str) -> ApiError:

@@ -26,6 +26,5 @@ def missing_packages() -> list[str]:
     return [name for name in REQUIRED_PACKAGES if importlib.util.find_spec(name) is None]
 
 
-def install_hint() -> str:
-    missing = ", ".join(missing_packages()) or "nothing"
-    return f"the transformer trainer needs the optional extra: {INSTALL_COMMAND} (missing: {missing})"
+def install_hint(missing: list[str]) -> str:
+    return f"the transformer trainer needs the optional extra: {INSTALL_COMMAND} (missing: {', '.join(missing)})"

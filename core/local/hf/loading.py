@@ -21,8 +21,9 @@ from typing import Any
 
 import torch
 
+from .loading_meta import CHECKPOINT_META
+
 CHECKPOINT_FORMAT = "tunedeck-transformer"
-CHECKPOINT_META = "tunedeck.json"
 TRAINER_STATE = "trainer_state.pt"
 FULL_FINE_TUNE_BELOW = 50_000_000  # "auto" training type: whole model below this many parameters, LoRA above
 LORA_DEFAULTS = {"lora_rank": 16, "lora_alpha": 32, "lora_dropout": 0.0}

@@ -41,8 +41,9 @@ class TransformerTrainer:
         return method in METHODS
 
     def start(self, spec: TrainingSpec) -> SubprocessRun:
-        if missing_packages():
-            raise TrainingFailure("trainer_not_installed", f"Cannot train {spec.base_model}: {install_hint()}")
+        missing = missing_packages()
+        if missing:
+            raise TrainingFailure("trainer_not_installed", f"Cannot train {spec.base_model}: {install_hint(missing)}")
         source = self.catalog.locate(spec.base_model)
         if source is None:
             places = "; ".join(self.catalog.searched())
