@@ -325,3 +325,51 @@ async def test_bad_tunedeck_options_are_refused_by_field(tmp_path, data, models_
     finally:
         await client.close()
         await backend.stop_async()
+
+
+async def test_transformer_jobs_train_one_at_a_time_the_rest_wait_queued(tmp_path, data, models_dir):
+    import itertools
+
+    import openai
+
+    from tunedeck.core.local import LocalBackend
+
+    ticks = itertools.count(1_800_000_000)  # a clock that moves on every reading: events order strictly
+
+    async def no_wait(seconds: float) -> None:
+        return None
+
+    small = tmp_path / "small.jsonl"
+    small.write_text("\n".join(data["sft"].read_text().splitlines()[:20]) + "\n")
+    backend = LocalBackend(tmp_path / "auto", models_dirs=[models_dir], clock=lambda: next(ticks), sleep=no_wait)
+    client = openai.AsyncOpenAI(base_url=await backend.start_async(), api_key="local", max_retries=0)
+    try:
+        training = await upload(client, small)
+        jobs = [
+            await client.fine_tuning.jobs.create(
+                model=TINY, training_file=training, hyperparameters={"n_epochs": 1, "batch_size": 10}, extra_body=FULL
+            )
+            for _ in range(2)
+        ]
+        await backend.run_until_settled_async()
+        spans = []
+        for job in jobs:
+            events = [e async for e in client.fine_tuning.jobs.list_events(job.id, limit=100)]
+            times = {e.message: e.created_at for e in events}
+            assert (await client.fine_tuning.jobs.retrieve(job.id)).status == "succeeded"
+            spans.append((times["Fine-tuning job started"], times["The job has successfully completed"]))
+        first, second = sorted(spans)
+        assert second[0] > first[1]  # the second started only after the first had finished
+    finally:
+        await client.close()
+        await backend.stop_async()
+
+
+def test_out_of_memory_becomes_a_clear_job_error():
+    import torch
+
+    from tunedeck.core.local.hf.worker import _failure
+
+    failure = _failure(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"), " at step 3")
+    assert failure["code"] == "oom"
+    assert "at step 3" in failure["message"] and "LoRA" in failure["message"] and "batch_size" in failure["message"]

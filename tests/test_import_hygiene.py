@@ -47,3 +47,18 @@ def test_headless_cli_does_not_load_textual():
     loaded = loaded_after_importing(["tunedeck.tui.cli"])
     assert "textual" not in loaded
     assert "openai" not in loaded
+
+
+def test_the_local_backend_never_imports_torch():
+    """Transformer training and chat run in worker processes: the server stays light, and a
+    cancelled job's memory goes away with its process."""
+    loaded = loaded_after_importing(
+        [
+            "tunedeck.core.local.backend",
+            "tunedeck.core.local.hf.trainer",
+            "tunedeck.core.local.hf.chat",
+            "tunedeck.core.local.hf.catalog",
+            "tunedeck.core.local.hf.process",
+        ]
+    )
+    assert not loaded & {"torch", "transformers", "peft", "trl"}

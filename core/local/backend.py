@@ -147,6 +147,7 @@ class LocalBackend:
         if trainer is None:
             return None
         self._chat = TransformerChat(trainer.catalog, trainer.log_dir, trainer.env)
+        trainer.before_run = self._chat.close
         return self._chat
 
     async def stop_async(self) -> None:

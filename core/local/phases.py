@@ -219,11 +219,21 @@ class Phases:
             for metrics, saved in results:
                 self._record_step(job["id"], active, metrics, saved)
             self._record_notices(job["id"], active.run)
+            self._update_estimate(job, active.run, results)
         if error is not None:
             raise error  # after recording the steps that did finish
         if results and results[-1][0].step >= results[-1][0].total_steps:
             await self._succeed(job, active)
         return len(results)
+
+    def _update_estimate(self, job: dict[str, Any], run: TrainingRun, results: StepResults) -> None:
+        """A run that measures its own pace (real training) refines `estimated_finish`."""
+        rate = getattr(run, "seconds_per_step", None)
+        if rate is None or not results:
+            return
+        last = results[-1][0]
+        job["estimated_finish"] = self.now() + max(1, math.ceil((last.total_steps - last.step) * rate))
+        self.store.save_job(job)
 
     def _record_notices(self, job_id: str, run: TrainingRun) -> None:
         for level, text in take_notices(run):

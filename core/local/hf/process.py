@@ -32,6 +32,8 @@ STEP_FIELDS = (
 )
 CONTROL_FIELDS = ("step", "total_steps", "epoch_ended", "extra", "summary", "checkpoint", "checkpoint_score")
 LOG_TAIL_CHARS = 2000
+PACE_SMOOTHING = 0.1
+KEPT_LOGS = 50  # worker logs kept in the logs folder; older ones are removed when a worker starts
 
 
 class WorkerGone(Exception):
@@ -41,6 +43,7 @@ class WorkerGone(Exception):
 class WorkerProcess:
     def __init__(self, first: dict[str, Any], log_dir: Path, env: dict[str, str] | None = None) -> None:
         log_dir.mkdir(parents=True, exist_ok=True)
+        _prune_logs(log_dir)
         self.log_path = log_dir / f"worker-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{id(self):x}.log"
         self._log = open(self.log_path, "w", encoding="utf-8")  # noqa: SIM115 (closed in close())
         self._closed = False
@@ -128,6 +131,7 @@ class SubprocessRun:
         self._env = env
         self._notices: list[tuple[str, str]] = []
         self._closed = False
+        self.seconds_per_step: float | None = None
         self._worker: WorkerProcess | None = self._spawn(spec)
         self.total_steps = int(self._worker.ready["total_steps"])
         self.steps_per_epoch = int(self._worker.ready["steps_per_epoch"])
@@ -154,11 +158,18 @@ class SubprocessRun:
 
     def step(self) -> StepMetrics:
         worker = self._alive()
+        started = time.monotonic()
         try:
             reply = worker.request({"cmd": "step"})
         finally:
             self._collect(worker)
+        self._measure(time.monotonic() - started)
         return step_metrics(reply["metrics"])
+
+    def _measure(self, seconds: float) -> None:
+        """A moving average of step time, for the job's `estimated_finish`."""
+        previous = self.seconds_per_step
+        self.seconds_per_step = seconds if previous is None else previous + PACE_SMOOTHING * (seconds - previous)
 
     def save(self, path: Path, with_state: bool = False) -> None:
         worker = self._alive()
@@ -179,6 +190,12 @@ class SubprocessRun:
         self._closed = True
         if self._worker is not None:
             self._worker.close()
+
+
+def _prune_logs(log_dir: Path) -> None:
+    logs = sorted(log_dir.glob("worker-*.log"), key=lambda p: p.stat().st_mtime if p.exists() else 0)
+    for old in logs[: max(0, len(logs) - KEPT_LOGS + 1)]:
+        old.unlink(missing_ok=True)
 
 
 def step_metrics(raw: dict[str, Any]) -> StepMetrics:

@@ -23,19 +23,23 @@ LOGIT_CHUNK = 4096  # scored positions per head call
 
 @dataclass(frozen=True, slots=True)
 class Packed:
-    ids: torch.Tensor  # [1, T]
-    positions: torch.Tensor  # [1, T]
-    predictors: torch.Tensor  # [K]: packed positions whose hidden state predicts a target
+    ids: torch.Tensor  # [1, T] packed, or [B, L] stacked
+    positions: torch.Tensor  # the same shape
+    predictors: torch.Tensor  # [K]: flat positions whose hidden state predicts a target
     targets: torch.Tensor  # [K]: the target token ids
     owners: torch.Tensor  # [K]: which sequence each target belongs to
     n_sequences: int
 
     @property
     def n_tokens(self) -> int:
-        return int(self.ids.shape[1])
+        return int(self.ids.numel())
 
 
 def pack(sequences: Sequence[Encoded], device: torch.device) -> Packed:
+    """One packed row; or, when every sequence has the same length (packed pre-training style
+    blocks), a plain [B, L] batch, which needs no block mask and keeps the fastest kernels."""
+    if len(sequences) > 1 and len({len(s.ids) for s in sequences}) == 1:
+        return _stack(sequences, device)
     ids: list[int] = []
     positions: list[int] = []
     predictors: list[int] = []
@@ -59,6 +63,22 @@ def pack(sequences: Sequence[Encoded], device: torch.device) -> Packed:
     )
 
 
+def _stack(sequences: Sequence[Encoded], device: torch.device) -> Packed:
+    length = len(sequences[0].ids)
+    ids = torch.tensor([s.ids for s in sequences], dtype=torch.long, device=device)
+    trained = torch.tensor([s.trained for s in sequences], dtype=torch.bool, device=device)
+    trained[:, 0] = False
+    rows, columns = trained.nonzero(as_tuple=True)
+    return Packed(
+        ids,
+        torch.arange(length, device=device).expand(len(sequences), length),
+        rows * length + columns - 1,
+        ids[rows, columns],
+        rows,
+        len(sequences),
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Scores:
     logprobs: torch.Tensor  # [K] log p(target), fp32
@@ -78,7 +98,8 @@ class Scores:
 
 def score(model: Any, packed: Packed) -> Scores:
     decoder, head = causal_parts(model)
-    hidden = decoder(input_ids=packed.ids, position_ids=packed.positions, use_cache=False).last_hidden_state[0]
+    hidden = decoder(input_ids=packed.ids, position_ids=packed.positions, use_cache=False).last_hidden_state
+    hidden = hidden.reshape(-1, hidden.shape[-1])
     chosen = hidden.index_select(0, packed.predictors)
     logprobs, hits = [], []
     for start in range(0, chosen.shape[0], LOGIT_CHUNK):

@@ -12,7 +12,7 @@ Options come from the job's `tunedeck` extension field (see `jobspec.TUNEDECK_OP
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ..trainer import TrainingFailure, TrainingSpec
 from . import install_hint, missing_packages
@@ -30,6 +30,9 @@ class TransformerTrainer:
         self.catalog = catalog
         self.log_dir = log_dir
         self.env = env
+        # Called before a run starts: the backend unloads its chat model here, so a training
+        # run never shares the GPU with an idle chat model.
+        self.before_run: Callable[[], None] = lambda: None
 
     def base_models(self) -> list[str]:
         return self.catalog.names()
@@ -53,6 +56,7 @@ class TransformerTrainer:
                 "Put a Hugging Face model folder there, or download it with `huggingface-cli download`",
                 "model",
             )
+        self.before_run()
         return SubprocessRun(worker_spec(spec, source.as_json()), self.log_dir, self.env)
 
 
