@@ -373,3 +373,38 @@ def test_out_of_memory_becomes_a_clear_job_error():
     failure = _failure(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"), " at step 3")
     assert failure["code"] == "oom"
     assert "at step 3" in failure["message"] and "LoRA" in failure["message"] and "batch_size" in failure["message"]
+
+
+async def test_lora_adapters_train_pause_resume_chat_and_continue(tmp_path, data, models_dir):
+    backend, client = await start(tmp_path, models_dir)
+    try:
+        lora = {"tunedeck": {"training_type": "lora", "lora_rank": 4, "lora_alpha": 8}}
+        job = await client.fine_tuning.jobs.create(
+            model=TINY, training_file=await upload(client, data["sft"]),
+            hyperparameters={"n_epochs": 1, "batch_size": 8, "learning_rate_multiplier": 20}, extra_body=lora,
+        )
+        await backend.advance_async(job.id, 4)
+        await client.fine_tuning.jobs.pause(job.id)
+        await client.fine_tuning.jobs.resume(job.id)
+        await backend.run_until_settled_async()
+        done = await client.fine_tuning.jobs.retrieve(job.id)
+        assert done.status == "succeeded", done.error
+        assert done.model_extra["tunedeck"] == lora["tunedeck"]  # the job echoes its options
+        events = await messages(client, job.id)
+        assert any("with LoRA:" in m for m in events)
+        assert [m["step"] for m in await metric_events(client, job.id)] == list(range(1, 31))
+        weights = sorted((tmp_path / "backend" / "models" / job.id).iterdir())
+        assert weights and all((w / "adapter_config.json").is_file() for w in weights)  # adapters, not whole models
+        reply = await client.chat.completions.create(model=done.fine_tuned_model, messages=[{"role": "user", "content": "hi"}])
+        assert reply.choices[0].finish_reason in ("stop", "length")
+        follow_up = await client.fine_tuning.jobs.create(
+            model=done.fine_tuned_model, training_file=await upload(client, data["sft"]),
+            hyperparameters={"n_epochs": 1, "batch_size": 16}, extra_body=lora,
+        )
+        await backend.run_until_settled_async()
+        continued = await client.fine_tuning.jobs.retrieve(follow_up.id)
+        assert continued.status == "succeeded", continued.error
+        assert continued.fine_tuned_model.startswith(f"ft:{TINY}:")  # named after the base, as the API does
+    finally:
+        await client.close()
+        await backend.stop_async()
