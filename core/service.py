@@ -78,6 +78,12 @@ class LaunchRequest:
     suffix: str | None = None
     n_epochs: int | str = "auto"
     metadata: dict[str, str] = field(default_factory=dict)
+    batch_size: int | str = "auto"
+    learning_rate_multiplier: float | str = "auto"
+    # tunedeck's own options for the local backend's transformer trainer (`training_type`,
+    # `lora_rank`...): sent as the request's `tunedeck` field, only when given, since other
+    # providers refuse fields they do not know.
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 class Service:
@@ -339,7 +345,11 @@ def _check_readable(path: Path, what: str) -> None:
 
 
 def _job_body(request: LaunchRequest, training_id: str, validation_id: str | None) -> dict[str, Any]:
-    hyper: dict[str, Any] = {"n_epochs": request.n_epochs}
+    hyper: dict[str, Any] = {
+        "n_epochs": request.n_epochs,
+        "batch_size": request.batch_size,
+        "learning_rate_multiplier": request.learning_rate_multiplier,
+    }
     body: dict[str, Any] = {
         "model": request.model,
         "training_file": training_id,
@@ -351,4 +361,6 @@ def _job_body(request: LaunchRequest, training_id: str, validation_id: str | Non
         body["validation_file"] = validation_id
     if request.suffix:
         body["suffix"] = request.suffix
+    if request.options:
+        body["extra_body"] = {"tunedeck": dict(request.options)}
     return body

@@ -5,8 +5,9 @@
 One job is trained to completion (with a validation file, so the chart has both curves)
 and one is stopped mid-run; the script writes jobs.svg (the list), job.svg (the finished
 job: fields, events, loss chart), job-running.svg (the mid-run job), launch.svg (the form),
-help.svg, dataset.svg (the browser on a file with a few bad lines, an error chosen) and
-dataset-stats.svg (its stats view) (with --text, a plain-text .txt of each as well). Nothing touches the user's config, cache or keys: everything lives in a
+help.svg, dataset.svg (the browser on a file with a few bad lines, an error chosen),
+dataset-stats.svg (its stats view) and job-transformer.svg (a tiny transformer mid-run, with
+the `train` extra) (with --text, a plain-text .txt of each as well). Nothing touches the user's config, cache or keys: everything lives in a
 temporary TUNEDECK_HOME that is deleted afterwards.
 """
 
@@ -58,7 +59,7 @@ async def render(out_dir: Path, home: Path, text: bool = False) -> list[Path]:
     train = write_dataset(home / "train.jsonl", 120, seed=1)
     valid = write_dataset(home / "valid.jsonl", 30, seed=2)
     paths = AppPaths(config_dir=home / "config", cache_dir=home / "cache", data_dir=home / "data")
-    backend = LocalBackend(data_dir=home / "backend", auto_advance=False)
+    backend = LocalBackend(data_dir=home / "backend", auto_advance=False, models_dirs=[home / "models"])
     backend.start()
     written: list[Path] = []
     try:
@@ -122,6 +123,7 @@ async def render(out_dir: Path, home: Path, text: bool = False) -> list[Path]:
             await settle()
 
             await shoot_dataset(app, pilot, settle, shoot, home)
+            await shoot_transformer_job(app, settle, shoot, backend, home, train, valid)
     finally:
         backend.stop()
     return written
@@ -146,6 +148,41 @@ async def shoot_dataset(app, pilot, settle, shoot, home: Path) -> None:
     await pilot.press("t")
     await settle()
     shoot("dataset-stats.svg")
+
+
+async def shoot_transformer_job(app, settle, shoot, backend, home: Path, train: Path, valid: Path) -> None:
+    """A transformer job mid-run (the tiny test model, full fine-tuning on CPU), when the
+    `train` extra is installed."""
+    import importlib.util
+
+    if importlib.util.find_spec("transformers") is None:
+        print("job-transformer.svg skipped: pip install '.[train]' first", file=sys.stderr)
+        return
+    from tunedeck.core.local.hf.tiny import build_tiny_model
+    from tunedeck.core.service import LaunchRequest
+    from tunedeck.tui.screens.job import JobScreen
+
+    texts = [m["content"] for line in train.read_text().splitlines() for m in json.loads(line)["messages"]]
+    build_tiny_model(home / "models" / "acme" / "tiny-qwen", texts)
+    request = LaunchRequest(
+        training_path=train,
+        model="acme/tiny-qwen",
+        validation_path=valid,
+        batch_size=4,
+        learning_rate_multiplier=250,
+        options={"training_type": "full"},
+    )
+    job = await app.service.launch(request)
+    await asyncio.to_thread(backend.run_until, job.id, "running")
+    await asyncio.to_thread(backend.advance, job.id, 60)
+    app.pop_screen()
+    await settle()
+    app.push_screen(JobScreen(job.id))
+    await settle()
+    await app.poll_now()
+    await settle()
+    shoot("job-transformer.svg")
+    await asyncio.to_thread(backend.run_until_settled)  # a clean stop: the worker finishes, nothing is killed
 
 
 def main(argv: list[str]) -> int:

@@ -136,3 +136,24 @@ async def test_closing_while_connecting_leaves_no_backend_running(tmp_path):
     await service.close()
     await connecting
     Ownership.claim(paths.local_backend_dir("local")).release()  # free: nothing serves it
+
+
+async def test_launch_sends_hyperparameters_and_tunedeck_options_only_when_given(service, manual_backend, sft_file):
+    plain = await service.launch(LaunchRequest(training_path=sft_file, model=BUILTIN_BASE_MODEL))
+    tuned = await service.launch(
+        LaunchRequest(
+            training_path=sft_file,
+            model=BUILTIN_BASE_MODEL,
+            batch_size=4,
+            learning_rate_multiplier=2.5,
+            options={"training_type": "lora", "lora_rank": 8},
+        )
+    )
+    await asyncio.to_thread(manual_backend.run_until_settled)
+    api = service._api  # what the server stored, as the SDK reads it back
+    plain_job = await api.retrieve_job(plain.id)
+    tuned_job = await api.retrieve_job(tuned.id)
+    assert "tunedeck" not in plain_job  # other providers refuse fields they do not know
+    assert tuned_job["tunedeck"] == {"training_type": "lora", "lora_rank": 8}
+    assert tuned_job["hyperparameters"]["batch_size"] == 4
+    assert tuned_job["hyperparameters"]["learning_rate_multiplier"] == 2.5
