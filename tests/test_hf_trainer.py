@@ -38,6 +38,16 @@ def models_dir(tmp_path_factory, data):
     return folder
 
 
+def model_tokens(models_dir, path) -> int:
+    from transformers import AutoTokenizer
+
+    from tunedeck.core.local.hf.encoding import ChatEncoder
+
+    encoder = ChatEncoder(AutoTokenizer.from_pretrained(models_dir / TINY), TINY, 2048)
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    return sum(len(encoder.encode_chat_row(row, n).ids) for n, row in enumerate(rows, 1))
+
+
 async def classify(client, model: str, rows: list[dict]) -> tuple[float, float]:
     """Shares of RFT-style prompts answered with the reference label, and with any label."""
     right = labels = 0
@@ -65,6 +75,7 @@ async def test_the_sdk_drives_an_sft_job_and_the_model_learns(tmp_path, data, mo
         done = await client.fine_tuning.jobs.retrieve(job.id)
         assert done.status == "succeeded", done.error
         assert done.hyperparameters.n_epochs == 3 and done.fine_tuned_model.startswith(f"ft:{TINY}:")
+        assert done.trained_tokens == 3 * model_tokens(models_dir, data["sft"])  # by the model's own tokenizer
         metrics = await metric_events(client, job.id)
         assert len(metrics) == metrics[-1]["total_steps"] == 3 * 30
         assert mean([m["train_loss"] for m in metrics[-10:]]) < mean([m["train_loss"] for m in metrics[:10]]) / 3

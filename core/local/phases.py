@@ -278,7 +278,7 @@ class Phases:
                 fine_tuned_model=model_name,
                 finished_at=now,
                 estimated_finish=None,
-                trained_tokens=(active.training.n_tokens if active.training else 0) * n_epochs,
+                trained_tokens=_tokens_per_epoch(active) * n_epochs,
                 result_files=[result_id],
             )
             self.store.save_job(job)
@@ -317,6 +317,14 @@ class Phases:
         """The job as stored now, or None if it left `expected_status` meanwhile (cancelled)."""
         current = self.store.get_job(job["id"])
         return current if current is not None and current["status"] == expected_status else None
+
+
+def _tokens_per_epoch(active: ActiveJob) -> int:
+    """By the run's own tokenizer when it counts (transformers), else the built-in count."""
+    counted = getattr(active.run, "tokens_per_epoch", None)
+    if counted:
+        return int(counted)
+    return active.training.n_tokens if active.training else 0
 
 
 def _claims_nothing(model: str) -> bool:

@@ -38,6 +38,7 @@ class DpoRun(Run):
         for purpose, pairs in (("training", self.train_pairs), ("validation", self.valid_pairs)):
             self.warn_truncated([e for pair in pairs for e in pair], purpose)
         self.n_train, self.n_valid = len(self.train_pairs), len(self.valid_pairs)
+        self.tokens_per_epoch = sum(len(e.ids) for pair in self.train_pairs for e in pair)
         self.model.eval()
         with torch.no_grad():
             self.train_reference = self._reference(self.train_pairs)

@@ -67,6 +67,16 @@ def dtype_for(device: torch.device) -> torch.dtype:
     return torch.bfloat16 if device.type == "cuda" else torch.float32
 
 
+def attention_for(device: torch.device) -> str:
+    """flash-attention 2 on CUDA when the `flash-attn` package is installed (variable-length
+    kernels make padding-free packing pay), else PyTorch's scaled-dot-product attention."""
+    import importlib.util
+
+    if device.type == "cuda" and importlib.util.find_spec("flash_attn") is not None:
+        return "flash_attention_2"
+    return "sdpa"
+
+
 def load_tokenizer(source: Path, gguf_file: str | None = None) -> Any:
     from transformers import AutoTokenizer
 
@@ -82,7 +92,7 @@ def load_base(base: BaseModel, device: torch.device) -> Any:
 
     if not (base.path / (base.gguf_file or "config.json")).exists():
         raise WorkerFailure("model_not_found", f"The model `{base.name}` is no longer at {base.path}", "model")
-    kwargs: dict[str, Any] = {"dtype": dtype_for(device)}
+    kwargs: dict[str, Any] = {"dtype": dtype_for(device), "attn_implementation": attention_for(device)}
     if base.gguf_file:
         kwargs["gguf_file"] = base.gguf_file
     model = AutoModelForCausalLM.from_pretrained(base.path, **kwargs)
@@ -110,7 +120,9 @@ def load_checkpoint(checkpoint: Path, device: torch.device, trainable: bool) -> 
     else:
         from transformers import AutoModelForCausalLM
 
-        model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=dtype_for(device)).to(device)
+        model = AutoModelForCausalLM.from_pretrained(
+            checkpoint, dtype=dtype_for(device), attn_implementation=attention_for(device)
+        ).to(device)
     return model, meta
 
 

@@ -135,6 +135,7 @@ class SubprocessRun:
         self._worker: WorkerProcess | None = self._spawn(spec)
         self.total_steps = int(self._worker.ready["total_steps"])
         self.steps_per_epoch = int(self._worker.ready["steps_per_epoch"])
+        self.tokens_per_epoch = int(self._worker.ready.get("tokens_per_epoch") or 0)
 
     def _spawn(self, spec: dict[str, Any]) -> WorkerProcess:
         worker = WorkerProcess({"mode": "train", "spec": spec}, self._log_dir, self._env)

@@ -39,6 +39,7 @@ class RftRun(Run):
         self.train_prompts = self._prompts(self.spec["training_path"])
         self.valid_prompts = self._prompts(self.spec.get("validation_path"))
         self.n_train, self.n_valid = len(self.train_prompts), len(self.valid_prompts)
+        self.tokens_per_epoch = sum(len(ids) for _, ids in self.train_prompts)
         compute = float(self.hyper.get("compute_multiplier") or 1.0)
         self.group_size = int(min(MAX_GROUP, max(MIN_GROUP, round(GROUP_SIZE * compute))))
         self.eval_samples = max(1, int(self.hyper.get("eval_samples") or 1))

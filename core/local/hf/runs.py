@@ -59,6 +59,7 @@ class Run:
     """A run in progress. Subclasses set `n_train` in `prepare()` and implement `train_on` and `validate`."""
 
     n_train: int
+    tokens_per_epoch: int = 0  # the training file's tokens by the model's own tokenizer (billing's `trained_tokens`)
 
     def __init__(self, spec: dict[str, Any], notice: Notice) -> None:
         self.spec = spec

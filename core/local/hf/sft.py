@@ -26,6 +26,7 @@ class SftRun(Run):
         self.warn_truncated(self.train_rows, "training")
         self.warn_truncated(self.valid_rows, "validation")
         self.n_train, self.n_valid = len(self.train_rows), len(self.valid_rows)
+        self.tokens_per_epoch = sum(len(e.ids) for e in self.train_rows)
 
     def train_on(self, indices: list[int]) -> dict[str, Any]:
         scores = score(self.model, pack([self.train_rows[i] for i in indices], self.device))

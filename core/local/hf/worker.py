@@ -4,7 +4,7 @@ The server talks to it in JSON lines, one request and one reply at a time, so th
 engine drives a transformer run exactly as it drives the built-in trainer (one `step` per
 request) and tests can stop it at any step. The first line chooses the mode:
 
-  {"mode": "train", "spec": {...}}  -> {"ready": {"total_steps", "steps_per_epoch"}}
+  {"mode": "train", "spec": {...}}  -> {"ready": {"total_steps", "steps_per_epoch", "tokens_per_epoch"}}
       {"cmd": "step"}               -> {"metrics": {...}}
       {"cmd": "save", "path": p, "state": bool} -> {"saved": p}
   {"mode": "chat", "model": {...}}  -> {"ready": {}}
@@ -78,7 +78,8 @@ def start_run(spec: dict[str, Any], channel: Channel) -> Any:
 
 def serve_training(spec: dict[str, Any], commands: IO[str], channel: Channel) -> int:
     run = start_run(spec, channel)
-    channel.send({"ready": {"total_steps": run.total_steps, "steps_per_epoch": run.steps_per_epoch}})
+    ready = {"total_steps": run.total_steps, "steps_per_epoch": run.steps_per_epoch, "tokens_per_epoch": run.tokens_per_epoch}
+    channel.send({"ready": ready})
     for line in commands:
         command = json.loads(line)
         where = f" at step {run.steps_done + 1}"
