@@ -419,3 +419,22 @@ async def test_lora_adapters_train_pause_resume_chat_and_continue(tmp_path, data
     finally:
         await client.close()
         await backend.stop_async()
+
+
+def test_an_opening_assistant_turn_trains_its_text_only_and_long_prompts_lose_their_start(models_dir):
+    from transformers import AutoTokenizer
+
+    from tunedeck.core.local.hf.encoding import ChatEncoder
+
+    tokenizer = AutoTokenizer.from_pretrained(models_dir / TINY)
+
+    def trained_text(encoded) -> str:
+        return tokenizer.decode([t for t, keep in zip(encoded.ids, encoded.trained) if keep])
+
+    encoder = ChatEncoder(tokenizer, TINY, 24)
+    opening = encoder.encode_chat_row({"messages": [{"role": "assistant", "content": "hello"}]}, 1)
+    assert trained_text(opening) == "hello<|im_end|>\n"  # not the template's `<|im_start|>assistant`
+    long_prompt = [{"role": "user", "content": "parcel courier postage " * 20}]
+    answer = encoder.encode_answer(long_prompt, {"content": "shipping"}, None, 3)
+    assert answer.truncated and len(answer.ids) == 24
+    assert trained_text(answer) == "shipping<|im_end|>\n"  # the answer survives; the prompt's start went

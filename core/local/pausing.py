@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import objects
-from .errors import bad_request
+from .errors import ApiError, bad_request
 from .jobspec import final_model_name, raise_if_terminal
 from .trainer import remove_weights
 
@@ -49,7 +49,14 @@ async def pause_running_job(phases: Phases, job: dict[str, Any], active: ActiveJ
     weights = None
     if name is not None and active.run is not None and phases.store.get_model(name) is None:
         weights = paused_weights_path(phases, job["id"], last.step, active.run)
-        await phases.off_loop(_save_weights, active.run, weights)
+        try:
+            await phases.off_loop(_save_weights, active.run, weights)
+        except Exception as exc:  # a cancel that ended the worker, or a failed save (disk full)
+            remove_weights(weights)
+            current = phases.store.get_job(job["id"]) or job
+            require_status_for(current, "paused")  # cancelled meanwhile: says so
+            message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+            raise ApiError(500, f"Job {job['id']} could not be paused: {message}", param=None) from None
         current = phases.store.get_job(job["id"]) or job
         if current["status"] != "running":  # cancelled while the weights were written
             remove_weights(weights)

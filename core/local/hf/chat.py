@@ -44,9 +44,10 @@ class TransformerChat:
             try:
                 worker = self._worker_for(key, name, weights)
                 return worker.request({"cmd": "chat", "request": request})
-            except TrainingFailure as failure:
+            except Exception as failure:  # a worker that failed is replaced on the next request
                 self._drop()
-                raise ApiError(500, f"The model {name[:100]} could not answer: {failure.message}", param="model") from None
+                detail = failure.message if isinstance(failure, TrainingFailure) else type(failure).__name__
+                raise ApiError(500, f"The model {name[:100]} could not answer: {detail}", param="model") from None
 
     def _worker_for(self, key: str, name: str, weights: Path | None) -> WorkerProcess:
         if self._worker is not None and self._loaded == key:

@@ -35,7 +35,8 @@ class ChatSession:
         self.encoder = ChatEncoder(self.tokenizer, spec["name"], CHAT_CONTEXT)
 
     def answer(self, request: dict[str, Any]) -> dict[str, Any]:
-        prompt = self.encoder.prompt_ids(request["messages"], request.get("tools"))
+        limit = max(16, CHAT_CONTEXT - int(request["max_tokens"]))
+        prompt = self.encoder.prompt_ids(request["messages"], request.get("tools"), limit)
         if request.get("seed") is not None:
             torch.manual_seed(int(request["seed"]) % 2**63)
         answers = sample(
@@ -53,16 +54,26 @@ class ChatSession:
         }
 
     def _pieces(self, ids: list[int], finished: bool, stops: list[str]) -> dict[str, Any]:
-        """The answer's text token by token (what a stream sends), cut at the first stop sequence."""
+        """The answer's text token by token (what a stream sends), cut before the first stop
+        sequence, even one that spans several tokens."""
         pieces: list[str] = []
         previous = ""
         for end in range(1, len(ids) + 1):
             text = self.tokenizer.decode(ids[:end], skip_special_tokens=True)
             pieces.append(text[len(previous) :])
             previous = text
-            cut = next((previous.index(s) for s in stops if s in previous), None)
+            cut = min((previous.index(s) for s in stops if s in previous), default=None)
             if cut is not None:
-                keep = cut - (len(previous) - len(pieces[-1]))
-                pieces[-1] = pieces[-1][: max(0, keep)]
-                return {"pieces": pieces, "finish_reason": "stop", "completion_tokens": end}
+                return {"pieces": _cut(pieces, cut), "finish_reason": "stop", "completion_tokens": end}
         return {"pieces": pieces, "finish_reason": "stop" if finished else "length", "completion_tokens": len(ids)}
+
+
+def _cut(pieces: list[str], length: int) -> list[str]:
+    """The pieces whose text is the first `length` characters of their concatenation."""
+    kept: list[str] = []
+    for piece in pieces:
+        room = length - sum(map(len, kept))
+        if room <= 0:
+            break
+        kept.append(piece[:room])
+    return kept

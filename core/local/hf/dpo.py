@@ -39,8 +39,10 @@ class DpoRun(Run):
             self.warn_truncated([e for pair in pairs for e in pair], purpose)
         self.n_train, self.n_valid = len(self.train_pairs), len(self.valid_pairs)
         self.tokens_per_epoch = sum(len(e.ids) for pair in self.train_pairs for e in pair)
+        if self.resuming:  # the paused run's reference values come back with its state
+            return
         self.model.eval()
-        with torch.no_grad():
+        with torch.no_grad(), self.autocast():
             self.train_reference = self._reference(self.train_pairs)
             self.valid_reference = self._reference(self.valid_pairs)
 

@@ -78,7 +78,9 @@ class ChatEncoder:
             list(messages), tools=tools or None, tokenize=False, add_generation_prompt=generation_prompt
         )
 
-    def encode(self, messages: Sequence[dict[str, Any]], tools: Any, train: Sequence[bool], line: int) -> Encoded:
+    def encode(
+        self, messages: Sequence[dict[str, Any]], tools: Any, train: Sequence[bool], line: int, keep_end: bool = False
+    ) -> Encoded:
         """Token ids of the conversation, trained where `train[i]` marks an assistant message."""
         messages = [template_message(m) for m in messages]
         try:
@@ -92,7 +94,7 @@ class ChatEncoder:
                 f"Line {line}: the chat template of `{self.model_name}` cannot render this example: {exc}",
                 "training_file",
             ) from None
-        return self._tokenize(full, spans, line)
+        return self._tokenize(full, spans, line, keep_end)
 
     def encode_chat_row(self, row: dict[str, Any], line: int) -> Encoded:
         """An SFT row: every assistant message trained unless its `weight` is 0."""
@@ -101,18 +103,24 @@ class ChatEncoder:
         return self.encode(messages, row.get("tools"), train, line)
 
     def encode_answer(self, prompt: Sequence[dict[str, Any]], answer: dict[str, Any], tools: Any, line: int) -> Encoded:
-        """A prompt and one assistant answer, only the answer trained (DPO rows, RFT samples)."""
+        """A prompt and one assistant answer, only the answer trained (DPO rows). Too long, it
+        loses the start of the prompt, never the answer it is about."""
         messages = [*prompt, {"role": "assistant", **answer}]
         train = [False] * len(prompt) + [True]
-        return self.encode(messages, tools, train, line)
+        return self.encode(messages, tools, train, line, keep_end=True)
 
-    def prompt_ids(self, messages: Sequence[dict[str, Any]], tools: Any) -> list[int]:
+    def prompt_ids(self, messages: Sequence[dict[str, Any]], tools: Any, limit: int | None = None) -> list[int]:
+        """The prompt up to the assistant's turn (RFT, chat); its last `limit` tokens if longer."""
         text = self.render([template_message(m) for m in messages], tools, generation_prompt=True)
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return ids[-limit:] if limit and len(ids) > limit else ids
 
     def _span(self, messages: list[dict[str, Any]], tools: Any, index: int, full: str, line: int) -> tuple[int, int]:
-        before = self.render(messages[:index], tools, generation_prompt=True) if index else ""
         through = self.render(messages[: index + 1], tools, generation_prompt=False)
+        if index:
+            before = self.render(messages[:index], tools, generation_prompt=True)
+        else:
+            before = self._preamble(through, messages[0])
         if not through.startswith(before) or not full.startswith(through) or len(through) == len(before):
             raise WorkerFailure(
                 "invalid_model",
@@ -123,13 +131,23 @@ class ChatEncoder:
             )
         return len(before), len(through)
 
-    def _tokenize(self, text: str, spans: list[tuple[int, int]], line: int) -> Encoded:
+    @staticmethod
+    def _preamble(through: str, opening: dict[str, Any]) -> str:
+        """What a template writes before an opening assistant message's text (BOS, a default
+        system prompt, the tools block, the turn header): never trained. (An empty
+        conversation cannot be rendered, so it is found by where the text starts.)"""
+        content = opening.get("content") or ""
+        start = through.find(content) if content else -1
+        return through[:start] if start > 0 else ""
+
+    def _tokenize(self, text: str, spans: list[tuple[int, int]], line: int, keep_end: bool = False) -> Encoded:
         encoded = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
         ids, offsets = encoded["input_ids"], encoded["offset_mapping"]
         trained = [any(start <= begin < end for start, end in spans) for begin, _ in offsets]
         truncated = len(ids) > self.max_length
         if truncated:
-            ids, trained = ids[: self.max_length], trained[: self.max_length]
+            window = slice(-self.max_length, None) if keep_end else slice(None, self.max_length)
+            ids, trained = ids[window], trained[window]
         if trained:
             trained[0] = False  # nothing predicts the first token
         return Encoded(ids, trained, line, truncated)

@@ -120,8 +120,9 @@ def load_checkpoint(checkpoint: Path, device: torch.device, trainable: bool) -> 
     else:
         from transformers import AutoModelForCausalLM
 
+        dtype = torch.float32 if trainable else dtype_for(device)  # training continues from exact weights
         model = AutoModelForCausalLM.from_pretrained(
-            checkpoint, dtype=dtype_for(device), attn_implementation=attention_for(device)
+            checkpoint, dtype=dtype, attn_implementation=attention_for(device)
         ).to(device)
     return model, meta
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -57,56 +58,82 @@ class WorkerProcess:
             text=True,
             encoding="utf-8",
             env={**os.environ, **(env or {})},
-            start_new_session=True,  # Ctrl-C in a terminal reaches the server, which ends us cleanly
+            start_new_session=True,  # its own process group: Ctrl-C reaches the server, which ends it
         )
-        self.ready = self.request(first)["ready"]
+        try:
+            self.ready = self.request(first)["ready"]
+        except BaseException:
+            self.close()  # a worker that failed to start leaves no process and no open file
+            raise
 
     @property
     def pid(self) -> int:
         return self._process.pid
 
     def request(self, message: dict[str, Any]) -> dict[str, Any]:
-        """Send one message and return its reply; notices on the way are kept in `notices`."""
+        """Send one message and return its reply; notices on the way are kept in `notices`.
+        Raises TrainingFailure (the worker's error, or its death) or WorkerGone (closed by us)."""
+        assert self._process.stdin is not None and self._process.stdout is not None
         try:
-            assert self._process.stdin is not None and self._process.stdout is not None
             self._process.stdin.write(json.dumps(message) + "\n")
             self._process.stdin.flush()
             while True:
                 line = self._process.stdout.readline()
                 if not line:
                     raise self._ended()
-                reply = json.loads(line)
+                reply = self._parse(line)
                 if "notice" in reply:
-                    self.notices.append((reply.get("level", "info"), str(reply["notice"])))
-                    continue
-                if "error" in reply:
-                    error = reply["error"]
-                    raise TrainingFailure(error["code"], error["message"], error.get("param"))
-                return reply
-        except (BrokenPipeError, OSError, ValueError) as exc:
-            if isinstance(exc, ValueError) and not self._closed and self._process.poll() is None:
-                raise TrainingFailure("internal_error", f"the training process sent a bad reply: {exc}") from None
+                    self.notices.append((str(reply.get("level", "info")), str(reply["notice"])))
+                elif "error" in reply:
+                    error = reply["error"] if isinstance(reply["error"], dict) else {}
+                    raise TrainingFailure(
+                        str(error.get("code", "internal_error")), str(error.get("message", "")), error.get("param")
+                    )
+                else:
+                    return reply
+        except (OSError, ValueError):  # a closed pipe or file: the process is gone
             raise self._ended() from None
+
+    def _parse(self, line: str) -> dict[str, Any]:
+        try:
+            reply = json.loads(line)
+        except ValueError:
+            reply = None
+        if not isinstance(reply, dict):
+            raise TrainingFailure("internal_error", f"the training process sent a bad reply: {line[:200]!r}")
+        return reply
 
     def _ended(self) -> Exception:
         if self._closed:
             return WorkerGone()
         code = self._process.wait()
-        self._log.flush()
-        tail = self.log_path.read_text(encoding="utf-8", errors="replace")[-LOG_TAIL_CHARS:].strip()
+        try:
+            self._log.flush()
+            tail = self.log_path.read_text(encoding="utf-8", errors="replace")[-LOG_TAIL_CHARS:].strip()
+        except (OSError, ValueError):  # the log was pruned or closed meanwhile
+            tail = ""
         detail = f"; the end of its log ({self.log_path}):\n{tail}" if tail else ""
         return TrainingFailure("internal_error", f"The training process ended unexpectedly (exit code {code}){detail}")
 
     def close(self) -> None:
-        """End the process now (SIGKILL: nothing it holds is worth waiting for) and reap it."""
+        """End the process now (SIGKILL to its process group: nothing it holds is worth
+        waiting for), reap it and close its pipes and log."""
         with self._lock:
             if self._closed:
                 return
             self._closed = True
         if self._process.poll() is None:
-            self._process.kill()
+            try:
+                os.killpg(self._process.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                self._process.kill()
         self._process.wait()
-        self._log.close()
+        for stream in (self._process.stdin, self._process.stdout, self._log):
+            try:
+                if stream is not None:
+                    stream.close()
+            except OSError:
+                pass
 
     def stop(self) -> None:
         """Ask the process to exit after its current request, then make sure it has."""
@@ -115,7 +142,7 @@ class WorkerProcess:
             self._process.stdin.write(json.dumps({"cmd": "stop"}) + "\n")
             self._process.stdin.close()
             self._process.wait(timeout=30)
-        except (OSError, subprocess.TimeoutExpired):
+        except (OSError, ValueError, subprocess.TimeoutExpired):
             pass
         self.close()
 
@@ -140,6 +167,9 @@ class SubprocessRun:
     def _spawn(self, spec: dict[str, Any]) -> WorkerProcess:
         worker = WorkerProcess({"mode": "train", "spec": spec}, self._log_dir, self._env)
         self._collect(worker)
+        if self._closed:  # cancelled while the worker was starting: it must not outlive the run
+            worker.close()
+            raise WorkerGone()
         return worker
 
     def _collect(self, worker: WorkerProcess) -> None:
@@ -151,6 +181,9 @@ class SubprocessRun:
             raise WorkerGone()
         if self._worker is None:  # suspended by a pause: continue from its checkpoint
             self._worker = self._spawn({**self._spec, "resume": self._resume})
+            if self._closed:  # closed between the check in _spawn and now
+                self._worker.close()
+                raise WorkerGone()
         return self._worker
 
     @property

@@ -35,6 +35,7 @@ EVALUATIONS_PER_RUN = 10
 
 class RftRun(Run):
     def prepare(self) -> None:
+        self.max_answer = int(self.options.get("max_completion_tokens") or DEFAULT_ANSWER_TOKENS)
         self.grader = compile_grader(self.spec["method_config"].get("grader"), "method.reinforcement.grader")
         self.train_prompts = self._prompts(self.spec["training_path"])
         self.valid_prompts = self._prompts(self.spec.get("validation_path"))
@@ -43,11 +44,11 @@ class RftRun(Run):
         compute = float(self.hyper.get("compute_multiplier") or 1.0)
         self.group_size = int(min(MAX_GROUP, max(MIN_GROUP, round(GROUP_SIZE * compute))))
         self.eval_samples = max(1, int(self.hyper.get("eval_samples") or 1))
-        self.max_answer = int(self.options.get("max_completion_tokens") or DEFAULT_ANSWER_TOKENS)
         self._since_eval: list[float] = []
 
     def _prompts(self, path: str | None) -> list[tuple[dict[str, Any], list[int]]]:
-        return [(row, self.encoder.prompt_ids(row["messages"], row.get("tools"))) for _, row in read_rows(path)]
+        limit = max(16, self.encoder.max_length - self.max_answer)  # room for the answer in the context
+        return [(row, self.encoder.prompt_ids(row["messages"], row.get("tools"), limit)) for _, row in read_rows(path)]
 
     @property
     def eval_interval(self) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Callable
 
@@ -67,6 +68,8 @@ class Run:
         self.options = spec.get("options") or {}
         hyper = spec["hyperparameters"]
         self.hyper = hyper
+        self.resuming = spec.get("resume")
+        torch.manual_seed(spec["seed"])  # before LoRA's random initialisation, so a seed repeats a run
         self.device = choose_device(self.options.get("device"))
         self.base = BaseModel.from_json(spec["base"])
         self.model, self.tokenizer, self.training_type = self._load_model()
@@ -82,29 +85,40 @@ class Run:
         self.optimizer = torch.optim.AdamW(trainable, lr=self.learning_rate, weight_decay=0.0, fused=fused)
         self.valid_every = max(1, self.steps_per_epoch // VALID_EVALS_PER_EPOCH)
         self._valid_cursor = 0
-        torch.manual_seed(spec["seed"])
-        if spec.get("resume"):
-            self._resume(spec["resume"])
+        if self.resuming:
+            self._resume(Path(self.resuming["checkpoint"]))
         self._announce(trainable)
+
+    def autocast(self) -> Any:
+        """bf16 compute on CUDA (weights that train stay fp32); plain fp32 on the CPU."""
+        if self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return nullcontext()
 
     # -- set-up -------------------------------------------------------------------------------
 
     def _load_model(self) -> tuple[Any, Any, str]:
-        initial = self.spec.get("initial_weights")
-        if initial:
-            model, meta = load_checkpoint(Path(initial), self.device, trainable=True)
-            tokenizer = load_tokenizer(Path(initial))
-            if meta["adapter"]:
+        """The starting weights: a paused run's checkpoint, a fine-tuned model the job continues,
+        or the base model; then LoRA adapters or fp32 master weights for the whole model."""
+        start = self.resuming["checkpoint"] if self.resuming else self.spec.get("initial_weights")
+        if start:
+            model, meta = load_checkpoint(Path(start), self.device, trainable=True)
+            tokenizer = load_tokenizer(Path(start))
+            if meta["adapter"]:  # an adapter keeps training on the base it was trained on
+                self.base = BaseModel.from_json(meta["base"])
                 return model, tokenizer, "lora"
+            if self.resuming:
+                return _master_weights(model, self.device), tokenizer, "full"
         else:
             model = load_base(self.base, self.device)
             tokenizer = load_tokenizer(self.base.path, self.base.gguf_file)
         training_type = resolve_training_type(self.options.get("training_type", "auto"), model)
-        if training_type == "lora":
-            if initial:  # a whole fine-tuned model is the base of the new adapter
-                self.base = BaseModel(self.base.name, Path(initial))
-            model = add_lora(model, self.options)
-        return model, tokenizer, training_type
+        if training_type == "full":
+            return _master_weights(model, self.device), tokenizer, training_type
+        if start:  # a whole fine-tuned model is the base of the new adapter
+            self.base = BaseModel(self.base.name, Path(start))
+            model = model.to(dtype_for(self.device))  # loaded in fp32 for exactness; frozen now
+        return add_lora(model, self.options), tokenizer, training_type
 
     def _max_length(self) -> int:
         context = getattr(self.model.config, "max_position_embeddings", None) or DEFAULT_MAX_LENGTH
@@ -115,7 +129,9 @@ class Run:
         count = sum(p.numel() for p in trainable)
         total = parameter_count(self.model)
         kind = "LoRA" if self.training_type == "lora" else "full fine-tuning"
-        precision = str(dtype_for(self.device)).replace("torch.", "")
+        precision = "fp32"
+        if self.device.type == "cuda":
+            precision = "bf16 compute, fp32 " + ("adapters" if self.training_type == "lora" else "master weights")
         self.notice(
             f"Training {self.base.name} on {self.device.type} ({precision}) with {kind}: "
             f"{count:,} of {total:,} parameters trainable, learning rate {self.learning_rate:.2e}"
@@ -138,13 +154,14 @@ class Run:
         for group in self.optimizer.param_groups:
             group["lr"] = self.rate_at(self.steps_done)
         self.model.train()
-        metrics = self.train_on([int(i) for i in indices])
+        with self.autocast():
+            metrics = self.train_on([int(i) for i in indices])
         torch.nn.utils.clip_grad_norm_([p for g in self.optimizer.param_groups for p in g["params"]], MAX_GRAD_NORM)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.steps_done += 1
         self.model.eval()
-        with torch.no_grad():
+        with torch.no_grad(), self.autocast():
             metrics.update(self.after_step(epoch_ended))
         return {"step": self.steps_done, "total_steps": self.total_steps, "epoch_ended": epoch_ended, **metrics}
 
@@ -198,34 +215,33 @@ class Run:
                 "steps_done": self.steps_done,
                 "optimizer": self.optimizer.state_dict(),
                 "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
                 "valid_cursor": self._valid_cursor,
                 **self.extra_state(),
             }
         save_checkpoint(self.model, self.tokenizer, path, meta, state)
 
-    def _resume(self, resume: dict[str, Any]) -> None:
-        """Continue a paused run: its weights, optimiser, sampling state and place in the data."""
-        checkpoint = Path(resume["checkpoint"])
+    def _resume(self, checkpoint: Path) -> None:
+        """Continue a paused run (its weights are loaded already): optimiser, random state,
+        place in the data. The state file is removed afterwards; the checkpoint stays a model."""
+        state_file = checkpoint / TRAINER_STATE
         try:
-            state = torch.load(checkpoint / TRAINER_STATE, map_location=self.device, weights_only=False)
+            state = torch.load(state_file, map_location=self.device, weights_only=False)
         except (OSError, RuntimeError) as exc:
             raise WorkerFailure("internal_error", f"cannot read the pause checkpoint {checkpoint}: {exc}") from None
-        self._load_weights(checkpoint)
         self.optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["torch_rng"].cpu())
+        if state.get("cuda_rng") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
         self._valid_cursor = state["valid_cursor"]
         for done in range(state["steps_done"]):  # replays the data order (each epoch's shuffle)
             self.batches.batch(done)
         self.steps_done = state["steps_done"]
         self.load_extra_state(state)
+        state_file.unlink(missing_ok=True)  # optimiser state can be twice the model: not kept forever
 
-    def _load_weights(self, checkpoint: Path) -> None:
-        from safetensors.torch import load_file
 
-        if self.training_type == "lora":
-            from peft import set_peft_model_state_dict
-
-            set_peft_model_state_dict(self.model, load_file(str(checkpoint / "adapter_model.safetensors")))
-        else:
-            for shard in sorted(checkpoint.glob("*.safetensors")):  # one file, or several shards
-                self.model.load_state_dict(load_file(str(shard)), strict=False)
+def _master_weights(model: Any, device: torch.device) -> Any:
+    """Whole-model training keeps fp32 weights (bf16 cannot hold lr-sized updates); autocast
+    runs the maths in bf16."""
+    return model.float() if device.type == "cuda" else model

@@ -96,8 +96,22 @@ class Scores:
         return torch.zeros(self.n_sequences, device=ones.device).index_add(0, self.owners, ones)
 
 
+def logit_transform(model: Any) -> tuple[float | None, float]:
+    """(soft cap, scale) the model's own forward applies to its logits, which scoring must
+    repeat: Gemma 2/3's `final_logit_softcapping`, Cohere's `logit_scale`, Granite's
+    `logits_scaling` (a divisor)."""
+    config = getattr(model, "config", None)
+    cap = getattr(config, "final_logit_softcapping", None)
+    scale = float(getattr(config, "logit_scale", None) or 1.0)
+    divisor = getattr(config, "logits_scaling", None)
+    if divisor:
+        scale /= float(divisor)
+    return (float(cap) if cap else None), scale
+
+
 def score(model: Any, packed: Packed) -> Scores:
     decoder, head = causal_parts(model)
+    cap, scale = logit_transform(model)
     hidden = decoder(input_ids=packed.ids, position_ids=packed.positions, use_cache=False).last_hidden_state
     hidden = hidden.reshape(-1, hidden.shape[-1])
     chosen = hidden.index_select(0, packed.predictors)
@@ -106,9 +120,9 @@ def score(model: Any, packed: Packed) -> Scores:
         part = chosen[start : start + LOGIT_CHUNK]
         targets = packed.targets[start : start + LOGIT_CHUNK]
         if torch.is_grad_enabled() and chosen.shape[0] > LOGIT_CHUNK:
-            lp, hit = checkpoint(_head_logprobs, head.weight, head.bias, part, targets, use_reentrant=False)
+            lp, hit = checkpoint(_head_logprobs, head.weight, head.bias, part, targets, cap, scale, use_reentrant=False)
         else:
-            lp, hit = _head_logprobs(head.weight, head.bias, part, targets)
+            lp, hit = _head_logprobs(head.weight, head.bias, part, targets, cap, scale)
         logprobs.append(lp)
         hits.append(hit)
     empty = hidden.new_zeros(0, dtype=torch.float32)
@@ -121,9 +135,18 @@ def score(model: Any, packed: Packed) -> Scores:
 
 
 def _head_logprobs(
-    weight: torch.Tensor, bias: torch.Tensor | None, hidden: torch.Tensor, targets: torch.Tensor
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    hidden: torch.Tensor,
+    targets: torch.Tensor,
+    cap: float | None = None,
+    scale: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     logits = torch.nn.functional.linear(hidden, weight, bias).float()
+    if scale != 1.0:
+        logits = logits * scale
+    if cap is not None:
+        logits = torch.tanh(logits / cap) * cap
     chosen = logits.gather(1, targets[:, None])[:, 0]
     logprobs = chosen - torch.logsumexp(logits, dim=-1)
     return logprobs, logits.argmax(-1) == targets
