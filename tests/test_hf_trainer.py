@@ -48,6 +48,13 @@ def model_tokens(models_dir, path) -> int:
     return sum(len(encoder.encode_chat_row(row, n).ids) for n, row in enumerate(rows, 1))
 
 
+def prompt_tokens(models_dir, messages) -> int:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(models_dir / TINY)
+    return len(tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)["input_ids"])
+
+
 async def classify(client, model: str, rows: list[dict]) -> tuple[float, float]:
     """Shares of RFT-style prompts answered with the reference label, and with any label."""
     right = labels = 0
@@ -408,6 +415,7 @@ async def test_lora_adapters_train_pause_resume_chat_and_continue(tmp_path, data
         assert weights and all((w / "adapter_config.json").is_file() for w in weights)  # adapters, not whole models
         reply = await client.chat.completions.create(model=done.fine_tuned_model, messages=[{"role": "user", "content": "hi"}])
         assert reply.choices[0].finish_reason in ("stop", "length")
+        assert reply.usage.prompt_tokens == prompt_tokens(models_dir, [{"role": "user", "content": "hi"}])
         follow_up = await client.fine_tuning.jobs.create(
             model=done.fine_tuned_model, training_file=await upload(client, data["sft"]),
             hyperparameters={"n_epochs": 1, "batch_size": 16}, extra_body=lora,

@@ -241,7 +241,10 @@ class ChatModels:
             "stop": list(request.stop),
         }
         reply = self._transformer.answer(request.model, weights, body)
-        return [Generation(a["pieces"], a["finish_reason"]) for a in reply["answers"]]
+        return [
+            Generation(a["pieces"], a["finish_reason"], reply["prompt_tokens"], a["completion_tokens"])
+            for a in reply["answers"]
+        ]
 
 
 def model_not_found(name: str) -> ApiError:
@@ -261,11 +264,13 @@ def new_completion_id() -> str:
 
 
 def usage(request: ChatRequest, generations: list[Generation]) -> dict[str, Any]:
-    completion = sum(len(g.pieces) for g in generations)
+    completion = sum(len(g.pieces) if g.completion_tokens is None else g.completion_tokens for g in generations)
+    counted = generations[0].prompt_tokens if generations else None
+    prompt = request.prompt_tokens if counted is None else counted
     return {
-        "prompt_tokens": request.prompt_tokens,
+        "prompt_tokens": prompt,
         "completion_tokens": completion,
-        "total_tokens": request.prompt_tokens + completion,
+        "total_tokens": prompt + completion,
         "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
         "completion_tokens_details": {
             "reasoning_tokens": 0,

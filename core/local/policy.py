@@ -101,6 +101,8 @@ def extend_vocabulary(model: TokenModel, tokens: Iterable[str]) -> TokenModel:
 class Generation:
     pieces: list[str]  # the text of each emitted token, spacing included ("".join is the answer)
     finish_reason: str  # "stop" (end token or a stop sequence) or "length"
+    prompt_tokens: int | None = None  # counted by the model's own tokenizer, when it has one
+    completion_tokens: int | None = None
 
     @property
     def text(self) -> str:
