@@ -95,3 +95,19 @@ def test_unknown_job_fails_with_exit_1(capsys, isolated_home, manual_backend, mo
     code, out, err = run_cli(capsys, "jobs", "show", "ftjob-doesnotexist")
     assert code == 1 and out == ""
     assert "404" in err or "no job" in err
+
+
+def test_models_lists_open_models_found_on_disk_as_json(capsys, tmp_path, monkeypatch):
+    folder = tmp_path / "models" / "acme" / "tiny"
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    (folder / "tokenizer.json").write_text("{}")
+    monkeypatch.setenv("TUNEDECK_MODELS_DIR", str(tmp_path / "models"))
+    assert main(["models", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    entry = next(m for m in report["models"] if m["name"] == "acme/tiny")
+    assert entry["path"] == str(folder) and entry["gguf_file"] is None
+    assert report["searched"][0] == f"models folder {tmp_path / 'models'}"
+    assert isinstance(report["trainer_installed"], bool)
+    assert main(["models"]) == 0
+    assert "acme/tiny  (models folder" in capsys.readouterr().out

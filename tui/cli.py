@@ -56,6 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--offline", action="store_true", help="only what is cached; no network")
 
     commands.add_parser("paths", help="print where config, cache and data live")
+    local_models = commands.add_parser(
+        "models", help="the open models the local backend can fine-tune (found on disk, offline)"
+    )
+    local_models.add_argument("--json", action="store_true", help="print JSON")
     commands.add_parser("profiles", help="list the configured profiles")
     add_data_parser(commands)
     return parser
@@ -70,6 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(args)
         if args.command == "paths":
             return _print_paths()
+        if args.command == "models":
+            return _print_local_models(args.json)
         if args.command == "profiles":
             return _print_profiles()
         if args.command == "data":
@@ -140,6 +146,35 @@ def _print_paths() -> int:
     print(f"config file:  {paths.config_file}")
     print(f"cache:        {paths.cache_db()}")
     print(f"data:         {paths.data_dir}")
+    print(f"models:       {paths.models_dir}  (open models for the transformer trainer; $TUNEDECK_MODELS_DIR overrides)")
+    return EXIT_OK
+
+
+def _print_local_models(as_json: bool) -> int:
+    from tunedeck.core.local.hf import INSTALL_COMMAND, missing_packages
+    from tunedeck.core.local.hf.catalog import ModelCatalog, default_models_dirs
+    from tunedeck.core.paths import AppPaths
+
+    catalog = ModelCatalog(default_models_dirs(AppPaths.discover().models_dir))
+    found = [catalog.locate(name) for name in catalog.names()]
+    missing = missing_packages()
+    if as_json:
+        report = {
+            "models": [source.as_json() for source in found if source is not None],
+            "searched": catalog.searched(),
+            "trainer_installed": not missing,
+            "missing_packages": missing,
+        }
+        print(json.dumps(report, indent=2))
+        return EXIT_OK
+    for source in found:
+        if source is not None:
+            _say(f"{source.name}  ({source.origin})")
+    if not found:
+        _say("no open models found")
+    _say("looked in: " + "; ".join(catalog.searched()))
+    if missing:
+        _say(f"to train them: {INSTALL_COMMAND} (missing: {', '.join(missing)})")
     return EXIT_OK
 
 
