@@ -446,3 +446,24 @@ def test_an_opening_assistant_turn_trains_its_text_only_and_long_prompts_lose_th
     answer = encoder.encode_answer(long_prompt, {"content": "shipping"}, None, 3)
     assert answer.truncated and len(answer.ids) == 24
     assert trained_text(answer) == "shipping<|im_end|>\n"  # the answer survives; the prompt's start went
+
+
+def test_a_template_that_drops_earlier_reasoning_still_trains_each_answer(models_dir):
+    from transformers import AutoTokenizer
+
+    from tunedeck.core.local.hf.encoding import ChatEncoder
+
+    tokenizer = AutoTokenizer.from_pretrained(models_dir / TINY)
+    # Like Qwen3: only the last assistant turn gets an (empty) reasoning block.
+    tokenizer.chat_template = (
+        "{% for m in messages %}<|im_start|>{{ m.role }}\n"
+        "{% if m.role == 'assistant' and loop.last %}<think></think>{% endif %}{{ m.content }}<|im_end|>\n{% endfor %}"
+        "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    )
+    row = {"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "billing"},
+                        {"role": "user", "content": "c"}, {"role": "assistant", "content": "shipping"}]}
+    encoder = ChatEncoder(tokenizer, "acme/thinker", 512)
+    encoded = encoder.encode_chat_row(row, 1)
+    trained = tokenizer.decode([t for t, keep in zip(encoded.ids, encoded.trained) if keep])
+    assert trained == "billing<|im_end|>\nshipping<|im_end|>\n"
+    assert encoder.located_by_text == 1

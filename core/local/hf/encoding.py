@@ -4,9 +4,10 @@ which tokens are trained (worker side; tokenizers only, no model).
 Assistant tokens are found by rendering the conversation prefix by prefix: the text an
 assistant message adds is `render(messages[:i+1])` minus `render(messages[:i],
 add_generation_prompt=True)`. That works with any template that renders a conversation as
-the sum of its turns (ChatML, Llama 3, Gemma, Mistral...), needs no `{% generation %}` tags,
-and refuses loudly when a template rewrites earlier turns (so a run never trains on
-nothing, TRL's silent failure). Loss covers the assistant's text and its end-of-turn
+the sum of its turns (ChatML, Llama 3, Gemma, Mistral...) and needs no `{% generation %}`
+tags. A template that rewrites earlier turns (Qwen3 drops earlier reasoning) falls back to
+finding each assistant message's text in the rendering; when even that fails, it refuses
+loudly, so a run never trains on nothing (TRL's silent failure). Loss covers the assistant's text and its end-of-turn
 marker, so a model learns where to stop; `weight: 0` keeps a message out of it.
 """
 
@@ -72,6 +73,7 @@ class ChatEncoder:
         self.tokenizer = tokenizer
         self.model_name = model_name
         self.max_length = max_length
+        self.located_by_text = 0  # examples whose assistant text was found by search (see _spans_by_text)
 
     def render(self, messages: Sequence[dict[str, Any]], tools: Any, *, generation_prompt: bool) -> str:
         return self.tokenizer.apply_chat_template(
@@ -85,7 +87,10 @@ class ChatEncoder:
         messages = [template_message(m) for m in messages]
         try:
             full = self.render(messages, tools, generation_prompt=False)
-            spans = [self._span(messages, tools, i, full, line) for i, wanted in enumerate(train) if wanted]
+            try:
+                spans = [self._span(messages, tools, i, full, line) for i, wanted in enumerate(train) if wanted]
+            except WorkerFailure as refusal:
+                spans = self._spans_by_text(messages, tools, train, full, refusal)
         except WorkerFailure:
             raise
         except Exception as exc:  # a Jinja error raised by the template itself
@@ -114,6 +119,40 @@ class ChatEncoder:
         text = self.render([template_message(m) for m in messages], tools, generation_prompt=True)
         ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
         return ids[-limit:] if limit and len(ids) > limit else ids
+
+    def _spans_by_text(
+        self, messages: list[dict[str, Any]], tools: Any, train: Sequence[bool], full: str, refusal: WorkerFailure
+    ) -> list[tuple[int, int]]:
+        """For templates that render earlier turns differently (Qwen3 drops earlier reasoning):
+        find each trained message's text in the full rendering, in order, plus the end-of-turn
+        text the template writes after it. Refuses (`refusal`) when a text is not there."""
+        spans: list[tuple[int, int]] = []
+        cursor = 0
+        for index, message in enumerate(messages):
+            content = message.get("content") or ""
+            start = full.find(content, cursor) if content else -1
+            if start < 0:
+                if train[index]:
+                    raise refusal
+                continue
+            end = start + len(content)
+            if train[index]:
+                tail = self._turn_tail(message, tools)
+                end += len(tail) if tail and full.startswith(tail, end) else 0
+                spans.append((start, end))
+            cursor = end
+        self.located_by_text += 1
+        return spans
+
+    def _turn_tail(self, message: dict[str, Any], tools: Any) -> str:
+        """What the template writes after an assistant message's text (its end-of-turn marker)."""
+        content = message.get("content") or ""
+        try:
+            alone = self.render([{"role": "user", "content": "?"}, message], tools, generation_prompt=False)
+        except Exception:
+            return ""
+        at = alone.rfind(content)
+        return alone[at + len(content) :] if content and at >= 0 else ""
 
     def _span(self, messages: list[dict[str, Any]], tools: Any, index: int, full: str, line: int) -> tuple[int, int]:
         through = self.render(messages[: index + 1], tools, generation_prompt=False)

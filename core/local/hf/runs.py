@@ -75,6 +75,7 @@ class Run:
         self.model, self.tokenizer, self.training_type = self._load_model()
         self.encoder = ChatEncoder(self.tokenizer, self.base.name, self._max_length())
         self.prepare()
+        self.report_located_by_text()
         self.batches = EpochBatches(self.n_train, int(hyper["batch_size"]), np.random.default_rng(spec["seed"]))
         self.steps_per_epoch = self.batches.steps_per_epoch
         self.total_steps = self.steps_per_epoch * int(hyper["n_epochs"])
@@ -136,6 +137,14 @@ class Run:
             f"Training {self.base.name} on {self.device.type} ({precision}) with {kind}: "
             f"{count:,} of {total:,} parameters trainable, learning rate {self.learning_rate:.2e}"
         )
+
+    def report_located_by_text(self) -> None:
+        if self.encoder.located_by_text:
+            self.notice(
+                f"The chat template of {self.base.name} renders earlier turns differently from the last one; "
+                f"in {self.encoder.located_by_text} examples the assistant tokens were found by their text",
+                "warn",
+            )
 
     def warn_truncated(self, encoded: list[Any], purpose: str) -> None:
         truncated = [e.line for e in encoded if e.truncated]
