@@ -467,3 +467,101 @@ def test_a_template_that_drops_earlier_reasoning_still_trains_each_answer(models
     trained = tokenizer.decode([t for t, keep in zip(encoded.ids, encoded.trained) if keep])
     assert trained == "billing<|im_end|>\nshipping<|im_end|>\n"
     assert encoder.located_by_text == 1
+
+
+def test_tool_calls_and_tools_are_rendered_and_trained(models_dir):
+    from transformers import AutoTokenizer
+
+    from tunedeck.core.local.hf.encoding import ChatEncoder
+
+    tokenizer = AutoTokenizer.from_pretrained(models_dir / TINY)
+    call = {"id": "call_1", "type": "function", "function": {"name": "track", "arguments": '{"parcel": "A1"}'}}
+    row = {
+        "tools": [{"type": "function", "function": {"name": "track", "parameters": {"type": "object"}}}],
+        "messages": [
+            {"role": "user", "content": "where is parcel A1"},
+            {"role": "assistant", "content": None, "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": "call_1", "content": "in transit"},
+            {"role": "assistant", "content": "It is in transit."},
+        ],
+    }
+    encoded = ChatEncoder(tokenizer, TINY, 512).encode_chat_row(row, 1)
+    text = tokenizer.decode(encoded.ids)
+    trained = tokenizer.decode([t for t, keep in zip(encoded.ids, encoded.trained) if keep])
+    assert "# Tools" in text and '"name": "track"' in text  # the tools block, from the row's `tools`
+    assert '<tool_call>{"name": "track", "arguments": {"parcel": "A1"}}</tool_call>' in trained  # arguments as JSON
+    assert trained.endswith("It is in transit.<|im_end|>\n") and "in transit<|im_end|>" not in trained.replace(
+        "It is in transit.<|im_end|>", ""
+    )  # the tool's result is context, not a target
+
+
+async def test_a_restart_requeues_a_running_job_and_leaves_no_worker_behind(tmp_path, data, models_dir):
+    import openai
+
+    from tunedeck.core.local import LocalBackend
+
+    backend, client = await start(tmp_path, models_dir)
+    job = await client.fine_tuning.jobs.create(
+        model=TINY, training_file=await upload(client, data["sft"]),
+        hyperparameters={"n_epochs": 1, "batch_size": 16}, extra_body=FULL,
+    )
+    await backend.advance_async(job.id, 3)
+    pid = backend._engine._active[job.id].run.pid
+    await client.close()
+    await backend.stop_async()
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # stopping the server ended its worker
+    again = LocalBackend(tmp_path / "backend", auto_advance=False, models_dirs=[models_dir])
+    client = openai.AsyncOpenAI(base_url=await again.start_async(), api_key="local", max_retries=0)
+    try:
+        assert (await client.fine_tuning.jobs.retrieve(job.id)).status == "queued"
+        await again.run_until_settled_async()
+        done = await client.fine_tuning.jobs.retrieve(job.id)
+        assert done.status == "succeeded", done.error
+        assert any("re-queued" in m for m in await messages(client, job.id))
+        streamed = await client.chat.completions.create(
+            model=done.fine_tuned_model, messages=[{"role": "user", "content": "parcel"}], max_tokens=6, stream=True
+        )
+        text = "".join([chunk.choices[0].delta.content or "" async for chunk in streamed if chunk.choices])
+        whole = await client.chat.completions.create(
+            model=done.fine_tuned_model, messages=[{"role": "user", "content": "parcel"}], max_tokens=6
+        )
+        assert text == whole.choices[0].message.content  # streamed pieces add up to the answer
+    finally:
+        await client.close()
+        await again.stop_async()
+
+
+async def test_rft_with_a_multi_grader_evaluates_and_keeps_the_best_checkpoints(tmp_path, data, models_dir):
+    rows = data["rft"].read_text().splitlines()
+    train_file, valid_file = tmp_path / "rft_train.jsonl", tmp_path / "rft_valid.jsonl"
+    train_file.write_text("\n".join(rows[:12]) + "\n")
+    valid_file.write_text("\n".join(rows[12:18]) + "\n")
+    exact = {"type": "string_check", "name": "exact", "operation": "eq",
+             "input": "{{sample.output_text}}", "reference": "{{item.reference_answer}}"}
+    close = {"type": "text_similarity", "name": "close", "evaluation_metric": "fuzzy_match",
+             "input": "{{sample.output_text}}", "reference": "{{item.reference_answer}}"}
+    grader = {"type": "multi", "name": "blend", "calculate_output": "0.5 * exact + 0.5 * close",
+              "graders": {"exact": exact, "close": close}}
+    backend, client = await start(tmp_path, models_dir)
+    try:
+        job = await client.fine_tuning.jobs.create(
+            model=TINY, training_file=await upload(client, train_file), validation_file=await upload(client, valid_file),
+            method={"type": "reinforcement", "reinforcement": {"grader": grader, "hyperparameters": {
+                "n_epochs": 4, "batch_size": 6, "eval_interval": 2, "compute_multiplier": 0.5}}},
+            extra_body={"tunedeck": {"max_completion_tokens": 4, "training_type": "full"}},
+        )
+        await backend.run_until_settled_async()
+        done = await client.fine_tuning.jobs.retrieve(job.id)
+        assert done.status == "succeeded", done.error
+        steps = await metric_events(client, job.id)
+        assert len(steps) == 8
+        evaluated = [s for s in steps if "valid_reward_mean" in s]
+        assert [s["step"] for s in evaluated] == [2, 4, 6, 8]
+        assert [g["name"] for g in steps[-1]["scores"]["graders"]] == ["exact", "close"]
+        assert all(0.0 <= s["valid_reward_mean"] <= 1.0 for s in evaluated)
+        checkpoints = (await client.fine_tuning.jobs.checkpoints.list(job.id)).data
+        assert 1 <= len(checkpoints) <= 4 and all(c.step_number % 2 == 0 for c in checkpoints)
+    finally:
+        await client.close()
+        await backend.stop_async()
