@@ -565,3 +565,28 @@ async def test_rft_with_a_multi_grader_evaluates_and_keeps_the_best_checkpoints(
     finally:
         await client.close()
         await backend.stop_async()
+
+
+async def test_a_fine_tuned_model_trains_on_after_its_base_left_the_catalog(tmp_path, data, models_dir):
+    import shutil
+
+    own_models = tmp_path / "own-models"
+    shutil.copytree(models_dir / TINY, own_models / "acme" / "moving")
+    backend, client = await start(tmp_path, own_models)
+    try:
+        small = await upload(client, data["sft_valid"])
+        first = await client.fine_tuning.jobs.create(
+            model="acme/moving", training_file=small, hyperparameters={"n_epochs": 1, "batch_size": 20}, extra_body=FULL
+        )
+        await backend.run_until_settled_async()
+        tuned = (await client.fine_tuning.jobs.retrieve(first.id)).fine_tuned_model
+        shutil.rmtree(own_models / "acme" / "moving")  # the base model is gone from disk
+        again = await client.fine_tuning.jobs.create(
+            model=tuned, training_file=small, hyperparameters={"n_epochs": 1, "batch_size": 20}, extra_body=FULL
+        )
+        await backend.run_until_settled_async()
+        done = await client.fine_tuning.jobs.retrieve(again.id)
+        assert done.status == "succeeded", done.error  # a whole-model checkpoint needs no base
+    finally:
+        await client.close()
+        await backend.stop_async()

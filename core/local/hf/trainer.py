@@ -17,6 +17,7 @@ from typing import Any, Callable
 from ..trainer import TrainingFailure, TrainingSpec
 from . import install_hint, missing_packages
 from .catalog import ModelCatalog
+from .loading_meta import standalone_base
 from .process import SubprocessRun
 
 METHODS = ("supervised", "dpo", "reinforcement")
@@ -47,17 +48,27 @@ class TransformerTrainer:
         missing = missing_packages()
         if missing:
             raise TrainingFailure("trainer_not_installed", f"Cannot train {spec.base_model}: {install_hint(missing)}")
-        source = self.catalog.locate(spec.base_model)
-        if source is None:
-            places = "; ".join(self.catalog.searched())
-            raise TrainingFailure(
-                "model_not_found",
-                f"The model `{spec.base_model}` was not found on this machine (looked in: {places}). "
-                "Put a Hugging Face model folder there, or download it with `huggingface-cli download`",
-                "model",
-            )
+        base = self._base_of(spec)
         self.before_run()
-        return SubprocessRun(worker_spec(spec, source.as_json()), self.log_dir, self.env)
+        return SubprocessRun(worker_spec(spec, base), self.log_dir, self.env)
+
+    def _base_of(self, spec: TrainingSpec) -> dict[str, Any]:
+        """The base model from the catalog; for a job continuing a fine-tuned model, what its
+        checkpoint needs when the base has left the catalog since."""
+        source = self.catalog.locate(spec.base_model)
+        if source is not None:
+            return source.as_json()
+        if spec.initial_weights is not None:
+            fallback = standalone_base(spec.initial_weights, spec.base_model)
+            if fallback is not None:
+                return fallback
+        places = "; ".join(self.catalog.searched())
+        raise TrainingFailure(
+            "model_not_found",
+            f"The model `{spec.base_model}` was not found on this machine (looked in: {places}). "
+            "Put a Hugging Face model folder there, or download it with `huggingface-cli download`",
+            "model",
+        )
 
 
 def worker_spec(spec: TrainingSpec, base: dict[str, Any]) -> dict[str, Any]:
