@@ -52,7 +52,6 @@ async def render(out_dir: Path, home: Path, text: bool = False) -> list[Path]:
     from tunedeck.core.paths import AppPaths
     from tunedeck.core.service import LaunchRequest
     from tunedeck.tui.app import TunedeckApp
-    from tunedeck.tui.screens.job import JobScreen
     from tunedeck.tui.screens.jobs import JobsTable
     from tunedeck.tui.textshot import screen_text
 
@@ -95,18 +94,12 @@ async def render(out_dir: Path, home: Path, text: bool = False) -> list[Path]:
             await pilot.pause()
             shoot("jobs.svg")
 
-            app.push_screen(JobScreen(done.id))
-            await settle()
-            await app.poll_now()
-            await settle()
+            await open_job(app, settle, done.id)
             shoot("job.svg")
             app.pop_screen()
             await settle()
 
-            app.push_screen(JobScreen(running.id))
-            await settle()
-            await app.poll_now()
-            await settle()
+            await open_job(app, settle, running.id)
             shoot("job-running.svg")
             await pilot.press("question_mark")
             await pilot.pause()
@@ -127,6 +120,16 @@ async def render(out_dir: Path, home: Path, text: bool = False) -> list[Path]:
     finally:
         backend.stop()
     return written
+
+
+async def open_job(app, settle, job_id: str) -> None:
+    """The Job screen of `job_id`, with the newest events polled in."""
+    from tunedeck.tui.screens.job import JobScreen
+
+    app.push_screen(JobScreen(job_id))
+    await settle()
+    await app.poll_now()
+    await settle()
 
 
 async def shoot_dataset(app, pilot, settle, shoot, home: Path) -> None:
@@ -160,7 +163,6 @@ async def shoot_transformer_job(app, settle, shoot, backend, home: Path, train: 
         return
     from tunedeck.core.local.hf.tiny import build_tiny_model
     from tunedeck.core.service import LaunchRequest
-    from tunedeck.tui.screens.job import JobScreen
 
     texts = [m["content"] for line in train.read_text().splitlines() for m in json.loads(line)["messages"]]
     build_tiny_model(home / "models" / "acme" / "tiny-qwen", texts)
@@ -177,10 +179,7 @@ async def shoot_transformer_job(app, settle, shoot, backend, home: Path, train: 
     await asyncio.to_thread(backend.advance, job.id, 60)
     app.pop_screen()
     await settle()
-    app.push_screen(JobScreen(job.id))
-    await settle()
-    await app.poll_now()
-    await settle()
+    await open_job(app, settle, job.id)
     shoot("job-transformer.svg")
     await asyncio.to_thread(backend.run_until_settled)  # a clean stop: the worker finishes, nothing is killed
 

@@ -57,7 +57,7 @@ class JobEngine:
         self._drivers: dict[str, asyncio.Task[None]] = {}
         self._chores: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(MAX_RUNNING_JOBS)
-        self._trainer_slots: dict[int, asyncio.Semaphore] = {}
+        self._trainer_slots: dict[Any, asyncio.Semaphore] = {}
 
     def base_models(self) -> list[str]:
         return [name for trainer in self._phases.trainers for name in trainer.base_models()]
@@ -286,7 +286,7 @@ class JobEngine:
         limit = getattr(trainer, "max_concurrent_runs", None)
         if limit is None:
             return self._slots
-        return self._trainer_slots.setdefault(id(trainer), asyncio.Semaphore(limit))
+        return self._trainer_slots.setdefault(trainer, asyncio.Semaphore(limit))
 
     def _chore(self, coroutine: Any) -> None:
         """Run a background clean-up, kept referenced so it is not garbage-collected mid-way."""

@@ -54,6 +54,17 @@ class TrainingSpec:
     options: dict[str, Any] = field(default_factory=dict)  # the job's `tunedeck` extension field
 
 
+# The loss and accuracy keys of a metric event's `data`, as the API names them.
+LOSS_FIELDS = (
+    "train_loss",
+    "train_mean_token_accuracy",
+    "valid_loss",
+    "valid_mean_token_accuracy",
+    "full_valid_loss",
+    "full_valid_mean_token_accuracy",
+)
+
+
 @dataclass(frozen=True, slots=True)
 class StepMetrics:
     """What one optimisation step measured. Keys follow the API's metric event `data`.
@@ -83,14 +94,7 @@ class StepMetrics:
 
     def as_event_data(self) -> dict[str, Any]:
         data: dict[str, Any] = {"step": self.step, "total_steps": self.total_steps}
-        for key in (
-            "train_loss",
-            "train_mean_token_accuracy",
-            "valid_loss",
-            "valid_mean_token_accuracy",
-            "full_valid_loss",
-            "full_valid_mean_token_accuracy",
-        ):
+        for key in LOSS_FIELDS:
             value = getattr(self, key)
             if value is not None:
                 data[key] = value

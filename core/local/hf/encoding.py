@@ -17,7 +17,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from .loading import WorkerFailure
+from ..trainer import TrainingFailure
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +64,7 @@ def _template_call(call: Any) -> Any:
 class ChatEncoder:
     def __init__(self, tokenizer: Any, model_name: str, max_length: int) -> None:
         if not getattr(tokenizer, "chat_template", None):
-            raise WorkerFailure(
+            raise TrainingFailure(
                 "invalid_model",
                 f"The model `{model_name}` has no chat template, so its assistant tokens cannot be marked; "
                 "use an instruct/chat model or add a chat template to its tokenizer",
@@ -89,12 +89,12 @@ class ChatEncoder:
             full = self.render(messages, tools, generation_prompt=False)
             try:
                 spans = [self._span(messages, tools, i, full, line) for i, wanted in enumerate(train) if wanted]
-            except WorkerFailure as refusal:
+            except TrainingFailure as refusal:
                 spans = self._spans_by_text(messages, tools, train, full, refusal)
-        except WorkerFailure:
+        except TrainingFailure:
             raise
         except Exception as exc:  # a Jinja error raised by the template itself
-            raise WorkerFailure(
+            raise TrainingFailure(
                 "invalid_training_file",
                 f"Line {line}: the chat template of `{self.model_name}` cannot render this example: {exc}",
                 "training_file",
@@ -121,7 +121,7 @@ class ChatEncoder:
         return ids[-limit:] if limit and len(ids) > limit else ids
 
     def _spans_by_text(
-        self, messages: list[dict[str, Any]], tools: Any, train: Sequence[bool], full: str, refusal: WorkerFailure
+        self, messages: list[dict[str, Any]], tools: Any, train: Sequence[bool], full: str, refusal: TrainingFailure
     ) -> list[tuple[int, int]]:
         """For templates that render earlier turns differently (Qwen3 drops earlier reasoning):
         find each trained message's text in the full rendering, in order, plus the end-of-turn
@@ -161,7 +161,7 @@ class ChatEncoder:
         else:
             before = self._preamble(through, messages[0])
         if not through.startswith(before) or not full.startswith(through) or len(through) == len(before):
-            raise WorkerFailure(
+            raise TrainingFailure(
                 "invalid_model",
                 f"The chat template of `{self.model_name}` cannot mark assistant tokens (line {line}, message "
                 f"{index + 1}): it renders a conversation differently from the sum of its turns, so the "

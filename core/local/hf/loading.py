@@ -21,22 +21,13 @@ from typing import Any
 
 import torch
 
-from .loading_meta import CHECKPOINT_META
+from ..trainer import TrainingFailure
+from .loading_meta import CHECKPOINT_FORMAT, CHECKPOINT_META
+from .loading_meta import read_meta as read_meta_if_any
 
-CHECKPOINT_FORMAT = "tunedeck-transformer"
 TRAINER_STATE = "trainer_state.pt"
 FULL_FINE_TUNE_BELOW = 50_000_000  # "auto" training type: whole model below this many parameters, LoRA above
 LORA_DEFAULTS = {"lora_rank": 16, "lora_alpha": 32, "lora_dropout": 0.0}
-
-
-class WorkerFailure(Exception):
-    """A job failure with an API error code (`model_not_found`, `oom`, `invalid_training_file`...)."""
-
-    def __init__(self, code: str, message: str, param: str | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.param = param
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +49,7 @@ def choose_device(requested: str | None = None) -> torch.device:
     if wanted:
         device = torch.device(wanted)
         if device.type == "cuda" and not torch.cuda.is_available():
-            raise WorkerFailure("invalid_request", f"device {wanted!r} was asked for, but CUDA is not available")
+            raise TrainingFailure("invalid_request", f"device {wanted!r} was asked for, but CUDA is not available")
         return device
     return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
 
@@ -91,7 +82,7 @@ def load_base(base: BaseModel, device: torch.device) -> Any:
     from transformers import AutoModelForCausalLM
 
     if not (base.path / (base.gguf_file or "config.json")).exists():
-        raise WorkerFailure("model_not_found", f"The model `{base.name}` is no longer at {base.path}", "model")
+        raise TrainingFailure("model_not_found", f"The model `{base.name}` is no longer at {base.path}", "model")
     kwargs: dict[str, Any] = {"dtype": dtype_for(device), "attn_implementation": attention_for(device)}
     if base.gguf_file:
         kwargs["gguf_file"] = base.gguf_file
@@ -100,12 +91,9 @@ def load_base(base: BaseModel, device: torch.device) -> Any:
 
 
 def read_meta(checkpoint: Path) -> dict[str, Any]:
-    try:
-        meta = json.loads((checkpoint / CHECKPOINT_META).read_text())
-    except (OSError, ValueError):
-        raise WorkerFailure("model_not_found", f"{checkpoint} is not a tunedeck transformer checkpoint", "model")
-    if meta.get("format") != CHECKPOINT_FORMAT:
-        raise WorkerFailure("model_not_found", f"{checkpoint} is not a tunedeck transformer checkpoint", "model")
+    meta = read_meta_if_any(checkpoint)
+    if meta is None:
+        raise TrainingFailure("model_not_found", f"{checkpoint} is not a tunedeck transformer checkpoint", "model")
     return meta
 
 

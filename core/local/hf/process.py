@@ -20,17 +20,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..trainer import StepMetrics, TrainingFailure
+from ..trainer import LOSS_FIELDS, StepMetrics, TrainingFailure
 
 WORKER_MODULE = "tunedeck.core.local.hf.worker"
-STEP_FIELDS = (
-    "train_loss",
-    "train_mean_token_accuracy",
-    "valid_loss",
-    "valid_mean_token_accuracy",
-    "full_valid_loss",
-    "full_valid_mean_token_accuracy",
-)
 CONTROL_FIELDS = ("step", "total_steps", "epoch_ended", "extra", "summary", "checkpoint", "checkpoint_score")
 LOG_TAIL_CHARS = 2000
 PACE_SMOOTHING = 0.1
@@ -234,7 +226,7 @@ def _prune_logs(log_dir: Path) -> None:
 
 def step_metrics(raw: dict[str, Any]) -> StepMetrics:
     extra = dict(raw.get("extra") or {})
-    extra.update({k: v for k, v in raw.items() if k not in STEP_FIELDS and k not in CONTROL_FIELDS})
+    extra.update({k: v for k, v in raw.items() if k not in LOSS_FIELDS and k not in CONTROL_FIELDS})
     return StepMetrics(
         step=int(raw["step"]),
         total_steps=int(raw["total_steps"]),
@@ -243,5 +235,5 @@ def step_metrics(raw: dict[str, Any]) -> StepMetrics:
         summary=str(raw.get("summary") or ""),
         checkpoint=raw.get("checkpoint"),
         checkpoint_score=raw.get("checkpoint_score"),
-        **{k: raw.get(k) for k in STEP_FIELDS},
+        **{k: raw.get(k) for k in LOSS_FIELDS},
     )

@@ -23,7 +23,7 @@ from .encoding import ChatEncoder
 from .loading import (
     TRAINER_STATE,
     BaseModel,
-    WorkerFailure,
+    TrainingFailure,
     add_lora,
     choose_device,
     dtype_for,
@@ -237,7 +237,7 @@ class Run:
         try:
             state = torch.load(state_file, map_location=self.device, weights_only=False)
         except (OSError, RuntimeError) as exc:
-            raise WorkerFailure("internal_error", f"cannot read the pause checkpoint {checkpoint}: {exc}") from None
+            raise TrainingFailure("internal_error", f"cannot read the pause checkpoint {checkpoint}: {exc}") from None
         self.optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["torch_rng"].cpu())
         if state.get("cuda_rng") is not None and torch.cuda.is_available():

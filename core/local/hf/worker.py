@@ -25,6 +25,8 @@ import traceback
 from pathlib import Path
 from typing import IO, Any
 
+from ..trainer import TrainingFailure
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never download: models come from the catalog's folders
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -49,9 +51,7 @@ class Channel:
 
 
 def _failure(exc: BaseException, where: str) -> dict[str, Any]:
-    from .loading import WorkerFailure
-
-    if isinstance(exc, WorkerFailure):
+    if isinstance(exc, TrainingFailure):
         return {"code": exc.code, "message": exc.message, "param": exc.param}
     if _is_oom(exc):
         return {"code": "oom", "message": OOM_ADVICE.format(where=where), "param": None}
