@@ -49,22 +49,69 @@ def manual_backend(tmp_path):
     backend.stop()
 
 
+CLOCK_START = 1_750_000_000
+
+
+class FakeClock:
+    """The backend's time, moved only by the test (`clock.now = ...`)."""
+
+    def __init__(self, start: float = CLOCK_START) -> None:
+        self.now = float(start)
+
+    def __call__(self) -> float:
+        return self.now
+
+
 @pytest.fixture
-async def backend(tmp_path):
-    """The local backend in the test's own event loop, in manual time."""
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+async def backend(tmp_path, clock):
+    """The local backend in the test's own event loop, in manual time, on the fake clock."""
     from tunedeck.core.local import LocalBackend
 
-    local = LocalBackend(tmp_path / "backend", auto_advance=False)
+    local = LocalBackend(tmp_path / "backend", auto_advance=False, clock=clock)
     await local.start_async()
     yield local
     await local.stop_async()
 
 
-@pytest.fixture
-async def client(backend):
-    """The real async SDK pointed at `backend`, with retries off so errors surface as they are."""
+def _sdk(kind: str, base_url: str):
+    """The real SDK pointed at a backend, with retries off so errors surface as they are."""
     import openai
 
-    sdk = openai.AsyncOpenAI(base_url=backend.base_url, api_key="any", max_retries=0)
+    return getattr(openai, kind)(base_url=base_url, api_key="any", max_retries=0)
+
+
+@pytest.fixture
+async def client(backend):
+    sdk = _sdk("AsyncOpenAI", backend.base_url)
+    yield sdk
+    await sdk.close()
+
+
+@pytest.fixture
+def threaded_backend(tmp_path, clock):
+    """The same backend in a thread of its own, for tests that use the blocking SDK."""
+    from tunedeck.core.local import LocalBackend
+
+    local = LocalBackend(tmp_path / "backend", auto_advance=False, clock=clock)
+    local.start()
+    yield local
+    local.stop()
+
+
+@pytest.fixture
+def sync_client(threaded_backend):
+    sdk = _sdk("OpenAI", threaded_backend.base_url)
+    yield sdk
+    sdk.close()
+
+
+@pytest.fixture
+async def threaded_aclient(threaded_backend):
+    sdk = _sdk("AsyncOpenAI", threaded_backend.base_url)
     yield sdk
     await sdk.close()

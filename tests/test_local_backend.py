@@ -15,21 +15,13 @@ from typing import Any
 import aiohttp
 import openai
 import pytest
+from conftest import CLOCK_START
+from tunedeck.core.local import BUILTIN_BASE_MODEL
 
-from tunedeck.core.local import BUILTIN_BASE_MODEL, LocalBackend
-
-START = 1_750_000_000
+START = CLOCK_START  # the fake clock's time (conftest.py)
 LABELS = {"billing": ["invoice", "refund", "receipt"], "shipping": ["parcel", "courier", "postage"],
           "account": ["password", "login", "username"]}  # fmt: skip
 FILLER = "please help me with this problem today thanks again for the quick support".split()
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = float(START)
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def sft_rows(n: int, *, seed: int = 0, learnable: bool = True) -> list[dict[str, Any]]:
@@ -53,26 +45,6 @@ def sft_rows(n: int, *, seed: int = 0, learnable: bool = True) -> list[dict[str,
 
 def jsonl(rows: list[Any]) -> bytes:
     return "".join((row if isinstance(row, str) else json.dumps(row)) + "\n" for row in rows).encode()
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-async def backend(tmp_path, clock):
-    local = LocalBackend(tmp_path / "backend", auto_advance=False, clock=clock)
-    await local.start_async()
-    yield local
-    await local.stop_async()
-
-
-@pytest.fixture
-async def client(backend):
-    sdk = openai.AsyncOpenAI(base_url=backend.base_url, api_key="any", max_retries=0)
-    yield sdk
-    await sdk.close()
 
 
 async def upload(client, rows: list[Any], name: str = "train.jsonl") -> str:

@@ -16,23 +16,19 @@ from typing import Any
 
 import openai
 import pytest
+from conftest import CLOCK_START
+from tunedeck.core.local import (
+    BUILTIN_BASE_MODEL,
+    LocalBackend,
+    routes_files,
+    routes_uploads,
+)
 
-from tunedeck.core.local import BUILTIN_BASE_MODEL, LocalBackend
-from tunedeck.core.local import routes_files, routes_uploads
-
-START = 1_770_000_000
+START = CLOCK_START  # the fake clock's time (conftest.py)
 ONE_EPOCH = {"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 3, "batch_size": 4}}}
 PREFERENCE = {"input": {"messages": [{"role": "user", "content": "Greet me"}]},
               "preferred_output": [{"role": "assistant", "content": "Hello!"}],
               "non_preferred_output": [{"role": "assistant", "content": "hi"}]}  # fmt: skip
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = float(START)
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def chat_rows(n: int) -> list[dict[str, Any]]:
@@ -49,31 +45,20 @@ def jsonl(rows: list[Any]) -> bytes:
     return "".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows).encode()
 
 
+# This file drives the backend with the blocking SDK: the threaded fixtures, under the usual names.
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def backend(tmp_path, clock):
-    local = LocalBackend(tmp_path / "backend", auto_advance=False, clock=clock)
-    local.start()
-    yield local
-    local.stop()
+def backend(threaded_backend):
+    return threaded_backend
 
 
 @pytest.fixture
-def client(backend):
-    sdk = openai.OpenAI(base_url=backend.base_url, api_key="any", max_retries=0)
-    yield sdk
-    sdk.close()
+def client(sync_client):
+    return sync_client
 
 
 @pytest.fixture
-async def aclient(backend):
-    sdk = openai.AsyncOpenAI(base_url=backend.base_url, api_key="any", max_retries=0)
-    yield sdk
-    await sdk.close()
+def aclient(threaded_aclient):
+    return threaded_aclient
 
 
 def upload(client: openai.OpenAI, rows: list[Any], name: str = "train.jsonl") -> str:

@@ -7,20 +7,10 @@ import json
 
 import openai
 import pytest
-
-from tunedeck.core.local import BUILTIN_BASE_MODEL, LocalBackend
+from tunedeck.core.local import BUILTIN_BASE_MODEL
 from tunedeck.core.local.formula import FormulaError, parse_formula
 from tunedeck.core.local.graders import ERROR_FLAGS
 from tunedeck.core.local.similarity import METRICS
-
-
-@pytest.fixture
-async def client(tmp_path):
-    backend = LocalBackend(tmp_path / "backend", auto_advance=False)
-    sdk = openai.AsyncOpenAI(base_url=await backend.start_async(), api_key="any", max_retries=0)
-    yield sdk
-    await sdk.close()
-    await backend.stop_async()
 
 
 def check(operation: str, input: str = "{{sample.output_text}}", reference: str = "{{item.answer}}") -> dict:

@@ -9,19 +9,10 @@ import json
 import aiohttp
 import openai
 import pytest
+from conftest import CLOCK_START
+from tunedeck.core.local import BUILTIN_BASE_MODEL, LocalBackend, routes_uploads
 
-from tunedeck.core.local import BUILTIN_BASE_MODEL, LocalBackend
-from tunedeck.core.local import routes_uploads
-
-START = 1_760_000_000
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = float(START)
-
-    def __call__(self) -> float:
-        return self.now
+START = CLOCK_START  # the fake clock's time (conftest.py)
 
 
 def chat_lines(n: int) -> bytes:
@@ -31,26 +22,6 @@ def chat_lines(n: int) -> bytes:
         messages = [{"role": "user", "content": f"ticket {i} about {label}"}, {"role": "assistant", "content": label}]
         rows.append(json.dumps({"messages": messages}) + "\n")
     return "".join(rows).encode()
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-async def backend(tmp_path, clock):
-    local = LocalBackend(tmp_path / "backend", auto_advance=False, clock=clock)
-    await local.start_async()
-    yield local
-    await local.stop_async()
-
-
-@pytest.fixture
-async def client(backend):
-    sdk = openai.AsyncOpenAI(base_url=backend.base_url, api_key="any", max_retries=0)
-    yield sdk
-    await sdk.close()
 
 
 async def new_upload(client, data: bytes, **overrides):
