@@ -157,18 +157,30 @@ def sample_namespace(output_text: str, output_tools: Sequence[Any] = ()) -> dict
 
 
 @dataclass(frozen=True, slots=True)
-class StringCheck:
+class Comparison:
+    """A grader that renders its `input` and `reference` templates and compares the two texts."""
+
     name: str
     input: Template
     reference: Template
-    operation: str
-    type: str = "string_check"
 
     def grade(self, namespaces: dict[str, Any]) -> Grade:
         try:
             given, wanted = self.input.render(namespaces), self.reference.render(namespaces)
         except MissingVariable as missing:
             return Grade(0.0, {missing.flag})
+        return Grade(self.compare(given, wanted))
+
+    def compare(self, given: str, wanted: str) -> float:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True, slots=True)
+class StringCheck(Comparison):
+    operation: str
+    type: str = "string_check"
+
+    def compare(self, given: str, wanted: str) -> float:
         if self.operation == "eq":
             passed = given == wanted
         elif self.operation == "ne":
@@ -177,24 +189,17 @@ class StringCheck:
             passed = wanted in given
         else:
             passed = wanted.casefold() in given.casefold()
-        return Grade(1.0 if passed else 0.0)
+        return 1.0 if passed else 0.0
 
 
 @dataclass(frozen=True, slots=True)
-class TextSimilarity:
-    name: str
-    input: Template
-    reference: Template
+class TextSimilarity(Comparison):
     evaluation_metric: str
     type: str = "text_similarity"
 
-    def grade(self, namespaces: dict[str, Any]) -> Grade:
-        try:
-            given, wanted = self.input.render(namespaces), self.reference.render(namespaces)
-        except MissingVariable as missing:
-            return Grade(0.0, {missing.flag})
+    def compare(self, given: str, wanted: str) -> float:
         metric = METRICS[self.evaluation_metric]
-        return Grade(metric(given[:MAX_COMPARED_CHARS], wanted[:MAX_COMPARED_CHARS]))
+        return metric(given[:MAX_COMPARED_CHARS], wanted[:MAX_COMPARED_CHARS])
 
 
 @dataclass(frozen=True, slots=True)
