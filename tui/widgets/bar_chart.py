@@ -9,9 +9,8 @@ not squash the rest into a single column.
 from __future__ import annotations
 
 from rich.text import Text
-from textual.widget import Widget
 
-from .plotext_figure import build_figure
+from .plotext_figure import CachedChart, build_figure
 
 MIN_WIDTH = 20
 MIN_HEIGHT = 5
@@ -45,7 +44,7 @@ def bins(counts: dict[int, int], max_bins: int) -> tuple[list[str], list[int]]:
     return labels, sums
 
 
-class BarChart(Widget):
+class BarChart(CachedChart):
     DEFAULT_CSS = """
     BarChart {
         height: 10;
@@ -56,24 +55,12 @@ class BarChart(Widget):
         super().__init__(id=id)
         self.color = color
         self.counts: dict[int, int] = {}
-        self.version = 0
-        self.build_count = 0
-        self._cache_key: tuple[int, int, int] | None = None
-        self._cache = Text()
 
     def set_counts(self, counts: dict[int, int]) -> None:
         if counts != self.counts:
             self.counts = dict(counts)
             self.version += 1
             self.refresh()
-
-    def render(self) -> Text:
-        width, height = self.content_size
-        key = (self.version, width, height)
-        if key != self._cache_key:
-            self._cache = self._build(width, height)
-            self._cache_key = key
-        return self._cache
 
     def _build(self, width: int, height: int) -> Text:
         if not self.counts:

@@ -11,11 +11,10 @@ from __future__ import annotations
 from typing import Iterable
 
 from rich.text import Text
-from textual.widget import Widget
 
 from tunedeck.core.records import MetricPoint
 
-from .plotext_figure import build_figure
+from .plotext_figure import CachedChart, build_figure
 
 MIN_WIDTH = 24
 MIN_HEIGHT = 6
@@ -56,7 +55,7 @@ def thin(points: list[tuple[int, float]], limit: int) -> list[tuple[int, float]]
     return kept
 
 
-class LossChart(Widget):
+class LossChart(CachedChart):
     DEFAULT_CSS = """
     LossChart {
         height: 1fr;
@@ -68,12 +67,6 @@ class LossChart(Widget):
         super().__init__(id=id, classes=classes)
         self._series: dict[str, dict[int, float]] = {field: {} for _, field, _ in SERIES}
         self.total_steps: int | None = None
-        self.version = 0
-        """Bumped whenever the data changes (part of the render cache key)."""
-        self.build_count = 0
-        """How many times plotext built the chart (tests check caching with it)."""
-        self._cache_key: tuple[int, int, int] | None = None
-        self._cache = Text()
 
     # -- data ------------------------------------------------------------------------------
 
@@ -142,14 +135,6 @@ class LossChart(Widget):
         self.border_subtitle = self.latest_text().plain if any(self._series.values()) else ""
 
     # -- drawing ---------------------------------------------------------------------------
-
-    def render(self) -> Text:
-        width, height = self.content_size
-        key = (self.version, width, height)
-        if key != self._cache_key:
-            self._cache = self._build(width, height)
-            self._cache_key = key
-        return self._cache
 
     def shown_series(self) -> tuple[tuple[str, str, str], ...]:
         """Losses when the job reports any, else rewards (RFT)."""

@@ -1,4 +1,5 @@
-"""One plotext figure built to text: the set-up and clean-up every chart widget shares.
+"""What every chart widget shares: one plotext figure built to text (set-up and clean-up), and
+a widget base that rebuilds it only when its data or its size changed.
 
 plotext keeps module-global figure state, so a figure is cleared before and after each
 build, and built only on the UI thread (from a widget's `render`).
@@ -9,6 +10,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from rich.text import Text
+from textual.widget import Widget
 
 
 def build_figure(width: int, height: int, draw: Callable[[Any], None]) -> Text:
@@ -27,3 +29,28 @@ def build_figure(width: int, height: int, draw: Callable[[Any], None]) -> Text:
     text = Text.from_ansi(built, no_wrap=True, end="")
     text.rstrip()
     return text
+
+
+class CachedChart(Widget):
+    """A chart drawn by `_build(width, height)`, cached until `version` (bumped by the subclass
+    whenever its data changes) or the size changes: plotext builds cost milliseconds."""
+
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
+        self.version = 0
+        """Bumped whenever the data changes (part of the render cache key)."""
+        self.build_count = 0
+        """How many times plotext built the chart (tests check caching with it)."""
+        self._cache_key: tuple[int, int, int] | None = None
+        self._cache = Text()
+
+    def render(self) -> Text:
+        width, height = self.content_size
+        key = (self.version, width, height)
+        if key != self._cache_key:
+            self._cache = self._build(width, height)
+            self._cache_key = key
+        return self._cache
+
+    def _build(self, width: int, height: int) -> Text:
+        raise NotImplementedError
