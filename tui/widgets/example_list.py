@@ -14,7 +14,6 @@ from bisect import bisect_left
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Callable, Sequence
 
-from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
 from textual.binding import Binding
@@ -25,6 +24,7 @@ from textual.strip import Strip
 
 from ..safe_text import one_line
 from .conversation import summary_text
+from .row_view import row_strip, scroll_row_into_view
 
 if TYPE_CHECKING:  # pragma: no cover
     from tunedeck.core.lineindex import LineIndex
@@ -182,18 +182,10 @@ class ExampleList(ScrollView, can_focus=True):
         if not rows:
             return
         old, self.cursor = self.cursor, max(0, min(row, rows - 1))
-        self._scroll_to_cursor()
+        scroll_row_into_view(self, self.cursor)
         self.refresh_line(old)
         self.refresh_line(self.cursor)
         self._announce()
-
-    def _scroll_to_cursor(self) -> None:
-        height = max(1, self.scrollable_content_region.height)
-        top = int(self.scroll_y)
-        if self.cursor < top:
-            self.scroll_to(y=self.cursor, animate=False, immediate=True)
-        elif self.cursor >= top + height:
-            self.scroll_to(y=self.cursor - height + 1, animate=False, immediate=True)
 
     def _announce(self) -> None:
         line = self.current_line
@@ -262,5 +254,4 @@ class ExampleList(ScrollView, can_focus=True):
         if row == self.cursor:
             style = base + self.get_component_rich_style("example-list--cursor")
             self.cursor_painted = (line, time.perf_counter())
-        segments = [Segment(seg.text, style + seg.style if seg.style else style) for seg in text.render(self.app.console)]
-        return Strip(segments, width).crop_extend(0, width, style)
+        return row_strip(text, width, style, self.app.console)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from rich.segment import Segment
 from rich.text import Text
 from textual.binding import Binding
 from textual.events import Click
@@ -18,6 +17,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from ..safe_text import one_line
+from .row_view import row_strip, scroll_row_into_view
 
 if TYPE_CHECKING:  # pragma: no cover
     from tunedeck.core.datasets import Issue, ValidationReport
@@ -109,11 +109,7 @@ class IssueList(ScrollView, can_focus=True):
             return
         row = len(self.issues) - 1 if row < 0 else row
         old, self.cursor = self.cursor, max(0, min(row, len(self.issues) - 1))
-        height = max(1, self.scrollable_content_region.height)
-        if self.cursor < self.scroll_y:
-            self.scroll_to(y=self.cursor, animate=False, immediate=True)
-        elif self.cursor >= self.scroll_y + height:
-            self.scroll_to(y=self.cursor - height + 1, animate=False, immediate=True)
+        scroll_row_into_view(self, self.cursor)
         self.refresh_line(old)
         self.refresh_line(self.cursor)
 
@@ -157,5 +153,4 @@ class IssueList(ScrollView, can_focus=True):
         line = text.copy()
         line.truncate(width, overflow="ellipsis", pad=True)
         style = base + self.get_component_rich_style("issue-list--cursor") if self.issues and row == self.cursor else base
-        segments = [Segment(seg.text, style + seg.style if seg.style else style) for seg in line.render(self.app.console)]
-        return Strip(segments, width).crop_extend(0, width, style)
+        return row_strip(line, width, style, self.app.console)
