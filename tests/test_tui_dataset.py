@@ -431,3 +431,20 @@ def test_background_work_runs_below_the_ui_and_its_errors_come_back():
         assert after == min(19, before + 10)
     with pytest.raises(ZeroDivisionError):
         at_low_priority(lambda: 1 / 0)
+
+
+async def test_the_cursor_row_stays_in_view_when_the_terminal_shrinks(paths, tmp_path):
+    from tunedeck.tui.widgets.example_list import ExampleList
+
+    path = generate_dataset("sft", 300, tmp_path / "train.jsonl")
+    app = make_app(paths)
+    async with app.run_test(size=(160, 48)) as pilot:
+        screen = await open_screen(pilot, path, validate=False)
+        examples = screen.query_one(ExampleList)
+        await pilot.press(*["j"] * 30)
+        assert screen.describe()["line"] == 31
+        await pilot.resize_terminal(80, 24)
+        await settle(pilot)
+        top, height = int(examples.scroll_y), examples.scrollable_content_region.height
+        assert top <= examples.cursor < top + height
+        assert f"{31:>4} " in screen_text(app)

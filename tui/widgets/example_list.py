@@ -211,6 +211,10 @@ class ExampleList(ScrollView, can_focus=True):
         self.follow_end = self.filter is None and self.index is not None and not self.index.complete
         self.move_to(self.row_count - 1)
 
+    def on_resize(self) -> None:
+        # A smaller view may have left the cursor's row below its bottom edge.
+        self.call_after_refresh(scroll_row_into_view, self, self.cursor)
+
     def on_click(self, event) -> None:
         self.move_to(int(self.scroll_y) + event.y)
 

@@ -130,6 +130,10 @@ class IssueList(ScrollView, can_focus=True):
         if self.issues:
             self.post_message(self.Chosen(self.issues[self.cursor]))
 
+    def on_resize(self) -> None:
+        # A smaller view may have left the cursor's row below its bottom edge.
+        self.call_after_refresh(scroll_row_into_view, self, self.cursor)
+
     def on_click(self, event: Click) -> None:
         row = int(self.scroll_y) + event.y
         if 0 <= row < len(self.issues):
