@@ -58,10 +58,7 @@ def find_in_partition(
     n = int(dup.sum())
     if n:
         found.duplicates += n
-        dup_lines, dup_firsts = ln[dup], firsts[dup]
-        if n > cap:
-            keep = np.argpartition(dup_lines, cap)[:cap]
-            dup_lines, dup_firsts = dup_lines[keep], dup_firsts[keep]
+        dup_lines, dup_firsts = _earliest(ln[dup], firsts[dup], cap)
         found.pairs.extend(zip(dup_lines.tolist(), dup_firsts.tolist()))
     if validation is not None and len(validation[0]):
         vd, vl = validation
@@ -70,10 +67,7 @@ def find_in_partition(
         m = int(hit.sum())
         if m:
             found.overlap += m
-            hd, hl = unique_d[hit], unique_l[hit]
-            if m > cap:
-                keep = np.argpartition(hl, cap)[:cap]
-                hd, hl = hd[keep], hl[keep]
+            hl, hd = _earliest(unique_l[hit], unique_d[hit], cap)
             where = np.searchsorted(vd, hd)  # vd is sorted (first_lines output)
             found.overlap_pairs.extend(zip(hl.tolist(), vl[where].tolist()))
     found.keep_first(cap)
@@ -88,3 +82,13 @@ def concat(parts: Iterable[tuple[bytes, bytes, int]]) -> tuple[np.ndarray, np.nd
     if not ds:
         return np.empty(0, dtype=np.uint64), np.empty(0, dtype=np.int64)
     return np.concatenate(ds), np.concatenate(ls)
+
+
+def _earliest(lines: np.ndarray, paired: np.ndarray, cap: int) -> tuple[np.ndarray, np.ndarray]:
+    """The `cap` entries with the smallest line numbers (all when fewer), with their partners:
+    only that many pairs are ever reported, so the rest are not kept."""
+    if len(lines) <= cap:
+        return lines, paired
+    keep = np.argpartition(lines, cap)[:cap]
+    return lines[keep], paired[keep]
+
