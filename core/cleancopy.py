@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Callable, Collection
 
 from .datasets.codes import WARNINGS
+from .lineindex import Cancelled
 
-Cancelled = Callable[[], bool]
 Progress = Callable[[int, int], None]
 BUFFER_BYTES = 1024 * 1024
 

@@ -12,15 +12,14 @@ from __future__ import annotations
 import json
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable, Collection
+from typing import Any, Collection
 
-from .lineindex import LineIndex
+from .lineindex import Cancelled, LineIndex
 
 SAMPLE_EXAMPLES = 5_000
 """Enough for the shape of a histogram; few enough to read in ~0.1 s beside the UI."""
 SAMPLE_LINE_BYTES = 4 * 1024 * 1024
 
-Cancelled = Callable[[], bool]
 
 
 @dataclass

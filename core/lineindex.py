@@ -35,6 +35,7 @@ CACHED_LINES = 512
 BOM = b"\xef\xbb\xbf"
 
 Cancelled = Callable[[], bool]
+"""Asked between chunks of work; True stops it (a closed screen, a newer request)."""
 Progress = Callable[["LineIndex"], None]
 
 

@@ -20,14 +20,13 @@ from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .lineindex import LineIndex
+from .lineindex import Cancelled, LineIndex
 
 CHUNK_BYTES = 1024 * 1024
 REPORT_EVERY_S = 0.1
 WAIT_S = 0.05
 """How often a search waiting for the index checks whether it was cancelled."""
 
-Cancelled = Callable[[], bool]
 OnProgress = Callable[["SearchProgress"], None]
 
 
