@@ -116,20 +116,20 @@ class DatasetActions(_Base):
         self._jump_to_error(False)
 
     def action_next(self) -> None:
-        if self.search is not None and self.search.count:
-            line = self.search.next_after(self._current())
-            if line is not None:
-                self.goto_line(line, keep_filter=True)
-        else:
-            self._jump_to_error(True)
+        self._step(forward=True)
 
     def action_previous(self) -> None:
-        if self.search is not None and self.search.count:
-            line = self.search.previous_before(self._current())
-            if line is not None:
-                self.goto_line(line, keep_filter=True)
-        else:
-            self._jump_to_error(False)
+        self._step(forward=False)
+
+    def _step(self, forward: bool) -> None:
+        """To the next (previous) search hit while a search has hits, else to the next error."""
+        if self.search is None or not self.search.count:
+            self._jump_to_error(forward)
+            return
+        current = self._current()
+        line = self.search.next_after(current) if forward else self.search.previous_before(current)
+        if line is not None:
+            self.goto_line(line, keep_filter=True)
 
     def _set_errors_only(self, on: bool) -> None:
         self.errors_only = on
