@@ -81,7 +81,7 @@ class Run:
         self.total_steps = self.steps_per_epoch * int(hyper["n_epochs"])
         self.steps_done = 0
         self.learning_rate = BASE_LEARNING_RATES[self.training_type] * float(hyper["learning_rate_multiplier"])
-        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        self.trainable = trainable = [p for p in self.model.parameters() if p.requires_grad]
         fused = self.device.type == "cuda"
         self.optimizer = torch.optim.AdamW(trainable, lr=self.learning_rate, weight_decay=0.0, fused=fused)
         self.valid_every = max(1, self.steps_per_epoch // VALID_EVALS_PER_EPOCH)
@@ -165,7 +165,7 @@ class Run:
         self.model.train()
         with self.autocast():
             metrics = self.train_on([int(i) for i in indices])
-        torch.nn.utils.clip_grad_norm_([p for g in self.optimizer.param_groups for p in g["params"]], MAX_GRAD_NORM)
+        torch.nn.utils.clip_grad_norm_(self.trainable, MAX_GRAD_NORM)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.steps_done += 1
