@@ -23,14 +23,14 @@ import asyncio
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from tunedeck.core.datasets.synth import write_dataset
+
 REPO = Path(__file__).resolve().parents[1]
-GEN_DATASET = REPO.parent / "shared" / "bench" / "gen_dataset.py"
 BLOCK_EXAMPLES = 20_000
 HEARTBEAT_S = 0.005
 FREEZE = "--gc-freeze" in sys.argv
@@ -39,12 +39,7 @@ FREEZE = "--gc-freeze" in sys.argv
 def write_big_file(path: Path, size_mb: int) -> int:
     """A block of generated SFT examples (some bad lines planted) repeated to `size_mb` MB."""
     block = path.with_suffix(".block")
-    if GEN_DATASET.is_file():
-        args = [sys.executable, str(GEN_DATASET), "sft", str(BLOCK_EXAMPLES), str(block), "--bad-every", "5000"]
-        subprocess.run(args, check=True, stderr=subprocess.DEVNULL)
-    else:
-        line = b'{"messages": [{"role": "user", "content": "where is my parcel"}, {"role": "assistant", "content": "shipping"}]}\n'
-        block.write_bytes(line * BLOCK_EXAMPLES)
+    write_dataset("sft", BLOCK_EXAMPLES, block, bad_every=5000)
     data = block.read_bytes()
     block.unlink()
     copies = max(1, (size_mb * 1024 * 1024) // len(data))

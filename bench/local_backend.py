@@ -19,8 +19,6 @@ import asyncio
 import multiprocessing
 import platform
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -28,9 +26,9 @@ from pathlib import Path
 import aiohttp
 import openai
 
-from tunedeck.core.local import BUILTIN_BASE_MODEL, LocalBackend
+from tunedeck.core.datasets.synth import write_dataset
+from tunedeck.backend import BUILTIN_BASE_MODEL, LocalBackend
 
-GEN_DATASET = Path(__file__).resolve().parents[2] / "shared" / "bench" / "gen_dataset.py"
 SEED_EXAMPLES = 40  # per seeded job: 3 epochs x 40 steps, about 130 events each
 
 
@@ -162,9 +160,7 @@ async def time_sft_job(workdir: Path, dataset: Path) -> None:
 
 
 def generate(out: Path, n: int) -> Path:
-    if not GEN_DATASET.is_file():
-        sys.exit(f"bench: {GEN_DATASET} not found (the shared dataset generator)")
-    subprocess.run([sys.executable, str(GEN_DATASET), "sft", str(n), str(out), "--learnable"], check=True)
+    write_dataset("sft", n, out, learnable=True)
     return out
 
 

@@ -16,22 +16,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-GEN = Path(__file__).resolve().parents[2] / "shared" / "bench" / "gen_dataset.py"
+from tunedeck.core.datasets.synth import write_dataset
+
 
 
 def cpu_figure() -> None:
-    from tunedeck.core.local.hf.sft import SftRun
-    from tunedeck.core.local.hf.tiny import build_tiny_model
+    from tunedeck.backend.trainers.transformer.worker.sft import SftRun
+    from tunedeck.backend.trainers.transformer.worker.tiny import build_tiny_model
 
     with tempfile.TemporaryDirectory() as folder:
         data = Path(folder) / "sft.jsonl"
-        subprocess.run([sys.executable, str(GEN), "sft", "300", str(data), "--learnable"], check=True)
+        write_dataset("sft", 300, data, learnable=True)
         texts = [m["content"] for line in data.read_text().splitlines() for m in json.loads(line)["messages"]]
         started = time.perf_counter()
         model = build_tiny_model(Path(folder) / "tiny", texts)
@@ -63,12 +62,12 @@ def job_figure() -> None:
 
     import openai
 
-    from tunedeck.core.local import LocalBackend
-    from tunedeck.core.local.hf.tiny import build_tiny_model
+    from tunedeck.backend import LocalBackend
+    from tunedeck.backend.trainers.transformer.worker.tiny import build_tiny_model
 
     async def run(folder: Path) -> None:
         data = folder / "sft.jsonl"
-        subprocess.run([sys.executable, str(GEN), "sft", "300", str(data), "--learnable"], check=True)
+        write_dataset("sft", 300, data, learnable=True)
         texts = [m["content"] for line in data.read_text().splitlines() for m in json.loads(line)["messages"]]
         build_tiny_model(folder / "models" / "acme" / "tiny", texts)
         backend = LocalBackend(folder / "backend", auto_advance=False, models_dirs=[folder / "models"])
@@ -98,8 +97,8 @@ def gpu_figure(batch: int, steps: int, compile_decoder: bool, pure_bf16: bool) -
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    from tunedeck.core.local.hf.encoding import Encoded
-    from tunedeck.core.local.hf.scoring import pack, score
+    from tunedeck.backend.trainers.transformer.worker.encoding import Encoded
+    from tunedeck.backend.trainers.transformer.worker.scoring import pack, score
 
     if not torch.cuda.is_available():
         print("GPU figure skipped: no CUDA device here")

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Benchmark of `tunedeck data validate` against the cookbook procedure; prints figures.
 
-Generates an SFT file of about --size-mb MB with ../shared/bench/gen_dataset.py (in a temp
+Generates an SFT file of about --size-mb MB with tunedeck.core.datasets.synth (in a temp
 dir, deleted afterwards), then times, on that same file, in one run:
-  - ours: `python -m tunedeck.tui.cli data validate FILE --json` (a fresh process, so start-up,
+  - ours: `python -m tunedeck.cli.main data validate FILE --json` (a fresh process, so start-up,
     imports and the tokenizer load are included, as they are for the reference);
   - the reference: `python ../shared/bench/reference_validate.py FILE`.
 Prints wall times, the ratio, MB/s, peak RSS (the largest single process, from wait4's
@@ -30,11 +30,12 @@ import threading
 import time
 from pathlib import Path
 
+from tunedeck.core.datasets.synth import write_dataset
+
 HERE = Path(__file__).resolve()
-SHARED = HERE.parents[2] / "shared" / "bench"
-GEN_DATASET = SHARED / "gen_dataset.py"
-REFERENCE = SHARED / "reference_validate.py"
-BYTES_PER_EXAMPLE = 749  # gen_dataset.py sft, measured
+# The cookbook procedure lives outside the repository; the benchmark runs it only when present.
+REFERENCE = HERE.parents[2] / "shared" / "bench" / "reference_validate.py"
+BYTES_PER_EXAMPLE = 749  # synth sft, measured
 REFERENCE_CAP = 16_385  # the reference bills examples at this cap; ours at the model's
 
 
@@ -115,19 +116,19 @@ def main() -> int:
     parser.add_argument("--with-reference", action="store_true", help="run the reference even above 300 MB")
     parser.add_argument("--model", default="gpt-4o-mini-2024-07-18", help="an o200k_base model, like the reference")
     args = parser.parse_args()
-    if not GEN_DATASET.is_file() or not REFERENCE.is_file():
-        print(f"needs {GEN_DATASET} and {REFERENCE}", file=sys.stderr)
+    if not REFERENCE.is_file():
+        print(f"needs {REFERENCE} (the cookbook procedure to compare against)", file=sys.stderr)
         return 2
     n = max(10, int(args.size_mb * 1e6 / BYTES_PER_EXAMPLE))
     with_reference = args.size_mb <= 300 or args.with_reference
     with tempfile.TemporaryDirectory(prefix="tunedeck-bench-") as tmp:
         path = Path(tmp) / "train.jsonl"
         t = time.perf_counter()
-        subprocess.run([sys.executable, str(GEN_DATASET), "sft", str(n), str(path)], check=True)
+        write_dataset("sft", n, path)
         size = path.stat().st_size
-        print(f"file      {size / 1e6:,.1f} MB, {n:,} SFT examples (gen_dataset.py sft {n}, {time.perf_counter() - t:.1f} s)")
+        print(f"file      {size / 1e6:,.1f} MB, {n:,} SFT examples (synth sft {n}, {time.perf_counter() - t:.1f} s)")
         print(f"machine   {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at start")
-        ours_cmd = [sys.executable, "-m", "tunedeck.tui.cli", "data", "validate", str(path), "--json",
+        ours_cmd = [sys.executable, "-m", "tunedeck.cli.main", "data", "validate", str(path), "--json",
                     "--model", args.model, "--workers", str(args.workers)]
         ref_cmd = [sys.executable, str(REFERENCE), str(path)]
         ours_runs, ref_runs = [], []

@@ -10,7 +10,7 @@ from .paths import AppPaths
 from .service import Service
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .local import LocalBackend
+    from tunedeck.backend import LocalBackend
 
 
 def load_app_config(paths: AppPaths | None = None) -> AppConfig:

@@ -21,7 +21,7 @@ from .config import Profile
 from .records import Job, JobEvent, JobRow
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .local import LocalBackend
+    from tunedeck.backend import LocalBackend
     from .paths import AppPaths
 
 LOCAL_API_KEY = "tunedeck-local"
@@ -180,9 +180,9 @@ class Service:
 
     def _start_or_attach_local_backend(self) -> str:
         """Start this profile's backend, or use the one another tunedeck process runs for it."""
-        from .local import LocalBackend
-        from .local.hf.catalog import default_models_dirs
-        from .local.ownership import BackendBusy
+        from tunedeck.backend import LocalBackend
+        from tunedeck.backend.trainers.transformer.server.catalog import default_models_dirs
+        from tunedeck.backend.ownership import BackendBusy
 
         if self._paths is None:
             raise ApiError("config", "the local backend needs a data directory")

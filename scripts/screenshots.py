@@ -16,39 +16,25 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import random
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-GEN_DATASET = REPO.parent / "shared" / "bench" / "gen_dataset.py"
 SIZE = (120, 36)
 
 
 def write_dataset(path: Path, n: int, seed: int) -> Path:
-    """An SFT file from the shared generator when present, else a small built-in one."""
-    if GEN_DATASET.is_file():
-        args = [sys.executable, str(GEN_DATASET), "sft", str(n), str(path), "--learnable", "--seed", str(seed)]
-        subprocess.run(args, check=True, stdout=subprocess.DEVNULL)
-        return path
-    cues = {"billing": "receipt", "shipping": "parcel", "account": "username"}
-    rng = random.Random(seed)
-    with path.open("w", encoding="utf-8") as handle:
-        for _ in range(n):
-            label = rng.choice(sorted(cues))
-            messages = [
-                {"role": "user", "content": f"Question about my {cues[label]}, please help"},
-                {"role": "assistant", "content": label},
-            ]
-            handle.write(json.dumps({"messages": messages}) + "\n")
+    """A learnable SFT file of support tickets."""
+    from tunedeck.core.datasets.synth import write_dataset as synthesize
+
+    synthesize("sft", n, path, learnable=True, seed=seed)
     return path
 
 
 async def render(out_dir: Path, home: Path, text: bool = False) -> list[Path]:
     from tunedeck.core.bootstrap import open_service
-    from tunedeck.core.local import BUILTIN_BASE_MODEL, LocalBackend
+    from tunedeck.backend import BUILTIN_BASE_MODEL, LocalBackend
     from tunedeck.core.paths import AppPaths
     from tunedeck.core.service import LaunchRequest
     from tunedeck.tui.app import TunedeckApp
@@ -137,11 +123,9 @@ async def shoot_dataset(app, pilot, settle, shoot, home: Path) -> None:
     from tunedeck.tui.screens.dataset import DatasetScreen
 
     path = home / "support.jsonl"
-    if GEN_DATASET.is_file():
-        args = [sys.executable, str(GEN_DATASET), "sft", "400", str(path), "--learnable", "--seed", "3", "--bad-every", "90"]
-        subprocess.run(args, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    else:
-        write_dataset(path, 400, seed=3)
+    from tunedeck.core.datasets.synth import write_dataset as synthesize
+
+    synthesize("sft", 400, path, learnable=True, seed=3, bad_every=90)
     screen = DatasetScreen(path)
     app.push_screen(screen)
     await settle()
@@ -161,7 +145,7 @@ async def shoot_transformer_job(app, settle, shoot, backend, home: Path, train: 
     if importlib.util.find_spec("transformers") is None:
         print("job-transformer.svg skipped: pip install '.[train]' first", file=sys.stderr)
         return
-    from tunedeck.core.local.hf.tiny import build_tiny_model
+    from tunedeck.backend.trainers.transformer.worker.tiny import build_tiny_model
     from tunedeck.core.service import LaunchRequest
 
     texts = [m["content"] for line in train.read_text().splitlines() for m in json.loads(line)["messages"]]

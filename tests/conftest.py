@@ -3,13 +3,13 @@ manual time (jobs advance only when a test says so; nothing sleeps)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
+import contextlib
+import io
 from pathlib import Path
 
 import pytest
 
-GEN_DATASET = Path(__file__).resolve().parents[2] / "shared" / "bench" / "gen_dataset.py"
+from tunedeck.core.datasets import synth
 
 
 @pytest.fixture(autouse=True)
@@ -26,10 +26,10 @@ def isolated_home(tmp_path, monkeypatch):
 
 
 def generate_dataset(kind: str, n: int, out: Path, *extra: str) -> Path:
-    """Write a dataset with the project's shared generator (../shared/bench/gen_dataset.py)."""
-    if not GEN_DATASET.is_file():
-        pytest.fail(f"{GEN_DATASET} is missing: the tests need the shared/ folder beside the repository")
-    subprocess.run([sys.executable, str(GEN_DATASET), kind, str(n), str(out), *extra], check=True)
+    """Write a synthetic dataset (`tunedeck.core.datasets.synth`, its command-line flags);
+    the planted line numbers it reports stay out of the test's captured output."""
+    with contextlib.redirect_stderr(io.StringIO()):
+        synth.main([kind, str(n), str(out), *extra])
     return out
 
 
@@ -41,7 +41,7 @@ def sft_file(tmp_path) -> Path:
 @pytest.fixture
 def manual_backend(tmp_path):
     """The real local backend on loopback, advancing jobs only when told."""
-    from tunedeck.core.local import LocalBackend
+    from tunedeck.backend import LocalBackend
 
     backend = LocalBackend(data_dir=tmp_path / "backend", auto_advance=False)
     backend.start()
@@ -70,7 +70,7 @@ def clock() -> FakeClock:
 @pytest.fixture
 async def backend(tmp_path, clock):
     """The local backend in the test's own event loop, in manual time, on the fake clock."""
-    from tunedeck.core.local import LocalBackend
+    from tunedeck.backend import LocalBackend
 
     local = LocalBackend(tmp_path / "backend", auto_advance=False, clock=clock)
     await local.start_async()
@@ -95,7 +95,7 @@ async def client(backend):
 @pytest.fixture
 def threaded_backend(tmp_path, clock):
     """The same backend in a thread of its own, for tests that use the blocking SDK."""
-    from tunedeck.core.local import LocalBackend
+    from tunedeck.backend import LocalBackend
 
     local = LocalBackend(tmp_path / "backend", auto_advance=False, clock=clock)
     local.start()

@@ -9,7 +9,7 @@ from typing import Any
 
 import openai
 
-from tunedeck.core.local import LocalBackend
+from tunedeck.backend import LocalBackend
 
 TINY = "acme/tiny-qwen"  # how the test model is named in its models folder (org/name)
 FULL = {"tunedeck": {"training_type": "full"}}  # a random tiny model learns best with all weights

@@ -7,11 +7,11 @@ import json
 
 import pytest
 
+from tunedeck.backend import BUILTIN_BASE_MODEL
+from tunedeck.cli.main import main
 from tunedeck.core import __version__
 from tunedeck.core.bootstrap import open_service
-from tunedeck.core.local import BUILTIN_BASE_MODEL
 from tunedeck.core.service import LaunchRequest
-from tunedeck.tui.cli import main
 
 
 def use_compatible_profile(home, base_url: str) -> None:

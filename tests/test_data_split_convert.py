@@ -7,12 +7,12 @@ import json
 from collections import Counter
 
 import pytest
-
 from conftest import generate_dataset
+
+from tunedeck.cli.main import main
 from tunedeck.core.datasets import check_line, validate_file
 from tunedeck.core.datasets.convert import ConvertError, convert_file
 from tunedeck.core.datasets.split import SplitError, split_file
-from tunedeck.tui.cli import main
 
 
 def lines(path) -> list[bytes]:

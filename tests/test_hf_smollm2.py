@@ -10,7 +10,7 @@ import os
 import openai
 import pytest
 
-from tunedeck.core.local import LocalBackend
+from tunedeck.backend import LocalBackend
 
 MODEL = "SmolLM2-135M-Instruct.Q4_1"
 

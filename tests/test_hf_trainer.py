@@ -11,10 +11,10 @@ import pytest
 pytest.importorskip("transformers")
 pytest.importorskip("peft")
 
+from conftest import generate_dataset  # noqa: E402
 from hf_support import FULL, TINY, dataset_texts, mean, messages, metric_events, start, upload  # noqa: E402
 
-from conftest import generate_dataset  # noqa: E402
-from tunedeck.core.local.hf.tiny import build_tiny_model  # noqa: E402
+from tunedeck.backend.trainers.transformer.worker.tiny import build_tiny_model  # noqa: E402
 
 LABELS = ["billing", "shipping", "account", "technical", "returns", "other"]
 
@@ -41,7 +41,7 @@ def models_dir(tmp_path_factory, data):
 def model_tokens(models_dir, path) -> int:
     from transformers import AutoTokenizer
 
-    from tunedeck.core.local.hf.encoding import ChatEncoder
+    from tunedeck.backend.trainers.transformer.worker.encoding import ChatEncoder
 
     encoder = ChatEncoder(AutoTokenizer.from_pretrained(models_dir / TINY), TINY, 2048)
     rows = [json.loads(line) for line in path.read_text().splitlines()]
@@ -110,7 +110,7 @@ async def test_the_sdk_drives_an_sft_job_and_the_model_learns(local, data, model
 def test_weight_zero_turns_and_prompts_are_not_trained(models_dir):
     from transformers import AutoTokenizer
 
-    from tunedeck.core.local.hf.encoding import ChatEncoder
+    from tunedeck.backend.trainers.transformer.worker.encoding import ChatEncoder
 
     tokenizer = AutoTokenizer.from_pretrained(models_dir / TINY)
     encoder = ChatEncoder(tokenizer, TINY, 512)
@@ -135,8 +135,8 @@ def test_weight_zero_turns_and_prompts_are_not_trained(models_dir):
 def test_a_template_that_rewrites_earlier_turns_is_refused_by_name(models_dir):
     from transformers import AutoTokenizer
 
-    from tunedeck.core.local.hf.encoding import ChatEncoder
-    from tunedeck.core.local.trainer import TrainingFailure
+    from tunedeck.backend.trainers.base import TrainingFailure
+    from tunedeck.backend.trainers.transformer.worker.encoding import ChatEncoder
 
     tokenizer = AutoTokenizer.from_pretrained(models_dir / TINY)
     # Like templates that drop earlier reasoning: a turn renders differently once another follows.
@@ -277,7 +277,7 @@ async def test_a_missing_model_fails_the_job_and_says_where_it_looked(local, dat
 
 
 async def test_without_the_extra_a_job_fails_naming_the_install_command(local, data, monkeypatch):
-    import tunedeck.core.local.hf.trainer as trainer_module
+    import tunedeck.backend.trainers.transformer.server.trainer as trainer_module
 
     monkeypatch.setattr(trainer_module, "missing_packages", lambda: ["torch", "transformers"])
     backend, client = local
@@ -319,7 +319,7 @@ async def test_transformer_jobs_train_one_at_a_time_the_rest_wait_queued(tmp_pat
 
     import openai
 
-    from tunedeck.core.local import LocalBackend
+    from tunedeck.backend import LocalBackend
 
     ticks = itertools.count(1_800_000_000)  # a clock that moves on every reading: events order strictly
 
@@ -355,7 +355,7 @@ async def test_transformer_jobs_train_one_at_a_time_the_rest_wait_queued(tmp_pat
 def test_out_of_memory_becomes_a_clear_job_error():
     import torch
 
-    from tunedeck.core.local.hf.worker import _failure
+    from tunedeck.backend.trainers.transformer.worker.main import _failure
 
     failure = _failure(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"), " at step 3")
     assert failure["code"] == "oom"
@@ -397,7 +397,7 @@ async def test_lora_adapters_train_pause_resume_chat_and_continue(local, tmp_pat
 def test_an_opening_assistant_turn_trains_its_text_only_and_long_prompts_lose_their_start(models_dir):
     from transformers import AutoTokenizer
 
-    from tunedeck.core.local.hf.encoding import ChatEncoder
+    from tunedeck.backend.trainers.transformer.worker.encoding import ChatEncoder
 
     tokenizer = AutoTokenizer.from_pretrained(models_dir / TINY)
 
@@ -416,7 +416,7 @@ def test_an_opening_assistant_turn_trains_its_text_only_and_long_prompts_lose_th
 def test_a_template_that_drops_earlier_reasoning_still_trains_each_answer(models_dir):
     from transformers import AutoTokenizer
 
-    from tunedeck.core.local.hf.encoding import ChatEncoder
+    from tunedeck.backend.trainers.transformer.worker.encoding import ChatEncoder
 
     tokenizer = AutoTokenizer.from_pretrained(models_dir / TINY)
     # Like Qwen3: only the last assistant turn gets an (empty) reasoning block.
@@ -437,7 +437,7 @@ def test_a_template_that_drops_earlier_reasoning_still_trains_each_answer(models
 def test_tool_calls_and_tools_are_rendered_and_trained(models_dir):
     from transformers import AutoTokenizer
 
-    from tunedeck.core.local.hf.encoding import ChatEncoder
+    from tunedeck.backend.trainers.transformer.worker.encoding import ChatEncoder
 
     tokenizer = AutoTokenizer.from_pretrained(models_dir / TINY)
     call = {"id": "call_1", "type": "function", "function": {"name": "track", "arguments": '{"parcel": "A1"}'}}
@@ -463,7 +463,7 @@ def test_tool_calls_and_tools_are_rendered_and_trained(models_dir):
 async def test_a_restart_requeues_a_running_job_and_leaves_no_worker_behind(tmp_path, data, models_dir):
     import openai
 
-    from tunedeck.core.local import LocalBackend
+    from tunedeck.backend import LocalBackend
 
     backend, client = await start(tmp_path, models_dir)
     job = await client.fine_tuning.jobs.create(

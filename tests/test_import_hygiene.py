@@ -15,7 +15,7 @@ CORE_MODULES = [
     "tunedeck.core.records",
     "tunedeck.core.service",
     "tunedeck.core.text",
-    "tunedeck.core.local",
+    "tunedeck.backend",
     "tunedeck.core.lineindex",
     "tunedeck.core.linesearch",
     "tunedeck.core.recent",
@@ -44,7 +44,7 @@ def test_core_service_does_not_import_the_sdk_until_connecting():
 
 
 def test_headless_cli_does_not_load_textual():
-    loaded = loaded_after_importing(["tunedeck.tui.cli"])
+    loaded = loaded_after_importing(["tunedeck.cli.main"])
     assert "textual" not in loaded
     assert "openai" not in loaded
 
@@ -54,11 +54,11 @@ def test_the_local_backend_never_imports_torch():
     cancelled job's memory goes away with its process."""
     loaded = loaded_after_importing(
         [
-            "tunedeck.core.local.backend",
-            "tunedeck.core.local.hf.trainer",
-            "tunedeck.core.local.hf.chat",
-            "tunedeck.core.local.hf.catalog",
-            "tunedeck.core.local.hf.process",
+            "tunedeck.backend.local_backend",
+            "tunedeck.backend.trainers.transformer.server.trainer",
+            "tunedeck.backend.trainers.transformer.server.chat",
+            "tunedeck.backend.trainers.transformer.server.catalog",
+            "tunedeck.backend.trainers.transformer.server.process",
         ]
     )
     assert not loaded & {"torch", "transformers", "peft", "trl"}

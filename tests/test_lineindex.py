@@ -8,10 +8,10 @@ import threading
 from pathlib import Path
 
 import pytest
+from conftest import generate_dataset
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import generate_dataset
 from tunedeck.core.cache import Cache
 from tunedeck.core.cleancopy import CleanCopyError, clean_copy_path, write_clean_copy
 from tunedeck.core.datasample import sample

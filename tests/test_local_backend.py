@@ -16,7 +16,8 @@ import aiohttp
 import openai
 import pytest
 from conftest import CLOCK_START
-from tunedeck.core.local import BUILTIN_BASE_MODEL
+
+from tunedeck.backend import BUILTIN_BASE_MODEL
 
 START = CLOCK_START  # the fake clock's time (conftest.py)
 LABELS = {"billing": ["invoice", "refund", "receipt"], "shipping": ["parcel", "courier", "postage"],

@@ -17,12 +17,9 @@ from typing import Any
 import openai
 import pytest
 from conftest import CLOCK_START
-from tunedeck.core.local import (
-    BUILTIN_BASE_MODEL,
-    LocalBackend,
-    routes_files,
-    routes_uploads,
-)
+
+from tunedeck.backend import BUILTIN_BASE_MODEL, LocalBackend
+from tunedeck.backend.http import routes_files, routes_uploads
 
 START = CLOCK_START  # the fake clock's time (conftest.py)
 ONE_EPOCH = {"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 3, "batch_size": 4}}}

@@ -17,8 +17,8 @@ import urllib.request
 import openai
 import pytest
 
-from tunedeck.core.local import BUILTIN_BASE_MODEL, LocalBackend
-from tunedeck.core.local.faults import (
+from tunedeck.backend import BUILTIN_BASE_MODEL, LocalBackend
+from tunedeck.backend.http.faults import (
     TRAINING_NOT_AVAILABLE_MESSAGE,
     FaultConfigError,
     FaultPlan,
@@ -214,7 +214,7 @@ def test_bad_plans_are_refused_with_a_reason(raw, words):
 def test_serve_takes_the_switch_and_a_fault_file(tmp_path):
     plan = tmp_path / "faults.json"
     plan.write_text(json.dumps({"rules": [{"method": "GET", "path": "/v1/models", "kind": "unavailable"}]}))
-    code = ("import sys; from tunedeck.core.local import serve; "
+    code = ("import sys; from tunedeck.backend import serve; "
             "serve(sys.argv[1], port=0, training_not_available=True, faults=sys.argv[2])")  # fmt: skip
     process = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "served"), str(plan)],
                                stdout=subprocess.PIPE, text=True, env=dict(os.environ))  # fmt: skip

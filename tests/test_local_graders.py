@@ -7,10 +7,11 @@ import json
 
 import openai
 import pytest
-from tunedeck.core.local import BUILTIN_BASE_MODEL
-from tunedeck.core.local.formula import FormulaError, parse_formula
-from tunedeck.core.local.graders import ERROR_FLAGS
-from tunedeck.core.local.similarity import METRICS
+
+from tunedeck.backend import BUILTIN_BASE_MODEL
+from tunedeck.backend.graders.formula import FormulaError, parse_formula
+from tunedeck.backend.graders.grader import ERROR_FLAGS
+from tunedeck.backend.graders.similarity import METRICS
 
 
 def check(operation: str, input: str = "{{sample.output_text}}", reference: str = "{{item.answer}}") -> dict:

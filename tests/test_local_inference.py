@@ -7,9 +7,9 @@ import json
 
 import openai
 import pytest
-
 from conftest import generate_dataset
-from tunedeck.core.local import BUILTIN_BASE_MODEL, LocalBackend
+
+from tunedeck.backend import BUILTIN_BASE_MODEL, LocalBackend
 
 HELD_OUT = 60
 

@@ -15,8 +15,8 @@ import urllib.request
 import openai
 import pytest
 
-from tunedeck.core.local import BUILTIN_BASE_MODEL, LocalBackend
-from tunedeck.core.local.ownership import BackendBusy
+from tunedeck.backend import BUILTIN_BASE_MODEL, LocalBackend
+from tunedeck.backend.ownership import BackendBusy
 
 
 def test_sync_client_uploads_lists_and_trains_in_thread_mode(tmp_path, sft_file):
@@ -135,7 +135,7 @@ async def test_one_backend_per_data_directory(tmp_path):
 
 
 def test_serve_prints_its_url_and_stops_on_ctrl_c(tmp_path):
-    code = "import sys; from tunedeck.core.local import serve; serve(sys.argv[1], port=0)"
+    code = "import sys; from tunedeck.backend import serve; serve(sys.argv[1], port=0)"
     process = subprocess.Popen(
         [sys.executable, "-c", code, str(tmp_path / "served")], stdout=subprocess.PIPE, text=True, env=dict(os.environ)
     )
@@ -162,7 +162,7 @@ class FlakyRun:
         self.done = 0
 
     def step(self):
-        from tunedeck.core.local.trainer import StepMetrics
+        from tunedeck.backend.trainers.base import StepMetrics
 
         self.done += 1
         if self.done == 3:

@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from conftest import generate_dataset
-from tunedeck.core.local import BUILTIN_BASE_MODEL
-from tunedeck.core.local.phases import Snapshot, kept_snapshots
+
+from tunedeck.backend import BUILTIN_BASE_MODEL
+from tunedeck.backend.jobs.phases import Snapshot, kept_snapshots
 
 LABELS = ["billing", "shipping", "account", "technical", "returns", "other"]
 EXACT = {"type": "string_check", "name": "exact", "input": "{{sample.output_text}}",

@@ -10,7 +10,7 @@ from typing import Any
 import openai
 import pytest
 
-from tunedeck.core.local import BUILTIN_BASE_MODEL, LocalBackend
+from tunedeck.backend import BUILTIN_BASE_MODEL, LocalBackend
 
 
 def rows(n: int) -> bytes:

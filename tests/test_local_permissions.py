@@ -18,7 +18,8 @@ from typing import Any
 import openai
 import pytest
 from conftest import CLOCK_START
-from tunedeck.core.local import BUILTIN_BASE_MODEL, LocalBackend
+
+from tunedeck.backend import BUILTIN_BASE_MODEL, LocalBackend
 
 START = CLOCK_START  # the fake clock's time (conftest.py)
 METHOD = {"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 3, "batch_size": 4}}}

@@ -8,13 +8,14 @@ import random
 import numpy as np
 import pytest
 
-from tunedeck.core.local import BUILTIN_BASE_MODEL
-from tunedeck.core.local.datasets import DatasetError, load_dataset
-from tunedeck.core.local.features import END_TOKEN, Featurizer, build_vocabulary
-from tunedeck.core.local.jobspec import auto_batch_size, auto_epochs
-from tunedeck.core.local.kernels import predict
-from tunedeck.core.local.ngram import NgramTrainer, load_weights
-from tunedeck.core.local.trainer import ChatExample, Hyperparameters, TrainingSpec, Turn
+from tunedeck.backend import BUILTIN_BASE_MODEL
+from tunedeck.backend.jobs.jobspec import auto_batch_size, auto_epochs
+from tunedeck.backend.jobs.training_data import DatasetError, load_dataset
+from tunedeck.backend.trainers.base import ChatExample, Hyperparameters, TrainingSpec, Turn
+from tunedeck.backend.trainers.ngram.features import END_TOKEN, Featurizer, build_vocabulary
+from tunedeck.backend.trainers.ngram.kernels import predict
+from tunedeck.backend.trainers.ngram.model import load_weights
+from tunedeck.backend.trainers.ngram.trainer import NgramTrainer
 
 LABELS = ("alpha", "beta", "gamma")
 WORDS = [f"w{i}" for i in range(60)]
@@ -154,7 +155,7 @@ def test_reinforcement_files_are_recognised(tmp_path):
 
 
 def test_splitting_a_batch_into_chunks_changes_nothing(monkeypatch):
-    from tunedeck.core.local import kernels
+    from tunedeck.backend.trainers.ngram import kernels
 
     data = examples(40, 8, learnable=True)
     whole = [s.train_loss for s in train(data, batch_size=8)[1]]

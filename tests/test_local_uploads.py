@@ -10,7 +10,9 @@ import aiohttp
 import openai
 import pytest
 from conftest import CLOCK_START
-from tunedeck.core.local import BUILTIN_BASE_MODEL, LocalBackend, routes_uploads
+
+from tunedeck.backend import BUILTIN_BASE_MODEL, LocalBackend
+from tunedeck.backend.http import routes_uploads
 
 START = CLOCK_START  # the fake clock's time (conftest.py)
 

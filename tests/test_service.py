@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
+from tunedeck.backend import BUILTIN_BASE_MODEL
 from tunedeck.core.bootstrap import open_service
-from tunedeck.core.local import BUILTIN_BASE_MODEL
 from tunedeck.core.poller import JobPoller
 from tunedeck.core.records import MetricPoint
 from tunedeck.core.service import ConnectionChanged, EventsAdded, JobsChanged, LaunchRequest, ServiceError
@@ -126,7 +126,7 @@ async def test_a_second_process_attaches_to_the_running_local_backend(tmp_path):
 
 
 async def test_closing_while_connecting_leaves_no_backend_running(tmp_path):
-    from tunedeck.core.local.ownership import Ownership
+    from tunedeck.backend.ownership import Ownership
     from tunedeck.core.paths import AppPaths
 
     paths = AppPaths(config_dir=tmp_path / "c", cache_dir=tmp_path / "k", data_dir=tmp_path / "d")

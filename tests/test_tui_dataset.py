@@ -13,9 +13,9 @@ import os
 from pathlib import Path
 
 import pytest
+from conftest import generate_dataset
 from rich.console import Console
 
-from conftest import generate_dataset
 from tunedeck.core.bootstrap import open_service
 from tunedeck.core.paths import AppPaths
 from tunedeck.tui.app import TunedeckApp

@@ -8,7 +8,7 @@ aiohttp and numpy, nor plotext, which only the Job screen needs).
 import subprocess
 import sys
 
-HEAVY = ("openai", "aiohttp", "numpy", "plotext", "tunedeck.core.local", "httpx", "pydantic")
+HEAVY = ("openai", "aiohttp", "numpy", "plotext", "tunedeck.backend", "httpx", "pydantic")
 
 
 def loaded_after(code: str) -> set[str]:

@@ -12,7 +12,7 @@ from textual.containers import Grid, Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Input, Label, RadioButton, RadioSet, Select, Static
 
-from tunedeck.core.local import BUILTIN_BASE_MODEL
+from tunedeck.backend import BUILTIN_BASE_MODEL
 
 from ..messages import JobLaunched, LaunchFailed, ModelsLoaded
 from ..safe_text import one_line, safe

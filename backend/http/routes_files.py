@@ -1,0 +1,171 @@
+"""`/v1/files`: multipart upload streamed to disk, list, retrieve, content, delete."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any, Callable
+
+from aiohttp import BodyPartReader, web
+
+from .. import objects
+from ..errors import ApiError, bad_request, not_found
+from ..storage.blobs import Blobs
+from ..storage.ids import new_file_id
+from ..storage.store import Store
+from .paging import list_body, parse_after, parse_limit
+from .server import json_response
+
+UPLOAD_PURPOSES = ("assistants", "batch", "fine-tune", "vision", "user_data", "evals")
+MAX_FILE_BYTES = 512 * 1024 * 1024  # the Files API's limit
+CHUNK_BYTES = 1024 * 1024
+MAX_FIELD_BYTES = 4096
+MIN_EXPIRY, MAX_EXPIRY = 3600, 2_592_000
+MAX_FILENAME = 255
+FILES_PAGE_DEFAULT = FILES_PAGE_MAX = 10_000
+
+
+def file_routes(store: Store, blobs: Blobs, clock: Callable[[], float]) -> web.RouteTableDef:
+    routes = web.RouteTableDef()
+
+    @routes.post("/v1/files")
+    async def upload(request: web.Request) -> web.Response:
+        fields, received = await _read_upload(request, blobs)
+        incoming, size, filename = received
+        try:
+            purpose = _purpose(fields.get("purpose"))
+            created = int(clock())
+            expires_at = _expires_at(fields, created)
+        except ApiError:
+            incoming.unlink(missing_ok=True)
+            raise
+        file_id = new_file_id()
+        blobs.keep(incoming, file_id)
+        file = objects.file_object(file_id, size, created, filename, purpose, expires_at)
+        store.add_file(file)
+        return json_response(file)
+
+    @routes.get("/v1/files")
+    async def list_files(request: web.Request) -> web.Response:
+        query = request.query
+        order = query.get("order", "desc")
+        if order not in ("asc", "desc"):
+            raise bad_request(f"Invalid 'order': expected 'asc' or 'desc', got {order[:20]!r}.", param="order")
+        limit = parse_limit(query, FILES_PAGE_DEFAULT, FILES_PAGE_MAX)
+        page = store.list_files(query.get("purpose") or None, order == "desc", parse_after(query), limit)
+        return json_response(list_body(page, with_bounds=True))
+
+    @routes.get("/v1/files/{file_id}")
+    async def retrieve(request: web.Request) -> web.Response:
+        return json_response(_require_file(store, request.match_info["file_id"]))
+
+    @routes.get("/v1/files/{file_id}/content")
+    async def content(request: web.Request) -> web.StreamResponse:
+        file = _require_file(store, request.match_info["file_id"])
+        path = blobs.file_path(file["id"])
+        if not path.is_file():
+            raise not_found("File content", file["id"], param="id")
+        return web.FileResponse(path, headers={"Content-Type": "application/octet-stream"})
+
+    @routes.delete("/v1/files/{file_id}")
+    async def delete(request: web.Request) -> web.Response:
+        file = _require_file(store, request.match_info["file_id"])
+        store.delete_file(file["id"])
+        blobs.remove_file(file["id"])
+        return json_response({"id": file["id"], "object": "file", "deleted": True})
+
+    return routes
+
+
+def _require_file(store: Store, file_id: str) -> dict[str, Any]:
+    file = store.get_file(file_id)
+    if file is None:
+        raise not_found("File object", file_id, param="id")
+    return file
+
+
+async def _read_upload(request: web.Request, blobs: Blobs) -> tuple[dict[str, str], tuple[Path, int, str]]:
+    """Small form fields in memory; the `file` part streamed to an incoming file on disk."""
+    if not request.content_type.startswith("multipart/"):
+        raise bad_request("Expected a multipart/form-data body with the fields 'purpose' and 'file'.", param="file")
+    fields: dict[str, str] = {}
+    received: tuple[Path, int, str] | None = None
+    try:
+        reader = await request.multipart()
+        while (part := await reader.next()) is not None:
+            if not isinstance(part, BodyPartReader):
+                raise bad_request("Nested multipart bodies are not supported.", param="file")
+            if part.name == "file" and received is None:
+                received = await _receive_file(part, blobs)
+            elif part.name:
+                fields[part.name] = await _read_field(part)
+    except ApiError:
+        _discard(received)
+        raise
+    except Exception as exc:  # a malformed body: aiohttp raises several kinds
+        _discard(received)
+        raise bad_request(f"Could not read the multipart body: {exc}", param="file") from None
+    if received is None:
+        raise bad_request("Missing required parameter: 'file'.", param="file")
+    return fields, received
+
+
+async def _receive_file(part: BodyPartReader, blobs: Blobs) -> tuple[Path, int, str]:
+    incoming = blobs.new_incoming()
+    loop = asyncio.get_running_loop()
+    size = 0
+    try:
+        with incoming.open("wb") as out:
+            while chunk := await part.read_chunk(CHUNK_BYTES):
+                size += len(chunk)
+                if size > MAX_FILE_BYTES:
+                    limit = f"{MAX_FILE_BYTES // 2**20} MB"
+                    raise ApiError(413, f"The file is larger than the {limit} limit.", param="file")
+                await loop.run_in_executor(None, out.write, chunk)  # disk writes off the event loop
+    except BaseException:
+        incoming.unlink(missing_ok=True)
+        raise
+    filename = Path(part.filename or "upload").name[:MAX_FILENAME] or "upload"
+    return incoming, size, filename
+
+
+async def _read_field(part: BodyPartReader) -> str:
+    data = b""
+    while chunk := await part.read_chunk(MAX_FIELD_BYTES):
+        data += chunk
+        if len(data) > MAX_FIELD_BYTES:
+            raise bad_request(f"The form field '{part.name}' is too long.", param=part.name)
+    return data.decode("utf-8", errors="replace")
+
+
+def _discard(received: tuple[Path, int, str] | None) -> None:
+    if received is not None:
+        received[0].unlink(missing_ok=True)
+
+
+def _purpose(value: str | None) -> str:
+    if not value:
+        raise bad_request("Missing required parameter: 'purpose'.", param="purpose")
+    if value not in UPLOAD_PURPOSES:
+        expected = ", ".join(UPLOAD_PURPOSES)
+        raise bad_request(f"Invalid value for 'purpose': {value[:40]!r}; expected one of {expected}.", param="purpose")
+    return value
+
+
+def _expires_at(fields: dict[str, str], created: int) -> int | None:
+    anchor = fields.get("expires_after[anchor]")
+    seconds = fields.get("expires_after[seconds]")
+    if anchor is None and seconds is None:
+        return None
+    if anchor not in (None, "created_at"):
+        raise bad_request("Invalid 'expires_after.anchor': expected 'created_at'.", param="expires_after.anchor")
+    try:
+        value = int(seconds or "")
+    except ValueError:
+        value = -1
+    if not MIN_EXPIRY <= value <= MAX_EXPIRY:
+        raise bad_request(
+            f"Invalid 'expires_after.seconds': expected an integer from {MIN_EXPIRY} to {MAX_EXPIRY}.",
+            param="expires_after.seconds",
+        )
+    return created + value

@@ -1,0 +1,46 @@
+"""`POST /v1/chat/completions`: answers from the base model, fine-tuned models and checkpoints.
+
+Decoding runs in a worker thread (the default executor, not the training one), so a long
+answer never holds up the event loop or waits behind training steps. `stream: true` sends
+the answer as server-sent events, one chunk per token, ending with `data: [DONE]`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any, Callable, Iterable
+
+from aiohttp import web
+
+from ..inference import ChatModels, chunk_bodies, completion_body, new_completion_id, parse_chat_request
+from .server import json_response, read_json
+
+
+def inference_routes(models: ChatModels, clock: Callable[[], float]) -> web.RouteTableDef:
+    routes = web.RouteTableDef()
+
+    @routes.post("/v1/chat/completions")
+    async def chat_completions(request: web.Request) -> web.StreamResponse:
+        chat = parse_chat_request(await read_json(request))
+        weights = models.weights_of(chat.model)
+        generations = await asyncio.get_running_loop().run_in_executor(None, models.answer, chat, weights)
+        completion_id, created = new_completion_id(), int(clock())
+        if chat.stream:
+            return await _stream(request, chunk_bodies(completion_id, created, chat, generations))
+        return json_response(completion_body(completion_id, created, chat, generations))
+
+    return routes
+
+
+async def _stream(request: web.Request, chunks: Iterable[dict[str, Any]]) -> web.StreamResponse:
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+    await response.prepare(request)
+    try:
+        for chunk in chunks:
+            await response.write(f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n".encode("utf-8"))
+        await response.write(b"data: [DONE]\n\n")
+        await response.write_eof()
+    except ConnectionResetError:  # the client stopped reading; nothing is left to tell it
+        pass
+    return response

@@ -1,0 +1,373 @@
+"""The work of each job state, one unit at a time.
+
+`Phases.advance_once(job)` does the next unit of a job's life: validate its files
+(validating_files -> queued), prepare training (queued -> running), or run training
+steps (the last one also publishes checkpoints, the model and the result file). Slow
+parts (parsing files, tokenising, the maths) run in an executor thread; the store is
+only touched on the event loop. After every off-loop wait the job is re-read, so a
+cancel that landed meanwhile wins and nothing more is written for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import math
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence, TypeVar
+
+from .. import objects
+from ..storage.blobs import Blobs
+from ..storage.ids import new_file_id
+from ..storage.store import TERMINAL_STATUSES, Store
+from ..trainers.base import (
+    Hyperparameters,
+    StepMetrics,
+    Trainer,
+    TrainingFailure,
+    TrainingRun,
+    TrainingSpec,
+    close_run,
+    remove_weights,
+    take_notices,
+)
+from .jobspec import base_model_name, final_model_name, resolve_hyperparameters, set_hyperparameters
+from .training_data import Dataset, DatasetError, load_dataset
+
+log = logging.getLogger("tunedeck.local")
+T = TypeVar("T")
+KEPT_CHECKPOINTS = 3  # the API keeps the last 3 epochs' checkpoints (RFT: the best 3 evaluations)
+
+
+@dataclass
+class Snapshot:
+    step: int
+    created_at: int
+    path: Path
+    metrics: dict[str, float]
+    score: float | None = None  # RFT: the validation reward that ranks it
+
+
+@dataclass
+class ActiveJob:
+    """What a job holds in memory while it is worked on (rebuilt from files after a restart)."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    training: Dataset | None = None
+    validation: Dataset | None = None
+    run: TrainingRun | None = None
+    steps: list[StepMetrics] = field(default_factory=list)
+    snapshots: list[Snapshot] = field(default_factory=list)
+    last_valid: tuple[float, float] | None = None
+
+
+class Phases:
+    def __init__(
+        self,
+        store: Store,
+        blobs: Blobs,
+        trainers: Sequence[Trainer],
+        clock: Callable[[], float],
+        executor: Executor,
+        seconds_per_step: Callable[[], float],
+    ) -> None:
+        self.store = store
+        self.blobs = blobs
+        self.trainers = list(trainers)
+        self._clock = clock
+        self._executor = executor
+        self._seconds_per_step = seconds_per_step
+
+    def now(self) -> int:
+        return int(self._clock())
+
+    def trainer_for(self, model: str) -> Trainer | None:
+        """The trainer of `model`, a base model or a fine-tuned model (trained further from its weights)."""
+        if self.store.get_model(model) is not None:
+            model = base_model_name(model)
+        listed = next((t for t in self.trainers if model in t.base_models()), None)
+        # A trainer may also claim names it does not list (a Hugging Face id not downloaded yet):
+        # the job is created, then fails with `model_not_found` saying where it looked.
+        return listed or next((t for t in self.trainers if getattr(t, "claims", _claims_nothing)(model)), None)
+
+    async def off_loop(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, functools.partial(fn, *args))
+
+    def add_event(self, job_id: str, message: str, **kwargs: Any) -> None:
+        self.store.add_event(job_id, objects.event(self.now(), message, **kwargs))
+
+    # -- one unit of work -------------------------------------------------------------------
+
+    async def advance_once(self, job_id: str, active: ActiveJob, max_steps: int = 1) -> int:
+        """Do the job's next unit of work: validate, start, or train up to `max_steps` steps
+        (in one trip to the executor). Returns the units done; 0 when there is nothing to do."""
+        job = self.store.get_job(job_id)
+        if job is None or job["status"] in TERMINAL_STATUSES:
+            return 0
+        try:
+            if job["status"] == "validating_files":
+                await self._validate(job, active)
+            elif job["status"] == "queued":
+                await self._start(job, active)
+            elif job["status"] == "running":
+                return max(1, await self._train_steps(job, active, max_steps))
+            else:
+                return 0  # a state this backend never enters by itself (e.g. paused)
+        except TrainingFailure as exc:
+            self.fail(job_id, exc.code, exc.param, exc.message, finished=True)
+        except Exception as exc:  # a trainer bug or a full disk fails the job, never the server
+            log.exception("job %s failed while %s", job_id, job["status"])
+            self.fail(job_id, "internal_error", None, f"Training failed: {exc}", finished=True)
+        return 1
+
+    async def _validate(self, job: dict[str, Any], active: ActiveJob) -> None:
+        try:
+            active.training, active.validation = await self.off_loop(self._load_datasets, job)
+        except DatasetError as exc:
+            self.fail(job["id"], exc.code, exc.param, exc.message)
+            return
+        job = self._reread(job, "validating_files")
+        if job is None:
+            return
+        method = job["method"]["type"]
+        trainer = self.trainer_for(job["model"])
+        if trainer is None or not trainer.supports(method):
+            message = f"method {method} is not supported by the built-in trainer yet"
+            self.fail(job["id"], "unsupported_method", "method", message)
+            return
+        requested = job["method"][method]["hyperparameters"]
+        set_hyperparameters(job, resolve_hyperparameters(requested, active.training.n_examples))
+        job["status"] = "queued"
+        with self.store.transaction():
+            self.store.save_job(job)
+            self.add_event(job["id"], "Files validated, moving job to queued state")
+
+    def _load_datasets(self, job: dict[str, Any]) -> tuple[Dataset, Dataset | None]:
+        method = job["method"]["type"]
+        training = load_dataset(self.blobs.file_path(job["training_file"]), method, "training")
+        validation = None
+        if job.get("validation_file"):
+            validation = load_dataset(self.blobs.file_path(job["validation_file"]), method, "validation")
+        return training, validation
+
+    async def _start(self, job: dict[str, Any], active: ActiveJob) -> None:
+        if active.run is not None:  # resumed after a pause: the same run carries on
+            self._carry_on(job, active)
+            return
+        if active.training is None:  # re-queued after a restart: read the files again
+            try:
+                active.training, active.validation = await self.off_loop(self._load_datasets, job)
+            except DatasetError as exc:
+                self.fail(job["id"], exc.code, exc.param, exc.message)
+                return
+        trainer = self.trainer_for(job["model"])
+        if trainer is None:
+            self.fail(job["id"], "model_not_found", "model", f"The model `{job['model']}` is no longer available")
+            return
+        run = await self.off_loop(trainer.start, self._spec(job, active))
+        job = self._reread(job, "queued")
+        if job is None:
+            close_run(run)
+            return
+        active.run, active.steps, active.snapshots, active.last_valid = run, [], [], None
+        job["status"] = "running"
+        job["estimated_finish"] = self.now() + max(1, math.ceil(run.total_steps * self._seconds_per_step()))
+        with self.store.transaction():
+            self.store.save_job(job)
+            self.add_event(job["id"], "Fine-tuning job started")
+            self._record_notices(job["id"], run)
+
+    def _carry_on(self, job: dict[str, Any], active: ActiveJob) -> None:
+        assert active.run is not None
+        done = active.steps[-1].step if active.steps else 0
+        remaining = active.run.total_steps - done
+        job["status"] = "running"
+        job["estimated_finish"] = self.now() + max(1, math.ceil(remaining * self._seconds_per_step()))
+        with self.store.transaction():
+            self.store.save_job(job)
+            self.add_event(job["id"], f"Fine-tuning job continued from step {done + 1}/{active.run.total_steps}")
+
+    def _spec(self, job: dict[str, Any], active: ActiveJob) -> TrainingSpec:
+        method = job["method"]["type"]
+        values = dict(job["method"][method]["hyperparameters"])
+        hyper = Hyperparameters(
+            n_epochs=values.pop("n_epochs"),
+            batch_size=values.pop("batch_size"),
+            learning_rate_multiplier=float(values.pop("learning_rate_multiplier")),
+            extra=values,
+        )
+        assert active.training is not None
+        fine_tuned = self.store.get_model(job["model"])
+        return TrainingSpec(
+            base_model=base_model_name(job["model"]),
+            method=method,
+            training=active.training.examples,
+            validation=active.validation.examples if active.validation else [],
+            hyperparameters=hyper,
+            seed=job["seed"],
+            initial_weights=self.blobs.data_dir / fine_tuned["weights"] if fine_tuned else None,
+            method_config={k: v for k, v in job["method"][method].items() if k != "hyperparameters"},
+            training_path=self.blobs.file_path(job["training_file"]),
+            validation_path=self.blobs.file_path(job["validation_file"]) if job.get("validation_file") else None,
+            options=dict(job.get("tunedeck") or {}),
+        )
+
+    async def _train_steps(self, job: dict[str, Any], active: ActiveJob, max_steps: int) -> int:
+        if active.run is None:  # lost its run (cannot happen after `recover`, which re-queues)
+            job["status"] = "queued"
+            self.store.save_job(job)
+            return 0
+        job_dir = self.blobs.job_dir(job["id"])
+        results, error = await self.off_loop(_steps_and_snapshots, active.run, job_dir, max_steps)
+        job = self._reread(job, "running")
+        if job is None:  # cancelled meanwhile: these steps never happened
+            return 0
+        with self.store.transaction():
+            for metrics, saved in results:
+                self._record_step(job["id"], active, metrics, saved)
+            self._record_notices(job["id"], active.run)
+            self._update_estimate(job, active.run, results)
+        if error is not None:
+            raise error  # after recording the steps that did finish
+        if results and results[-1][0].step >= results[-1][0].total_steps:
+            await self._succeed(job, active)
+        return len(results)
+
+    def _update_estimate(self, job: dict[str, Any], run: TrainingRun, results: StepResults) -> None:
+        """A run that measures its own pace (real training) refines `estimated_finish`."""
+        rate = getattr(run, "seconds_per_step", None)
+        if rate is None or not results:
+            return
+        last = results[-1][0]
+        job["estimated_finish"] = self.now() + max(1, math.ceil((last.total_steps - last.step) * rate))
+        self.store.save_job(job)
+
+    def _record_notices(self, job_id: str, run: TrainingRun) -> None:
+        for level, text in take_notices(run):
+            self.add_event(job_id, text, level=level)
+
+    def _record_step(self, job_id: str, active: ActiveJob, metrics: StepMetrics, saved: Path | None) -> None:
+        active.steps.append(metrics)
+        if metrics.valid_loss is not None and metrics.valid_mean_token_accuracy is not None:
+            active.last_valid = (metrics.valid_loss, metrics.valid_mean_token_accuracy)
+        if saved is not None:
+            metrics_now = objects.checkpoint_metrics(metrics, active.last_valid)
+            snapshot = Snapshot(metrics.step, self.now(), saved, metrics_now, metrics.checkpoint_score)
+            self._keep_snapshot(active, snapshot)
+        self.store.add_event(job_id, objects.metrics_event(self.now(), metrics))
+
+    def _keep_snapshot(self, active: ActiveJob, snapshot: Snapshot) -> None:
+        active.snapshots.append(snapshot)
+        kept = kept_snapshots(active.snapshots)
+        for dropped in active.snapshots:
+            if all(dropped is not k for k in kept):
+                remove_weights(dropped.path)
+        active.snapshots = kept
+
+    async def _succeed(self, job: dict[str, Any], active: ActiveJob) -> None:
+        model_name = final_model_name(job)
+        result_id = new_file_id()
+        csv = objects.results_csv(active.steps)
+        await self.off_loop(self.blobs.write_file, result_id, csv)
+        job = self._reread(job, "running")
+        if job is None:  # cancelled while the file was written
+            self.blobs.remove_file(result_id)
+            return
+        now = self.now()
+        with self.store.transaction():
+            result = objects.file_object(result_id, len(csv), now, objects.RESULT_FILENAME, "fine-tune-results", None)
+            self.store.add_file(result)
+            self._publish_checkpoints(job["id"], model_name, active.snapshots)
+            self.add_event(job["id"], f"New fine-tuned model created: {model_name}")
+            n_epochs = job["hyperparameters"]["n_epochs"]
+            job.update(
+                status="succeeded",
+                fine_tuned_model=model_name,
+                finished_at=now,
+                estimated_finish=None,
+                trained_tokens=_tokens_per_epoch(active) * n_epochs,
+                result_files=[result_id],
+            )
+            self.store.save_job(job)
+            self.add_event(job["id"], "The job has successfully completed")
+
+    def _publish_checkpoints(self, job_id: str, model_name: str, snapshots: list[Snapshot]) -> None:
+        """Checkpoint objects, events and models; the last one is the fine-tuned model itself."""
+        for index, snapshot in enumerate(snapshots):
+            final = index == len(snapshots) - 1
+            name = model_name if final else f"{model_name}:ckpt-step-{snapshot.step}"
+            if self.store.get_model(name) is not None:
+                continue  # published already, when the job was paused at this very step
+            created = snapshot.created_at
+            checkpoint = objects.checkpoint(job_id, created, snapshot.step, name, snapshot.metrics)
+            self.store.add_checkpoint(job_id, checkpoint)
+            weights = self.blobs.relative(snapshot.path)
+            self.store.add_model(name, job_id, created, "final" if final else "checkpoint", weights)
+            self.add_event(job_id, f"Checkpoint created at step {snapshot.step} with Snapshot ID: {name}")
+
+    # -- endings --------------------------------------------------------------------------
+
+    def fail(self, job_id: str, code: str, param: str | None, message: str, *, finished: bool = False) -> None:
+        """Fail a job. Validation failures leave `finished_at` null, as the API does."""
+        job = self.store.get_job(job_id)
+        if job is None or job["status"] in TERMINAL_STATUSES:
+            return
+        job.update(status="failed", error={"code": code, "message": message, "param": param}, estimated_finish=None)
+        if finished:
+            job["finished_at"] = self.now()
+        with self.store.transaction():
+            self.store.save_job(job)
+            self.add_event(job_id, message, level="error")
+        self.blobs.remove_job_dir(job_id)  # partial checkpoints of a run that will not finish
+
+    def _reread(self, job: dict[str, Any], expected_status: str) -> dict[str, Any] | None:
+        """The job as stored now, or None if it left `expected_status` meanwhile (cancelled)."""
+        current = self.store.get_job(job["id"])
+        return current if current is not None and current["status"] == expected_status else None
+
+
+def _tokens_per_epoch(active: ActiveJob) -> int:
+    """By the run's own tokenizer when it counts (transformers), else the built-in count."""
+    counted = getattr(active.run, "tokens_per_epoch", None)
+    if counted:
+        return int(counted)
+    return active.training.n_tokens if active.training else 0
+
+
+def _claims_nothing(model: str) -> bool:
+    return False
+
+
+def kept_snapshots(snapshots: list[Snapshot]) -> list[Snapshot]:
+    """The last `KEPT_CHECKPOINTS`; or, when snapshots are scored (RFT), the best-scoring
+    ones (later wins a tie) plus the newest, which becomes the model if training ends there."""
+    if any(s.score is None for s in snapshots):
+        return snapshots[-KEPT_CHECKPOINTS:]
+    best = sorted(snapshots, key=lambda s: (s.score, s.step), reverse=True)[:KEPT_CHECKPOINTS]
+    return [s for s in snapshots if any(s is b for b in best) or s is snapshots[-1]]
+
+
+StepResults = list[tuple[StepMetrics, Path | None]]
+
+
+def _steps_and_snapshots(run: TrainingRun, job_dir: Path, max_steps: int) -> tuple[StepResults, Exception | None]:
+    """Up to `max_steps` steps, saving a checkpoint file where a step asks for one (each
+    epoch's end, or RFT evaluations) (executor thread).
+    A failing step ends the batch; the steps before it are still returned."""
+    results: StepResults = []
+    try:
+        for _ in range(max_steps):
+            metrics = run.step()
+            path = None
+            if metrics.saves_checkpoint:
+                path = job_dir / f"step-{metrics.step}{getattr(run, 'checkpoint_suffix', '.npz')}"
+                run.save(path)
+            results.append((metrics, path))
+            if metrics.step >= metrics.total_steps:
+                break
+    except Exception as exc:
+        return results, exc
+    return results, None

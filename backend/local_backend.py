@@ -1,0 +1,319 @@
+"""`LocalBackend`: the server, the store and the job engine for one data directory.
+
+Run it in its own thread (`start()`/`stop()`, what the app and sync tests use) or in the
+caller's event loop (`await start_async()`/`await stop_async()`). Manual time, for tests
+(`auto_advance=False`): nothing moves until `advance`, `run_until` or `run_until_settled`
+is called; each has a blocking form (thread mode, from any other thread) and an
+`*_async` form (any loop).
+
+Layout of `data_dir`: `backend.sqlite3` (files, jobs, events, checkpoints, models, permissions),
+`files/<file id>` (uploads and result CSVs), `models/<job id>/step-N.npz` (weights),
+`models/paused/<job id>/step-N.npz` (pause checkpoints), `uploads/<upload id>/` (Uploads
+in progress), plus the lock and endpoint files of `ownership.py`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Mapping, Sequence, TypeVar
+
+from aiohttp import web
+
+from .http.faults import FaultPlan, fault_middleware, load_fault_plan
+from .http.routes_files import file_routes
+from .http.routes_graders import grader_routes
+from .http.routes_inference import inference_routes
+from .http.routes_jobs import job_routes
+from .http.routes_model_deletion import model_deletion_routes
+from .http.routes_permissions import permission_routes
+from .http.routes_uploads import upload_routes
+from .http.server import build_app
+from .inference import ChatModels
+from .jobs.engine import JobEngine, Pacing
+from .jobs.phases import Phases
+from .ownership import Ownership
+from .storage.blobs import Blobs
+from .storage.store import Store
+from .storage.uploads import UploadRegistry
+from .trainers.base import Trainer
+from .trainers.ngram.trainer import NgramTrainer
+from .trainers.transformer.server.catalog import ModelCatalog, default_models_dirs
+from .trainers.transformer.server.chat import TransformerChat
+from .trainers.transformer.server.trainer import TransformerTrainer
+
+T = TypeVar("T")
+DATABASE_NAME = "backend.sqlite3"
+UPLOADS_DIR = "uploads"
+LOGS_DIR = "logs"  # transformer workers' stderr, one file per process
+TRAINING_THREADS = 2
+SHUTDOWN_SECONDS = 2.0
+
+
+class LocalBackend:
+    def __init__(
+        self,
+        data_dir: Path,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        auto_advance: bool = True,
+        time_scale: float = 1.0,
+        step_delay: float = 0.05,
+        clock: Callable[[], float] = time.time,
+        trainers: Sequence[Trainer] | None = None,
+        training_not_available: bool = False,
+        faults: FaultPlan | Mapping[str, Any] | Path | str | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        models_dirs: Sequence[Path] | None = None,
+    ) -> None:
+        """`training_not_available`: answer job creation with OpenAI's 403 for blocked
+        organisations. `faults`: a fault plan (see faults.py) or a JSON/TOML file holding one.
+        Both can be changed while serving, through `self.faults`. `sleep`: how auto mode
+        waits between steps (tests pass a gate that they open one wait at a time).
+        `models_dirs`: where the transformer trainer looks for base models (besides the
+        Hugging Face cache); default $TUNEDECK_MODELS_DIR, else `<data_dir>/base-models`."""
+        self.data_dir = Path(data_dir)
+        self.host = host
+        self.port = port
+        self.pacing = Pacing(auto_advance=auto_advance, step_delay=step_delay, time_scale=time_scale, sleep=sleep)
+        self.clock = clock
+        if trainers is None:
+            dirs = list(models_dirs) if models_dirs is not None else default_models_dirs(self.data_dir / "base-models")
+            trainers = [NgramTrainer(), TransformerTrainer(ModelCatalog(dirs), self.data_dir / LOGS_DIR)]
+        self.trainers: list[Trainer] = list(trainers)
+        self.faults = load_fault_plan(faults)
+        self.faults.training_not_available = self.faults.training_not_available or training_not_available
+        self.base_url: str | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._ownership: Ownership | None = None
+        self._store: Store | None = None
+        self._engine: JobEngine | None = None
+        self._runner: web.AppRunner | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._chat: TransformerChat | None = None
+
+    # -- in the caller's loop -------------------------------------------------------------------
+
+    async def start_async(self) -> str:
+        """Serve from the running loop; returns the base URL (`http://host:port/v1`)."""
+        if self.base_url is not None:
+            return self.base_url
+        self._loop = asyncio.get_running_loop()
+        self._ownership = Ownership.claim(self.data_dir)  # raises BackendBusy if another process serves it
+        try:
+            await self._open()
+        except BaseException:
+            await self._close()
+            raise
+        return self.base_url  # type: ignore[return-value]
+
+    async def _open(self) -> None:
+        blobs = Blobs(self.data_dir)
+        self._store = Store(self.data_dir / DATABASE_NAME)
+        self._executor = ThreadPoolExecutor(max_workers=TRAINING_THREADS, thread_name_prefix="tunedeck-train")
+        phases = Phases(self._store, blobs, self.trainers, self.clock, self._executor, self.pacing.step_seconds)
+        self._engine = JobEngine(phases, self.pacing)
+        uploads = UploadRegistry(self.data_dir / UPLOADS_DIR, self.clock)
+        app = build_app(
+            file_routes(self._store, blobs, self.clock),
+            upload_routes(uploads, self._store, blobs),
+            job_routes(self._engine, self._store),
+            model_deletion_routes(self._store, blobs, self._engine.base_models),
+            permission_routes(self._store, self.clock),
+            grader_routes(),
+            inference_routes(
+                ChatModels(self._store, self.data_dir, self._engine.base_models, self._transformer_chat()),
+                self.clock,
+            ),
+            outer_middlewares=[fault_middleware(self.faults)],
+        )
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_SECONDS)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, self.host, self.port).start()
+        port = self._runner.addresses[0][1]
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        self.base_url = f"http://{host}:{port}/v1"
+        self._engine.recover()
+        assert self._ownership is not None
+        self._ownership.publish(self.base_url)
+
+    def _transformer_chat(self) -> TransformerChat | None:
+        trainer = next((t for t in self.trainers if isinstance(t, TransformerTrainer)), None)
+        if trainer is None:
+            return None
+        self._chat = TransformerChat(trainer.catalog, trainer.log_dir, trainer.env)
+        trainer.before_run = self._chat.close
+        return self._chat
+
+    async def stop_async(self) -> None:
+        """Stop serving; unfinished jobs stay in the store and resume on the next start."""
+        await self._close()
+
+    async def _close(self) -> None:
+        if self._runner is not None:  # first stop taking requests, then stop the jobs
+            await self._runner.cleanup()
+        if self._engine is not None:
+            await self._engine.close()
+        if self._chat is not None:
+            self._chat.close()
+            self._chat = None
+        if self._executor is not None:
+            executor = self._executor
+            await asyncio.get_running_loop().run_in_executor(None, executor.shutdown)  # waits for in-flight steps
+        if self._store is not None:
+            self._store.close()
+        if self._ownership is not None:
+            self._ownership.release()
+        self._engine = self._runner = self._executor = self._store = self._ownership = None
+        self.base_url = None
+
+    # -- in a thread of its own ---------------------------------------------------------------------
+
+    def start(self) -> str:
+        """Serve from a daemon thread with its own loop; returns the base URL once listening."""
+        if self._thread is not None and self.base_url is not None:
+            return self.base_url
+        started = threading.Event()
+        failure: list[BaseException] = []
+
+        def serve_forever() -> None:
+            loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(loop)
+            try:
+                loop.run_until_complete(self.start_async())
+            except BaseException as exc:
+                failure.append(exc)
+                started.set()
+                loop.close()
+                return
+            started.set()
+            loop.run_forever()
+            loop.close()
+
+        self._thread = threading.Thread(target=serve_forever, name="tunedeck-local-backend", daemon=True)
+        self._thread.start()
+        started.wait()
+        if failure:
+            self._thread.join()
+            self._thread = None
+            raise failure[0]
+        return self.base_url  # type: ignore[return-value]
+
+    def stop(self) -> None:
+        thread, loop = self._thread, self._loop
+        if thread is None or loop is None:
+            return
+        asyncio.run_coroutine_threadsafe(self.stop_async(), loop).result()
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join()
+        self._thread = None
+
+    def model_places(self) -> list[str]:
+        """Where trainers look for base models (for the serve banner and error messages)."""
+        places: list[str] = []
+        for trainer in self.trainers:
+            catalog = getattr(trainer, "catalog", None)
+            if catalog is not None:
+                places.extend(catalog.searched())
+        return places
+
+    # -- driving time -------------------------------------------------------------------------------
+
+    def run_until_settled(self) -> None:
+        """Block until every job is terminal (thread mode; call from any other thread)."""
+        self._blocking(lambda: self._require_engine().run_until_settled())
+
+    def advance(self, job_id: str, steps: int = 1) -> dict[str, Any]:
+        """Bring the job to `running` (validating and starting it), then train `steps` steps.
+        Returns the job as the API would show it. Raises KeyError for an unknown job."""
+        return self._blocking(lambda: self._require_engine().advance(job_id, steps))
+
+    def run_until(self, job_id: str, status: str) -> dict[str, Any]:
+        """Advance the job until it reaches `status` (or ends); returns the job."""
+        return self._blocking(lambda: self._require_engine().run_until(job_id, status))
+
+    async def run_until_settled_async(self) -> None:
+        await self._in_backend_loop(lambda: self._require_engine().run_until_settled())
+
+    async def advance_async(self, job_id: str, steps: int = 1) -> dict[str, Any]:
+        return await self._in_backend_loop(lambda: self._require_engine().advance(job_id, steps))
+
+    async def run_until_async(self, job_id: str, status: str) -> dict[str, Any]:
+        return await self._in_backend_loop(lambda: self._require_engine().run_until(job_id, status))
+
+    def _require_engine(self) -> JobEngine:
+        if self._engine is None:
+            raise RuntimeError("the local backend is not running; call start() first")
+        return self._engine
+
+    def _blocking(self, make: Callable[[], Awaitable[T]]) -> T:
+        loop = self._loop
+        if loop is None or self.base_url is None:
+            raise RuntimeError("the local backend is not running; call start() first")
+        if self._thread is None or threading.current_thread() is self._thread:
+            raise RuntimeError("the backend runs in this event loop: await the *_async method instead")
+        return asyncio.run_coroutine_threadsafe(_call(make), loop).result()
+
+    async def _in_backend_loop(self, make: Callable[[], Awaitable[T]]) -> T:
+        loop = self._loop
+        if loop is None or self.base_url is None:
+            raise RuntimeError("the local backend is not running; call start() first")
+        if asyncio.get_running_loop() is loop:
+            return await make()
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(_call(make), loop))
+
+
+async def _call(make: Callable[[], Awaitable[T]]) -> T:
+    return await make()
+
+
+def _switch_notices(plan: FaultPlan) -> list[str]:
+    notices = []
+    if plan.training_not_available:
+        notices.append("job creation answers 403 training_not_available (as for a blocked organisation)")
+    if plan.rules:
+        notices.append(f"fault injection on: {len(plan.rules)} rule(s), seed {plan.seed}")
+    return notices
+
+
+def serve(
+    data_dir: Path,
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    time_scale: float = 1.0,
+    training_not_available: bool = False,
+    faults: Path | str | None = None,
+    models_dirs: Sequence[Path] | None = None,
+) -> None:
+    """Run the backend in the foreground until Ctrl-C (or SIGTERM); `tunedeck serve` calls this.
+    `faults` is a JSON or TOML fault plan file (faults.py); a bad one raises `FaultConfigError`
+    before anything starts."""
+    backend = LocalBackend(
+        Path(data_dir),
+        host=host,
+        port=port,
+        time_scale=time_scale,
+        training_not_available=training_not_available,
+        faults=faults,
+        models_dirs=models_dirs,
+    )
+    base_url = backend.start()
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:  # announce only inside the try: a Ctrl-C right after the announcement still stops cleanly
+        print(f"tunedeck local backend at {base_url} (data: {data_dir}); Ctrl-C to stop", flush=True)
+        for notice in _switch_notices(backend.faults):
+            print(notice, flush=True)
+        print(f"transformer models: {', '.join(backend.model_places())}", flush=True)
+        while not stop.wait(0.5):  # short waits keep Ctrl-C responsive on every platform
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        backend.stop()

@@ -1,0 +1,163 @@
+"""The n-gram model as something that answers: load it, extend it, and decode from it.
+
+A `TokenModel` is a featurizer plus its weight matrix (`ngram.py` trains it; DPO and RFT
+fine-tune it further). The next token's logits are the summed weight rows of the prompt's
+context features (fixed for the whole answer) and of the local features of the tokens
+decoded so far, exactly as in training. Decoding stops at `<end>` or after `max_tokens`.
+`<unk>` is never emitted: a model cannot say a word it does not know, so the untrained
+base model (whose only tokens are `<unk>` and `<end>`) answers with the empty string.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from ...stop_sequences import cut_at_stop
+from ..base import ChatExample, Turn
+from .features import END_TOKEN, Featurizer, build_vocabulary, context_feature_names, local_feature_names, tokenize
+from .model import MAX_VOCABULARY, hash_rows, load_weights, save_weights
+
+UNKNOWN_ID, END_ID = 0, 1  # where features.build_vocabulary puts `<unk>` and `<end>`
+NO_SPACE_BEFORE = frozenset(".,!?;:)]}%'-/")
+NO_SPACE_AFTER = frozenset("([{$'-/")
+
+
+@dataclass
+class TokenModel:
+    featurizer: Featurizer
+    weights: np.ndarray  # (feature rows, vocabulary) float32
+    base_model: str
+
+    @property
+    def vocabulary(self) -> list[str]:
+        return self.featurizer.vocabulary
+
+    def context_ids(self, prompt: Sequence[Turn]) -> tuple[np.ndarray, np.ndarray]:
+        """Rows and values of the context features of an answer to `prompt`."""
+        names, values = context_feature_names(prompt)
+        rows = np.fromiter((self.featurizer.row(n) for n in names), dtype=np.int64, count=len(names))
+        return rows, np.asarray(values, dtype=np.float32)
+
+    def context_logits(self, prompt: Sequence[Turn]) -> np.ndarray:
+        rows, values = self.context_ids(prompt)
+        return values @ self.weights[rows]
+
+    def next_logits(self, context_logits: np.ndarray, tokens: Sequence[str]) -> np.ndarray:
+        rows = [self.featurizer.row(n) for n in local_feature_names(tokens, len(tokens))]
+        return context_logits + self.weights[rows].sum(axis=0)
+
+
+def untrained_model(base_model: str, vocabulary: Sequence[str]) -> TokenModel:
+    """Zero weights: every next token equally likely (what the base model is)."""
+    featurizer = Featurizer(vocabulary, hash_rows(len(vocabulary)))
+    return TokenModel(featurizer, np.zeros((featurizer.dim, len(vocabulary)), dtype=np.float32), base_model)
+
+
+def load_model(path: Path) -> TokenModel:
+    featurizer, weights, meta = load_weights(path)
+    return TokenModel(featurizer, weights, str(meta.get("base_model", "")))
+
+
+def save_model(model: TokenModel, path: Path, steps: int) -> None:
+    save_weights(path, model.featurizer, model.weights, model.base_model, steps)
+
+
+def starting_model(base_model: str, initial_weights: Path | None, answers: Iterable[str]) -> TokenModel:
+    """The model a DPO or RFT run starts from: a fine-tuned model's weights (its vocabulary
+    extended by the new answers' words), or the untrained base model over those words."""
+    examples = [ChatExample((Turn("assistant", text),)) for text in answers]
+    vocabulary = build_vocabulary(examples, MAX_VOCABULARY)
+    if initial_weights is None:
+        return untrained_model(base_model, vocabulary)
+    return extend_vocabulary(load_model(initial_weights), vocabulary)
+
+
+def extend_vocabulary(model: TokenModel, tokens: Iterable[str]) -> TokenModel:
+    """Add unseen tokens (up to `MAX_VOCABULARY` in all) with zero weights; the hashed rows stay."""
+    known = set(model.vocabulary)
+    room = MAX_VOCABULARY + 2 - len(known)
+    added = [t for t in dict.fromkeys(tokens) if t not in known][: max(0, room)]
+    if not added:
+        return model
+    weights = np.zeros((model.weights.shape[0], len(known) + len(added)), dtype=np.float32)
+    weights[:, : model.weights.shape[1]] = model.weights
+    return TokenModel(Featurizer(model.vocabulary + added, model.featurizer.dim), weights, model.base_model)
+
+
+# -- decoding ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Generation:
+    pieces: list[str]  # the text of each emitted token, spacing included ("".join is the answer)
+    finish_reason: str  # "stop" (end token or a stop sequence) or "length"
+    prompt_tokens: int | None = None  # counted by the model's own tokenizer, when it has one
+    completion_tokens: int | None = None
+
+    @property
+    def text(self) -> str:
+        return "".join(self.pieces)
+
+
+def generate(
+    model: TokenModel,
+    prompt: Sequence[Turn],
+    max_tokens: int,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    rng: np.random.Generator | None = None,
+    stop: Sequence[str] = (),
+) -> Generation:
+    """Greedy (temperature 0) or sampled decoding of one answer."""
+    context = model.context_logits(prompt)
+    tokens: list[str] = []
+    pieces: list[str] = []
+    while len(tokens) < max_tokens:
+        logits = model.next_logits(context, tokens)
+        token_id = choose(logits, temperature, top_p, rng)
+        if token_id == END_ID:
+            return Generation(pieces, "stop")
+        token = model.vocabulary[token_id]
+        pieces.append(join_piece(tokens[-1] if tokens else None, token))
+        tokens.append(token)
+        if stop and cut_at_stop(pieces, stop):
+            return Generation(pieces, "stop")
+    return Generation(pieces, "length")
+
+
+def choose(logits: np.ndarray, temperature: float, top_p: float, rng: np.random.Generator | None) -> int:
+    """The next token id: the most likely one, or a sample; never `<unk>`."""
+    logits = logits.astype(np.float64)
+    logits[UNKNOWN_ID] = -np.inf
+    if temperature <= 0 or rng is None:
+        return int(np.argmax(logits))
+    scaled = (logits - logits.max()) / temperature
+    probs = np.exp(scaled)
+    probs /= probs.sum()
+    if top_p < 1.0:
+        order = np.argsort(-probs, kind="stable")
+        keep = np.searchsorted(np.cumsum(probs[order]), top_p) + 1
+        kept = np.zeros_like(probs)
+        kept[order[:keep]] = probs[order[:keep]]
+        probs = kept / kept.sum()
+    return int(rng.choice(len(probs), p=probs))
+
+
+def join_piece(previous: str | None, token: str) -> str:
+    """The token as it continues the text: with a space before it unless punctuation says not."""
+    if previous is None or token[0] in NO_SPACE_BEFORE or previous[-1] in NO_SPACE_AFTER:
+        return token
+    return " " + token
+
+
+def detokenize(tokens: Sequence[str]) -> str:
+    return "".join(join_piece(tokens[i - 1] if i else None, t) for i, t in enumerate(tokens))
+
+
+def answer_tokens(text: str) -> list[str]:
+    """An answer as the model predicts it: its tokens, then `<end>`."""
+    return tokenize(text) + [END_TOKEN]

@@ -1,0 +1,92 @@
+"""`TransformerTrainer`: the job engine's trainer for transformer models (server side, no torch).
+
+It lists the models the catalog finds, claims any Hugging Face style id (`org/name`) so a
+job on a model that is not on disk is created and then fails with `model_not_found` naming
+the places searched, and starts one worker process per run. One run at a time
+(`max_concurrent_runs`: one per GPU; the rest wait in `queued`), and its steps are not
+paced by the backend's demo delay (`paced = False`): real training takes its own time.
+
+Options come from the job's `tunedeck` extension field (see `jobspec.TUNEDECK_OPTIONS`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+from tunedeck.backend.trainers.base import TrainingFailure, TrainingSpec
+
+from .. import install_hint, missing_packages
+from .catalog import ModelCatalog
+from .checkpoints import standalone_base
+from .process import SubprocessRun
+
+METHODS = ("supervised", "dpo", "reinforcement")
+
+
+class TransformerTrainer:
+    paced = False
+    max_concurrent_runs = 1
+
+    def __init__(self, catalog: ModelCatalog, log_dir: Path, env: dict[str, str] | None = None) -> None:
+        self.catalog = catalog
+        self.log_dir = log_dir
+        self.env = env
+        # Called before a run starts: the backend unloads its chat model here, so a training
+        # run never shares the GPU with an idle chat model.
+        self.before_run: Callable[[], None] = lambda: None
+
+    def base_models(self) -> list[str]:
+        return self.catalog.names()
+
+    def claims(self, model: str) -> bool:
+        return "/" in model and not model.startswith("ft:")
+
+    def supports(self, method: str) -> bool:
+        return method in METHODS
+
+    def start(self, spec: TrainingSpec) -> SubprocessRun:
+        missing = missing_packages()
+        if missing:
+            raise TrainingFailure("trainer_not_installed", f"Cannot train {spec.base_model}: {install_hint(missing)}")
+        base = self._base_of(spec)
+        self.before_run()
+        return SubprocessRun(worker_spec(spec, base), self.log_dir, self.env)
+
+    def _base_of(self, spec: TrainingSpec) -> dict[str, Any]:
+        """The base model from the catalog; for a job continuing a fine-tuned model, what its
+        checkpoint needs when the base has left the catalog since."""
+        source = self.catalog.locate(spec.base_model)
+        if source is not None:
+            return source.as_json()
+        if spec.initial_weights is not None:
+            fallback = standalone_base(spec.initial_weights, spec.base_model)
+            if fallback is not None:
+                return fallback
+        places = "; ".join(self.catalog.searched())
+        raise TrainingFailure(
+            "model_not_found",
+            f"The model `{spec.base_model}` was not found on this machine (looked in: {places}). "
+            "Put a Hugging Face model folder there, or download it with `huggingface-cli download`",
+            "model",
+        )
+
+
+def worker_spec(spec: TrainingSpec, base: dict[str, Any]) -> dict[str, Any]:
+    hyper = spec.hyperparameters
+    return {
+        "method": spec.method,
+        "base": base,
+        "initial_weights": str(spec.initial_weights) if spec.initial_weights else None,
+        "training_path": str(spec.training_path),
+        "validation_path": str(spec.validation_path) if spec.validation_path else None,
+        "hyperparameters": {
+            "n_epochs": hyper.n_epochs,
+            "batch_size": hyper.batch_size,
+            "learning_rate_multiplier": hyper.learning_rate_multiplier,
+            **hyper.extra,
+        },
+        "seed": spec.seed,
+        "method_config": spec.method_config,
+        "options": spec.options,
+    }

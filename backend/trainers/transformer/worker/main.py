@@ -1,0 +1,134 @@
+"""The transformer worker process: `python -m tunedeck.backend.trainers.transformer.worker.main`.
+
+The server talks to it in JSON lines, one request and one reply at a time, so the job
+engine drives a transformer run exactly as it drives the built-in trainer (one `step` per
+request) and tests can stop it at any step. The first line chooses the mode:
+
+  {"mode": "train", "spec": {...}}  -> {"ready": {"total_steps", "steps_per_epoch", "tokens_per_epoch"}}
+      {"cmd": "step"}               -> {"metrics": {...}}
+      {"cmd": "save", "path": p, "state": bool} -> {"saved": p}
+  {"mode": "chat", "model": {...}}  -> {"ready": {}}
+      {"cmd": "chat", "request": {...}} -> {"answers": [...], "prompt_tokens": n}
+  {"cmd": "stop"} or end of input   -> the process exits
+
+Any message may be preceded by `{"notice": text}` lines (they become job events). A failure
+is `{"error": {"code", "message", "param"}}`, after which the process exits. Library chatter
+on stdout is sent to stderr, so only protocol lines reach the server.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import IO, Any
+
+from tunedeck.backend.trainers.base import TrainingFailure
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never download: models come from the catalog's folders
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+OOM_ADVICE = (
+    "Out of memory while training{where}. Try LoRA (\"tunedeck\": {{\"training_type\": \"lora\"}}), a smaller "
+    "batch_size, or a shorter max_length"
+)
+
+
+class Channel:
+    def __init__(self, out: IO[str]) -> None:
+        self._out = out
+
+    def send(self, message: dict[str, Any]) -> None:
+        self._out.write(json.dumps(message, allow_nan=True) + "\n")
+        self._out.flush()
+
+    def notice(self, text: str, level: str = "info") -> None:
+        self.send({"notice": text, "level": level})
+
+
+def _failure(exc: BaseException, where: str) -> dict[str, Any]:
+    if isinstance(exc, TrainingFailure):
+        return {"code": exc.code, "message": exc.message, "param": exc.param}
+    if _is_oom(exc):
+        return {"code": "oom", "message": OOM_ADVICE.format(where=where), "param": None}
+    traceback.print_exc(file=sys.stderr)
+    return {"code": "internal_error", "message": f"Training failed{where}: {type(exc).__name__}: {exc}", "param": None}
+
+
+def _is_oom(exc: BaseException) -> bool:
+    import torch
+
+    return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
+
+
+def start_run(spec: dict[str, Any], channel: Channel) -> Any:
+    method = spec["method"]
+    if method == "supervised":
+        from .sft import SftRun as RunClass
+    elif method == "dpo":
+        from .dpo import DpoRun as RunClass
+    else:
+        from .rft import RftRun as RunClass
+    return RunClass(spec, channel.notice)
+
+
+def serve_training(spec: dict[str, Any], commands: IO[str], channel: Channel) -> int:
+    run = start_run(spec, channel)
+    ready = {"total_steps": run.total_steps, "steps_per_epoch": run.steps_per_epoch, "tokens_per_epoch": run.tokens_per_epoch}
+    channel.send({"ready": ready})
+    for line in commands:
+        command = json.loads(line)
+        where = f" at step {run.steps_done + 1}"
+        try:
+            if command["cmd"] == "step":
+                channel.send({"metrics": run.step()})
+            elif command["cmd"] == "save":
+                run.save(Path(command["path"]), bool(command.get("state")))
+                channel.send({"saved": command["path"]})
+            else:
+                return 0
+        except Exception as exc:  # reported to the server, which fails the job with it
+            channel.send({"error": _failure(exc, where)})
+            return 1
+    return 0
+
+
+def serve_chat(model_spec: dict[str, Any], commands: IO[str], channel: Channel) -> int:
+    from .chat import ChatSession
+
+    session = ChatSession(model_spec)
+    channel.send({"ready": {}})
+    for line in commands:
+        command = json.loads(line)
+        if command["cmd"] != "chat":
+            return 0
+        try:
+            channel.send(session.answer(command["request"]))
+        except Exception as exc:
+            channel.send({"error": _failure(exc, "")})
+    return 0
+
+
+def main() -> int:
+    channel = Channel(os.fdopen(os.dup(1), "w", encoding="utf-8"))
+    os.dup2(2, 1)  # stray prints from libraries go to stderr, never into the protocol
+    sys.stdout = sys.stderr
+    first = sys.stdin.readline()
+    if not first:
+        return 0
+    request = json.loads(first)
+    try:
+        if request["mode"] == "train":
+            return serve_training(request["spec"], sys.stdin, channel)
+        return serve_chat(request["model"], sys.stdin, channel)
+    except Exception as exc:
+        channel.send({"error": _failure(exc, " while preparing")})
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,115 @@
+"""Reinforcement fine-tuning (worker side): GRPO with the job's grader as the reward.
+
+Each step takes `batch_size` prompts (the row's `messages`, ending with a user turn), samples
+a group of answers to each at temperature 1, grades every answer with the same grader code
+as `POST /v1/fine_tuning/alpha/graders/run` (`{{item.*}}` is the row, `{{sample.output_text}}`
+the answer), and raises the log-probability of answers that beat their group's mean reward:
+loss = -sum(advantage x log p(answer tokens)) / answer tokens, advantage = (reward - group
+mean) / (group std + 1e-4) (GRPO, one update per rollout, so no ratio clipping is needed).
+Group size: `GROUP_SIZE * compute_multiplier`, from 2 to 64. Answers stop at end-of-turn or
+`tunedeck.max_completion_tokens` (default 64).
+
+Every `eval_interval` steps (and at the end) each validation prompt gets `eval_samples`
+greedy answers; their mean reward is `valid_reward_mean` and the checkpoint's score (the
+engine keeps the best three). Metric names are the built-in RFT trainer's (`reward_metrics`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from tunedeck.backend.graders.grader import compile_grader, sample_namespace
+from tunedeck.backend.graders.rewards import Graded, reward_metrics
+
+from .encoding import Encoded
+from .generation import Answer, sample
+from .runs import Run, read_rows
+from .scoring import pack, score
+
+GROUP_SIZE = 4
+MIN_GROUP, MAX_GROUP = 2, 64
+DEFAULT_ANSWER_TOKENS = 64
+EVALUATIONS_PER_RUN = 10
+
+
+class RftRun(Run):
+    def prepare(self) -> None:
+        self.max_answer = int(self.options.get("max_completion_tokens") or DEFAULT_ANSWER_TOKENS)
+        self.grader = compile_grader(self.spec["method_config"].get("grader"), "method.reinforcement.grader")
+        self.train_prompts = self._prompts(self.spec["training_path"])
+        self.valid_prompts = self._prompts(self.spec.get("validation_path"))
+        self.n_train, self.n_valid = len(self.train_prompts), len(self.valid_prompts)
+        self.tokens_per_epoch = sum(len(ids) for _, ids in self.train_prompts)
+        compute = float(self.hyper.get("compute_multiplier") or 1.0)
+        self.group_size = int(min(MAX_GROUP, max(MIN_GROUP, round(GROUP_SIZE * compute))))
+        self.eval_samples = max(1, int(self.hyper.get("eval_samples") or 1))
+        self._since_eval: list[float] = []
+
+    def _prompts(self, path: str | None) -> list[tuple[dict[str, Any], list[int]]]:
+        limit = max(16, self.encoder.max_length - self.max_answer)  # room for the answer in the context
+        return [(row, self.encoder.prompt_ids(row["messages"], row.get("tools"), limit)) for _, row in read_rows(path)]
+
+    @property
+    def eval_interval(self) -> int:
+        interval = self.hyper.get("eval_interval")
+        if isinstance(interval, int) and interval > 0:
+            return interval
+        return max(1, self.total_steps // EVALUATIONS_PER_RUN)
+
+    def _grade(self, item: dict[str, Any], answer: Answer, graded: Graded) -> float:
+        text = self.tokenizer.decode(answer.ids, skip_special_tokens=True)
+        grade = self.grader.grade({"item": item, "sample": sample_namespace(text)})
+        graded.add(grade.reward, grade.sub_rewards, grade.errors, len(answer.ids))
+        return grade.reward
+
+    def train_on(self, indices: list[int]) -> dict[str, Any]:
+        self.model.eval()
+        prompts = [self.train_prompts[i] for i in indices for _ in range(self.group_size)]
+        answers = sample(self.model, self.tokenizer, [ids for _, ids in prompts], self.max_answer, 1.0)
+        graded = Graded()
+        rewards = torch.tensor([self._grade(item, a, graded) for (item, _), a in zip(prompts, answers)])
+        groups = rewards.view(-1, self.group_size)
+        advantages = ((groups - groups.mean(1, keepdim=True)) / (groups.std(1, keepdim=True) + 1e-4)).flatten()
+        self.model.train()
+        sequences = [_rollout(ids, a) for (_, ids), a in zip(prompts, answers)]
+        scores = score(self.model, pack(sequences, self.device))
+        per_answer = scores.per_sequence()
+        tokens = max(1, scores.logprobs.numel())
+        loss = -(advantages.to(per_answer.device) * per_answer).sum() / tokens
+        loss.backward()
+        self._since_eval.append(graded.mean)
+        self._train_graded = graded
+        return {"train_loss": None, "train_mean_token_accuracy": None}
+
+    def after_step(self, epoch_ended: bool) -> dict[str, Any]:
+        evaluate = self.steps_done % self.eval_interval == 0 or self.steps_done == self.total_steps
+        valid = self._evaluate() if evaluate and self.valid_prompts else None
+        metrics: dict[str, Any] = {"extra": reward_metrics(self.grader, self._train_graded, valid)}
+        summary = f"train mean reward={self._train_graded.mean:.2f}"
+        if evaluate:
+            score_now = valid.mean if valid is not None else sum(self._since_eval) / max(1, len(self._since_eval))
+            self._since_eval = []
+            metrics.update(checkpoint=True, checkpoint_score=score_now)
+            if valid is not None:
+                summary += f", full validation mean reward={valid.mean:.2f}"
+        else:
+            metrics["checkpoint"] = False
+        metrics["summary"] = summary
+        return metrics
+
+    def _evaluate(self) -> Graded:
+        graded = Graded()
+        for start in range(0, self.n_valid, 32):
+            batch = [p for p in self.valid_prompts[start : start + 32] for _ in range(self.eval_samples)]
+            answers = sample(self.model, self.tokenizer, [ids for _, ids in batch], self.max_answer, 0.0)
+            for (item, _), answer in zip(batch, answers):
+                self._grade(item, answer, graded)
+        return graded
+
+
+def _rollout(prompt: list[int], answer: Answer) -> Encoded:
+    """Prompt and answer as one sequence with only the answer's tokens scored."""
+    answer_ids = answer.ids + ([answer.stop] if answer.stop is not None else [])  # learn to stop, too
+    return Encoded(prompt + answer_ids, [False] * len(prompt) + [True] * len(answer_ids), 0)

@@ -1,0 +1,286 @@
+"""The `tunedeck` command: the full-screen app, and its headless twins for scripts.
+
+Headless commands print data only on stdout (JSON with --json), diagnostics on stderr, and
+exit 0 on success, 1 when the API or the data says no, 2 on usage or configuration errors.
+Nothing here imports Textual unless the full-screen app is started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from tunedeck.cli.data import add_data_parser, run_data
+from tunedeck.core import __version__
+from tunedeck.core.api import ApiError
+from tunedeck.core.config import ConfigError
+from tunedeck.core.records import Job, JobEvent, JobRow, MetricPoint
+from tunedeck.core.service import Service, ServiceError
+from tunedeck.core.text import strip_controls
+from tunedeck.tui.formatting import job_fields, local_time
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tunedeck", description="The fine-tuning loop in a terminal.")
+    parser.add_argument("--version", action="version", version=f"tunedeck {__version__}")
+    parser.add_argument("--profile", help="profile to use (default: the config's default, or local)")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the local fine-tuning backend in the foreground")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8765)
+    serve.add_argument("--data-dir", type=Path, help="where jobs, files and models are kept")
+    serve.add_argument("--time-scale", type=float, default=1.0, help="stretch job durations (demos)")
+    serve.add_argument(
+        "--training-not-available",
+        action="store_true",
+        help="answer job creation with OpenAI's 403 training_not_available (rehearse a blocked organisation)",
+    )
+    serve.add_argument("--faults", type=Path, metavar="FILE", help="inject faults from a JSON or TOML plan")
+
+    jobs = commands.add_parser("jobs", help="list and inspect fine-tuning jobs").add_subparsers(
+        dest="jobs_command", metavar="ACTION", required=True
+    )
+    listing = jobs.add_parser("list", help="every job of the profile, newest first")
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    listing.add_argument("--offline", action="store_true", help="only what is cached; no network")
+    show = jobs.add_parser("show", help="one job with its events and metrics")
+    show.add_argument("job_id")
+    show.add_argument("--json", action="store_true", help="print JSON")
+    show.add_argument("--offline", action="store_true", help="only what is cached; no network")
+
+    commands.add_parser("paths", help="print where config, cache and data live")
+    local_models = commands.add_parser(
+        "models", help="the open models the local backend can fine-tune (found on disk, offline)"
+    )
+    local_models.add_argument("--json", action="store_true", help="print JSON")
+    commands.add_parser("profiles", help="list the configured profiles")
+    add_data_parser(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command is None:
+            return _run_app(args.profile)
+        if args.command == "serve":
+            return _serve(args)
+        if args.command == "paths":
+            return _print_paths()
+        if args.command == "models":
+            return _print_local_models(args.json)
+        if args.command == "profiles":
+            return _print_profiles()
+        if args.command == "data":
+            return run_data(args)
+        return asyncio.run(_jobs(args))
+    except ConfigError as exc:
+        _fail(f"config: {exc}")
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+def _fail(message: str) -> None:
+    print(f"tunedeck: {strip_controls(message)}", file=sys.stderr)
+
+
+def _say(line: str) -> None:
+    """Print human-readable output; API text in it may carry terminal escapes."""
+    print(strip_controls(line))
+
+
+def _run_app(profile: str | None) -> int:
+    from tunedeck.core.bootstrap import load_app_config
+
+    load_app_config().profile(profile)  # a bad config or profile is reported before the screen opens
+    from tunedeck.tui.app import run_app
+
+    return run_app(profile)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from tunedeck.backend import serve
+    from tunedeck.core.paths import AppPaths
+
+    # By default the same store as the app's `local` profile: a running `tunedeck` attaches to it.
+    paths = AppPaths.discover()
+    data_dir = args.data_dir or paths.local_backend_dir("local")
+    from tunedeck.backend.http.faults import FaultConfigError
+    from tunedeck.backend.ownership import BackendBusy
+    from tunedeck.backend.trainers.transformer.server.catalog import default_models_dirs
+
+    try:
+        serve(
+            data_dir=data_dir,
+            host=args.host,
+            port=args.port,
+            time_scale=args.time_scale,
+            training_not_available=args.training_not_available,
+            faults=args.faults,
+            models_dirs=default_models_dirs(paths.models_dir),
+        )
+    except FaultConfigError as exc:
+        _fail(f"--faults: {exc}")
+        return EXIT_USAGE
+    except BackendBusy as busy:
+        _fail(str(busy))
+        return EXIT_FAILED
+    except OSError as exc:
+        _fail(f"cannot serve on {args.host}:{args.port}: {exc.strerror or exc}")
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def _print_paths() -> int:
+    from tunedeck.core.paths import AppPaths
+
+    paths = AppPaths.discover()
+    print(f"config file:  {paths.config_file}")
+    print(f"cache:        {paths.cache_db()}")
+    print(f"data:         {paths.data_dir}")
+    print(f"models:       {paths.models_dir}  (open models for the transformer trainer; $TUNEDECK_MODELS_DIR overrides)")
+    return EXIT_OK
+
+
+def _print_local_models(as_json: bool) -> int:
+    from tunedeck.backend.trainers.transformer import INSTALL_COMMAND, missing_packages
+    from tunedeck.backend.trainers.transformer.server.catalog import ModelCatalog, default_models_dirs
+    from tunedeck.core.paths import AppPaths
+
+    catalog = ModelCatalog(default_models_dirs(AppPaths.discover().models_dir))
+    found = [catalog.locate(name) for name in catalog.names()]
+    missing = missing_packages()
+    if as_json:
+        report = {
+            "models": [source.as_json() for source in found if source is not None],
+            "searched": catalog.searched(),
+            "trainer_installed": not missing,
+            "missing_packages": missing,
+        }
+        print(json.dumps(report, indent=2))
+        return EXIT_OK
+    for source in found:
+        if source is not None:
+            _say(f"{source.name}  ({source.origin})")
+    if not found:
+        _say("no open models found")
+    _say("looked in: " + "; ".join(catalog.searched()))
+    if missing:
+        _say(f"to train them: {INSTALL_COMMAND} (missing: {', '.join(missing)})")
+    return EXIT_OK
+
+
+def _print_profiles() -> int:
+    from tunedeck.core.bootstrap import load_app_config
+
+    config = load_app_config()
+    for name, profile in sorted(config.profiles.items()):
+        marker = "*" if name == config.default_profile else " "
+        print(f"{marker} {name:<16} {profile.backend:<11} {profile.describe()}")
+    return EXIT_OK
+
+
+async def _jobs(args: argparse.Namespace) -> int:
+    from tunedeck.core.bootstrap import open_service
+
+    service = await open_service(args.profile)
+    try:
+        if not args.offline:
+            await service.connect()
+            if service.connection.state != "online":
+                _fail(f"{service.connection.detail}; showing cached data")
+        if args.jobs_command == "list":
+            return await _jobs_list(service, args)
+        return await _jobs_show(service, args)
+    except (ApiError, ServiceError) as exc:
+        _fail(str(exc))
+        return EXIT_FAILED
+    finally:
+        await service.close()
+
+
+async def _jobs_list(service: Service, args: argparse.Namespace) -> int:
+    rows = await service.refresh_all_jobs() if service.is_connected else await service.cached_rows()
+    if args.json:
+        print(json.dumps({"profile": service.profile.name, "jobs": [_row_json(r) for r in rows]}, indent=2))
+        return EXIT_OK
+    if not rows:
+        print("no jobs yet")
+        return EXIT_OK
+    print(f"{'ID':<32} {'MODEL':<24} {'METHOD':<6} {'STATUS':<16} {'PROGRESS':>8}  {'CREATED':<16}  FINE-TUNED MODEL")
+    for row in rows:
+        job = row.job
+        progress = f"{row.progress:.0%}" if row.progress is not None else "-"
+        _say(
+            f"{job.id:<32} {job.model:<24} {job.method_label:<6} {job.status:<16} {progress:>8}  "
+            f"{local_time(job.created_at):<16}  {job.fine_tuned_model or '-'}"
+        )
+    return EXIT_OK
+
+
+async def _jobs_show(service: Service, args: argparse.Namespace) -> int:
+    if service.is_connected:
+        await service.follow(args.job_id)
+    job = await service.cached_job(args.job_id)
+    if job is None:
+        _fail(f"no job {args.job_id!r} in profile {service.profile.name!r}")
+        return EXIT_FAILED
+    events = await service.cached_events(args.job_id)
+    metrics = [m for m in map(MetricPoint.from_event, events) if m is not None]
+    if args.json:
+        print(json.dumps(_show_json(service, job, events, metrics), indent=2))
+        return EXIT_OK
+    for label, value in job_fields(job):
+        _say(f"{label + ':':<12} {value}")
+    print()
+    for event in events:
+        _say(f"{local_time(event.created_at)}  {event.level:<5} {event.message}")
+    return EXIT_OK
+
+
+def _row_json(row: JobRow) -> dict[str, Any]:
+    job = row.job
+    return {
+        "id": job.id,
+        "model": job.model,
+        "method": job.method,
+        "status": job.status,
+        "progress": row.progress,
+        "step": row.step,
+        "total_steps": row.total_steps,
+        "created_at": job.created_at,
+        "finished_at": job.finished_at,
+        "fine_tuned_model": job.fine_tuned_model,
+    }
+
+
+def _show_json(service: Service, job: Job, events: list[JobEvent], metrics: list[MetricPoint]) -> dict[str, Any]:
+    return {
+        "profile": service.profile.name,
+        "job": job.raw,
+        "events": [e.to_api() for e in events],
+        "metrics": [
+            {
+                "step": m.step,
+                "total_steps": m.total_steps,
+                "train_loss": m.train_loss,
+                "valid_loss": m.valid_loss,
+                "full_valid_loss": m.full_valid_loss,
+                "train_mean_token_accuracy": m.train_accuracy,
+                "valid_mean_token_accuracy": m.valid_accuracy,
+            }
+            for m in metrics
+        ],
+    }
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
