@@ -1,26 +1,63 @@
 """The local backend: an OpenAI-compatible fine-tuning API on loopback that trains for real.
 
-`LocalBackend` (backend.py) runs the HTTP server (server.py + routes_*.py) over a SQLite
-store (store.py) and a job engine (engine.py) that drives trainers (trainer.py; the
-built-in one is ngram.py). Heavy modules (aiohttp, numpy) load only when `LocalBackend`
-or `serve` is first used, so reading `BUILTIN_BASE_MODEL` stays cheap.
+This module is the backend's front door: the app, the CLI and the tests outside
+`tests/test_local_*` use only the names below (an import contract checks it).
+
+- `LocalBackend(data_dir, ...)` runs it (`start()`/`stop()` in a thread of its own, or
+  `start_async()`/`stop_async()` in the caller's loop); `serve(...)` runs it in the
+  foreground for `tunedeck serve`. `BackendBusy`: another process already runs the backend
+  of that data directory (its URL is attached). `FaultConfigError`: a bad `--faults` plan.
+- `BUILTIN_BASE_MODEL`: the model the built-in CPU trainer fine-tunes.
+- `default_models_dirs(fallback)` and `models_report(models_dirs)`: where the transformer
+  trainer looks for open models and what it finds there (`tunedeck models`).
+
+Inside: `local_backend.py` wires `http/` (the aiohttp server and its routes) to
+`storage/` (SQLite store, blobs, uploads) and `jobs/` (the engine and each job state's
+work), which drives `trainers/` (`base.py` is their contract; `ngram/` the built-in CPU
+model; `transformer/` open models in worker processes). `graders/` grades RFT answers and
+`/graders/run`; `inference.py` answers chat completions. Dataset rules come from
+`tunedeck.core.datasets`, the app's own, so both agree on what is valid.
+
+Heavy modules (aiohttp, numpy) load only when a name that needs them is first used, so
+reading `BUILTIN_BASE_MODEL` stays cheap.
 """
 
 from __future__ import annotations
 
+from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 BUILTIN_BASE_MODEL = "tunedeck-ngram"
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .http.faults import FaultConfigError
     from .local_backend import LocalBackend, serve
+    from .ownership import BackendBusy
+    from .trainers.transformer.server.catalog import default_models_dirs, models_report
 
-__all__ = ["BUILTIN_BASE_MODEL", "LocalBackend", "serve"]
+# name -> the module that defines it, imported on first use
+_LAZY = {
+    "LocalBackend": ".local_backend",
+    "serve": ".local_backend",
+    "BackendBusy": ".ownership",
+    "FaultConfigError": ".http.faults",
+    "default_models_dirs": ".trainers.transformer.server.catalog",
+    "models_report": ".trainers.transformer.server.catalog",
+}
+
+__all__ = [
+    "BUILTIN_BASE_MODEL",
+    "BackendBusy",
+    "FaultConfigError",
+    "LocalBackend",
+    "default_models_dirs",
+    "models_report",
+    "serve",
+]
+assert set(__all__) == {"BUILTIN_BASE_MODEL", *_LAZY}
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("LocalBackend", "serve"):
-        from . import local_backend as backend
-
-        return getattr(backend, name)
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name], __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -217,9 +217,8 @@ class LocalBackend:
         """Where trainers look for base models (for the serve banner and error messages)."""
         places: list[str] = []
         for trainer in self.trainers:
-            catalog = getattr(trainer, "catalog", None)
-            if catalog is not None:
-                places.extend(catalog.searched())
+            if trainer.catalog is not None:
+                places.extend(trainer.catalog.searched())
         return places
 
     # -- driving time -------------------------------------------------------------------------------

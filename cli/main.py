@@ -107,16 +107,12 @@ def _run_app(profile: str | None) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from tunedeck.backend import serve
+    from tunedeck.backend import BackendBusy, FaultConfigError, default_models_dirs, serve
     from tunedeck.core.paths import AppPaths
 
     # By default the same store as the app's `local` profile: a running `tunedeck` attaches to it.
     paths = AppPaths.discover()
     data_dir = args.data_dir or paths.local_backend_dir("local")
-    from tunedeck.backend.http.faults import FaultConfigError
-    from tunedeck.backend.ownership import BackendBusy
-    from tunedeck.backend.trainers.transformer.server.catalog import default_models_dirs
-
     try:
         serve(
             data_dir=data_dir,
@@ -151,30 +147,21 @@ def _print_paths() -> int:
 
 
 def _print_local_models(as_json: bool) -> int:
-    from tunedeck.backend.trainers.transformer import INSTALL_COMMAND, missing_packages
-    from tunedeck.backend.trainers.transformer.server.catalog import ModelCatalog, default_models_dirs
+    from tunedeck.backend import default_models_dirs, models_report
     from tunedeck.core.paths import AppPaths
 
-    catalog = ModelCatalog(default_models_dirs(AppPaths.discover().models_dir))
-    found = [catalog.locate(name) for name in catalog.names()]
-    missing = missing_packages()
+    report = models_report(default_models_dirs(AppPaths.discover().models_dir))
+    install_command = report.pop("install_command")
     if as_json:
-        report = {
-            "models": [source.as_json() for source in found if source is not None],
-            "searched": catalog.searched(),
-            "trainer_installed": not missing,
-            "missing_packages": missing,
-        }
         print(json.dumps(report, indent=2))
         return EXIT_OK
-    for source in found:
-        if source is not None:
-            _say(f"{source.name}  ({source.origin})")
-    if not found:
+    for source in report["models"]:
+        _say(f"{source['name']}  ({source['origin']})")
+    if not report["models"]:
         _say("no open models found")
-    _say("looked in: " + "; ".join(catalog.searched()))
-    if missing:
-        _say(f"to train them: {INSTALL_COMMAND} (missing: {', '.join(missing)})")
+    _say("looked in: " + "; ".join(report["searched"]))
+    if report["missing_packages"]:
+        _say(f"to train them: {install_command} (missing: {', '.join(report['missing_packages'])})")
     return EXIT_OK
 
 

@@ -180,9 +180,7 @@ class Service:
 
     def _start_or_attach_local_backend(self) -> str:
         """Start this profile's backend, or use the one another tunedeck process runs for it."""
-        from tunedeck.backend import LocalBackend
-        from tunedeck.backend.trainers.transformer.server.catalog import default_models_dirs
-        from tunedeck.backend.ownership import BackendBusy
+        from tunedeck.backend import BackendBusy, LocalBackend, default_models_dirs
 
         if self._paths is None:
             raise ApiError("config", "the local backend needs a data directory")

@@ -17,6 +17,7 @@ import pytest
 
 from tunedeck.backend import BUILTIN_BASE_MODEL, LocalBackend
 from tunedeck.backend.ownership import BackendBusy
+from tunedeck.backend.trainers.base import StepMetrics, Trainer, TrainingRun
 
 
 def test_sync_client_uploads_lists_and_trains_in_thread_mode(tmp_path, sft_file):
@@ -153,7 +154,7 @@ def test_serve_prints_its_url_and_stops_on_ctrl_c(tmp_path):
         process.stdout.close()
 
 
-class FlakyRun:
+class FlakyRun(TrainingRun):
     """A run whose third step crashes, like a trainer bug or a full disk."""
 
     total_steps, steps_per_epoch = 10, 5
@@ -162,8 +163,6 @@ class FlakyRun:
         self.done = 0
 
     def step(self):
-        from tunedeck.backend.trainers.base import StepMetrics
-
         self.done += 1
         if self.done == 3:
             raise RuntimeError("disk full")
@@ -173,7 +172,7 @@ class FlakyRun:
         path.write_bytes(b"weights")
 
 
-class FlakyTrainer:
+class FlakyTrainer(Trainer):
     def base_models(self) -> list[str]:
         return ["flaky-model"]
 

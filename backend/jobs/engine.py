@@ -19,7 +19,7 @@ from typing import Any, Awaitable, Callable
 from ..errors import bad_request, not_found
 from ..storage.ids import new_job_id
 from ..storage.store import TERMINAL_STATUSES
-from ..trainers.base import close_run
+from ..trainers.base import Trainer
 from .jobspec import new_job, parse_job_request, raise_if_terminal
 from .pausing import pause_running_job, require_status_for, resumed_message
 from .phases import ActiveJob, Phases
@@ -115,7 +115,7 @@ class JobEngine:
             self._phases.add_event(job_id, "Fine-tuning job cancelled")
         active = self._active.get(job_id)
         if active is not None and active.run is not None:
-            close_run(active.run)  # a worker process ends now, even mid-step; its step is thrown away
+            active.run.close()  # a worker process ends now, even mid-step; its step is thrown away
         self._chore(self._discard(job_id))
         return job
 
@@ -157,7 +157,7 @@ class JobEngine:
     def _forget(self, job_id: str) -> None:
         active = self._active.pop(job_id, None)
         if active is not None and active.run is not None:
-            close_run(active.run)
+            active.run.close()
 
     # -- restart ------------------------------------------------------------------------------
 
@@ -273,7 +273,7 @@ class JobEngine:
         async with self._slots_for(trainer):
             if self._status(job_id) == "queued":
                 await self._pacing.sleep(self._pacing.phase_seconds())
-            paced = getattr(trainer, "paced", True)  # a real trainer's steps take their own time
+            paced = trainer is None or trainer.paced  # a real trainer's steps take their own time
             pause = self._pacing.step_seconds() if paced else 0.0
             steps_per_trip = 1 if pause > 0 or not paced else STEPS_PER_TRIP
             while self._status(job_id) not in (None, *TERMINAL_STATUSES):
@@ -281,10 +281,10 @@ class JobEngine:
                     return
                 await self._pacing.sleep(pause)
 
-    def _slots_for(self, trainer: Any) -> asyncio.Semaphore:
+    def _slots_for(self, trainer: Trainer | None) -> asyncio.Semaphore:
         """The shared training slots, or a trainer's own when it limits its runs (one per GPU)."""
-        limit = getattr(trainer, "max_concurrent_runs", None)
-        if limit is None:
+        limit = trainer.max_concurrent_runs if trainer is not None else None
+        if trainer is None or limit is None:
             return self._slots
         return self._trainer_slots.setdefault(trainer, asyncio.Semaphore(limit))
 
@@ -301,6 +301,6 @@ class JobEngine:
             task.cancel()
         for active in self._active.values():
             if active.run is not None:
-                close_run(active.run)
+                active.run.close()
         await asyncio.gather(*tasks, return_exceptions=True)
 

@@ -12,9 +12,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from ..checks import integer_between, number_between
 from ..errors import ApiError, bad_request
 from ..graders.grader import compile_grader
 from ..storage.ids import model_tag_for, new_seed
+from ..trainers.options import OptionError, check_options
 
 METHODS = ("supervised", "dpo", "reinforcement")
 AUTO = "auto"
@@ -37,28 +39,15 @@ AUTO_METHOD_VALUES = {"beta": 0.1, "compute_multiplier": 1.0, "eval_samples": 1,
 AUTO_EVALUATIONS = 10
 
 
-def _integer(low: int, high: int) -> Callable[[Any], bool]:
-    return lambda v: isinstance(v, int) and not isinstance(v, bool) and low <= v <= high
-
-
-def _number(low: float, high: float, *, low_open: bool = True) -> Callable[[Any], bool]:
-    def check(v: Any) -> bool:
-        if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
-            return False
-        return (low < v if low_open else low <= v) and v <= high
-
-    return check
-
-
 # name -> (check, what the error says is expected); "auto" is accepted for all but the effort.
 HYPERPARAMETER_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "n_epochs": (_integer(1, 50), "an integer from 1 to 50"),
-    "batch_size": (_integer(1, MAX_BATCH_SIZE), "an integer from 1 to 256"),
-    "learning_rate_multiplier": (_number(0, 1e6), "a number greater than 0"),
-    "beta": (_number(0, 2), "a number in (0, 2]"),
-    "compute_multiplier": (_number(0.00001, 10), "a number in (0.00001, 10]"),
-    "eval_interval": (_integer(1, 10**9), "a positive integer"),
-    "eval_samples": (_integer(1, 10**9), "a positive integer"),
+    "n_epochs": (integer_between(1, 50), "an integer from 1 to 50"),
+    "batch_size": (integer_between(1, MAX_BATCH_SIZE), "an integer from 1 to 256"),
+    "learning_rate_multiplier": (number_between(0, 1e6), "a number greater than 0"),
+    "beta": (number_between(0, 2), "a number in (0, 2]"),
+    "compute_multiplier": (number_between(0.00001, 10), "a number in (0.00001, 10]"),
+    "eval_interval": (integer_between(1, 10**9), "a positive integer"),
+    "eval_samples": (integer_between(1, 10**9), "a positive integer"),
     "reasoning_effort": (lambda v: v in ("default", "low", "medium", "high"), "default, low, medium or high"),
 }
 COMMON_HYPERPARAMETERS = ("n_epochs", "batch_size", "learning_rate_multiplier")
@@ -90,34 +79,13 @@ class JobRequest:
     options: dict[str, Any] | None = None  # the `tunedeck` extension field
 
 
-# tunedeck's own job options, sent in the request's `tunedeck` field (the SDK's `extra_body`),
-# which leaves OpenAI's request shape intact; the job echoes them under `tunedeck`. Only the
-# transformer trainer reads them (the built-in trainer has nothing to choose).
-TUNEDECK_OPTIONS: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "training_type": (lambda v: v in ("auto", "lora", "full"), "auto, lora or full"),
-    "lora_rank": (_integer(1, 1024), "an integer from 1 to 1024"),
-    "lora_alpha": (_integer(1, 4096), "an integer from 1 to 4096"),
-    "lora_dropout": (_number(0.0, 1.0, low_open=False), "a number from 0 to 1"),
-    "max_length": (_integer(16, 1_000_000), "an integer from 16 to 1000000 (tokens per example)"),
-    "max_completion_tokens": (_integer(1, 32_768), "an integer from 1 to 32768 (RFT answer length)"),
-    "device": (lambda v: isinstance(v, str) and (v == "cpu" or v.startswith("cuda")), "cpu, cuda or cuda:N"),
-}
-
-
 def _options(raw: Any) -> dict[str, Any] | None:
     if raw is None:
         return None
-    if not isinstance(raw, dict):
-        raise bad_request("Invalid 'tunedeck': expected an object of tunedeck options.", param="tunedeck")
-    for key, value in raw.items():
-        if key not in TUNEDECK_OPTIONS:
-            known = ", ".join(TUNEDECK_OPTIONS)
-            raise bad_request(f"Unknown option 'tunedeck.{str(key)[:40]}'; known: {known}.", param=f"tunedeck.{key}")
-        check, expected = TUNEDECK_OPTIONS[key]
-        if not check(value):
-            shown = repr(value)[:40]
-            raise bad_request(f"Invalid 'tunedeck.{key}': expected {expected}, got {shown}.", param=f"tunedeck.{key}")
-    return dict(raw)
+    try:
+        return check_options(raw)
+    except OptionError as exc:
+        raise bad_request(exc.message, param=exc.param) from None
 
 
 def parse_job_request(body: dict[str, Any]) -> JobRequest:
@@ -217,7 +185,7 @@ def _suffix(raw: Any) -> str:
 def _seed(raw: Any) -> int:
     if raw is None:
         return new_seed()
-    if not _integer(0, MAX_SEED)(raw):
+    if not integer_between(0, MAX_SEED)(raw):
         raise bad_request(f"Invalid 'seed': expected an integer from 0 to {MAX_SEED}.", param="seed")
     return raw
 

@@ -20,11 +20,11 @@ from typing import TYPE_CHECKING, Any
 
 from .. import objects
 from ..errors import ApiError, bad_request
-from ..trainers.base import remove_weights
+from ..trainers.base import TrainingRun, remove_weights
 from .jobspec import final_model_name, raise_if_terminal
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..trainers.base import StepMetrics, TrainingRun
+    from ..trainers.base import StepMetrics
     from .phases import ActiveJob, Phases
 
 PAUSED_WEIGHTS_DIR = "paused"  # never a job id: those start with "ftjob-"
@@ -82,7 +82,7 @@ def resumed_message(run_in_memory: bool, steps_done: int) -> str:
 
 
 def paused_weights_path(phases: Phases, job_id: str, step: int, run: TrainingRun | None = None) -> Path:
-    suffix = getattr(run, "checkpoint_suffix", ".npz")
+    suffix = run.checkpoint_suffix if run is not None else TrainingRun.checkpoint_suffix
     return phases.blobs.models_dir / PAUSED_WEIGHTS_DIR / job_id / f"step-{step}{suffix}"
 
 
@@ -90,11 +90,7 @@ def _save_weights(run: TrainingRun, path: Path) -> None:
     """Save the pause checkpoint. A run that can `suspend` also stops its worker process here
     (freeing the GPU while paused) and continues from this checkpoint when stepped again."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    suspend = getattr(run, "suspend", None)
-    if suspend is not None:
-        suspend(path)
-    else:
-        run.save(path)
+    run.suspend(path)
 
 
 def _publish_pause_checkpoint(phases: Phases, job: dict[str, Any], active: ActiveJob, name: str, weights: Path) -> None:

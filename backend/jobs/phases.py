@@ -30,10 +30,9 @@ from ..trainers.base import (
     TrainingFailure,
     TrainingRun,
     TrainingSpec,
-    close_run,
     remove_weights,
-    take_notices,
 )
+from ..trainers.options import TunedeckOptions
 from .jobspec import base_model_name, final_model_name, resolve_hyperparameters, set_hyperparameters
 from .training_data import Dataset, DatasetError, load_dataset
 
@@ -91,7 +90,7 @@ class Phases:
         listed = next((t for t in self.trainers if model in t.base_models()), None)
         # A trainer may also claim names it does not list (a Hugging Face id not downloaded yet):
         # the job is created, then fails with `model_not_found` saying where it looked.
-        return listed or next((t for t in self.trainers if getattr(t, "claims", _claims_nothing)(model)), None)
+        return listed or next((t for t in self.trainers if t.claims(model)), None)
 
     async def off_loop(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, functools.partial(fn, *args))
@@ -170,7 +169,7 @@ class Phases:
         run = await self.off_loop(trainer.start, self._spec(job, active))
         job = self._reread(job, "queued")
         if job is None:
-            close_run(run)
+            run.close()
             return
         active.run, active.steps, active.snapshots, active.last_valid = run, [], [], None
         job["status"] = "running"
@@ -212,7 +211,7 @@ class Phases:
             method_config={k: v for k, v in job["method"][method].items() if k != "hyperparameters"},
             training_path=self.blobs.file_path(job["training_file"]),
             validation_path=self.blobs.file_path(job["validation_file"]) if job.get("validation_file") else None,
-            options=dict(job.get("tunedeck") or {}),
+            options=TunedeckOptions.from_json(job.get("tunedeck")),
         )
 
     async def _train_steps(self, job: dict[str, Any], active: ActiveJob, max_steps: int) -> int:
@@ -238,7 +237,7 @@ class Phases:
 
     def _update_estimate(self, job: dict[str, Any], run: TrainingRun, results: StepResults) -> None:
         """A run that measures its own pace (real training) refines `estimated_finish`."""
-        rate = getattr(run, "seconds_per_step", None)
+        rate = run.seconds_per_step
         if rate is None or not results:
             return
         last = results[-1][0]
@@ -246,7 +245,7 @@ class Phases:
         self.store.save_job(job)
 
     def _record_notices(self, job_id: str, run: TrainingRun) -> None:
-        for level, text in take_notices(run):
+        for level, text in run.take_notices():
             self.add_event(job_id, text, level=level)
 
     def _record_step(self, job_id: str, active: ActiveJob, metrics: StepMetrics, saved: Path | None) -> None:
@@ -331,14 +330,10 @@ class Phases:
 
 def _tokens_per_epoch(active: ActiveJob) -> int:
     """By the run's own tokenizer when it counts (transformers), else the built-in count."""
-    counted = getattr(active.run, "tokens_per_epoch", None)
+    counted = active.run.tokens_per_epoch if active.run is not None else None
     if counted:
         return int(counted)
     return active.training.n_tokens if active.training else 0
-
-
-def _claims_nothing(model: str) -> bool:
-    return False
 
 
 def kept_snapshots(snapshots: list[Snapshot]) -> list[Snapshot]:
@@ -363,7 +358,7 @@ def _steps_and_snapshots(run: TrainingRun, job_dir: Path, max_steps: int) -> tup
             metrics = run.step()
             path = None
             if metrics.saves_checkpoint:
-                path = job_dir / f"step-{metrics.step}{getattr(run, 'checkpoint_suffix', '.npz')}"
+                path = job_dir / f"step-{metrics.step}{run.checkpoint_suffix}"
                 run.save(path)
             results.append((metrics, path))
             if metrics.step >= metrics.total_steps:

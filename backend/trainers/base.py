@@ -1,16 +1,23 @@
-"""The interface between the job engine and whatever trains a model.
+"""The contract between the job engine and whatever trains a model.
 
 The engine knows nothing about models: it validates files, resolves hyperparameters, then
-asks a `Trainer` for a `TrainingRun` and calls `step()` until `total_steps`. The built-in
-CPU trainer (`ngram.py`) is one implementation; a PyTorch trainer can plug in by offering
-the same two methods. Everything here is plain data, cheap to import (no numpy).
+asks a `Trainer` for a `TrainingRun` and calls `step()` until `total_steps`, saving
+checkpoints where the step's metrics say so. A trainer subclasses `Trainer` and its runs
+subclass `TrainingRun`; every attribute the engine reads is declared below with its default,
+so a new trainer is written against this file alone. Two implementations exist: the
+built-in n-gram model (`trainers/ngram/`, in-process, CPU) and the transformer trainer
+(`trainers/transformer/`, a worker process per run). Everything here is plain data, cheap to
+import (no numpy, no torch).
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, Sequence
+
+from .options import TunedeckOptions
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +58,7 @@ class TrainingSpec:
     method_config: dict[str, Any] = field(default_factory=dict)  # the method's other settings: RFT `grader`...
     training_path: Path | None = None  # the files themselves, for trainers that read raw rows (transformers)
     validation_path: Path | None = None
-    options: dict[str, Any] = field(default_factory=dict)  # the job's `tunedeck` extension field
+    options: TunedeckOptions = field(default_factory=TunedeckOptions)  # the job's `tunedeck` extension field
 
 
 # The loss and accuracy keys of a metric event's `data`, as the API names them.
@@ -102,31 +109,70 @@ class StepMetrics:
         return data
 
 
-class TrainingRun(Protocol):
+class TrainingRun(ABC):
     """One training run in progress. Not thread-safe: the engine calls it from one thread at a time."""
 
     total_steps: int
     steps_per_epoch: int
+    checkpoint_suffix: str = ".npz"
+    """Appended to `step-N` to name a checkpoint: a file suffix, or "" where checkpoints are folders."""
+    seconds_per_step: float | None = None
+    """The run's measured pace, where it measures one; the engine refines `estimated_finish` from it."""
+    tokens_per_epoch: int | None = None
+    """Trained tokens per epoch by the model's own tokenizer; None: the engine counts them itself."""
 
+    @abstractmethod
     def step(self) -> StepMetrics:
         """Run the next optimisation step and report its metrics."""
-        ...
 
+    @abstractmethod
     def save(self, path: Path) -> None:
         """Write the current weights to `path` (atomically); the format is the trainer's."""
-        ...
+
+    def suspend(self, path: Path) -> None:
+        """Pause: save a checkpoint to continue from. A run holding a process or a GPU frees it
+        here and continues from `path` when stepped again; in-process runs just save."""
+        self.save(path)
+
+    def take_notices(self) -> list[tuple[str, str]]:
+        """(level, text) messages for the job's events since the last call (truncated rows...)."""
+        return []
+
+    def close(self) -> None:
+        """End the run's resources now (a worker process); in-process runs hold none."""
 
 
-class Trainer(Protocol):
+class Trainer(ABC):
+    paced: bool = True
+    """Whether the engine paces steps with its demo delay (`time_scale`); a trainer whose
+    steps take real time says False."""
+    max_concurrent_runs: int | None = None
+    """Runs of this trainer at once (one per GPU); None: the engine's shared slots."""
+    catalog: ModelPlaces | None = None
+    """Where the trainer finds base models on disk, if it looks anywhere (shown in errors)."""
+
+    @abstractmethod
     def base_models(self) -> list[str]:
         """Model names this trainer can fine-tune (listed by `GET /v1/models`)."""
-        ...
 
+    @abstractmethod
     def supports(self, method: str) -> bool:
-        ...
+        """Whether it trains this method ("supervised", "dpo", "reinforcement")."""
 
+    @abstractmethod
     def start(self, spec: TrainingSpec) -> TrainingRun:
         """Prepare a run (tokenise, build features). May take a while: called off the event loop."""
+
+    def claims(self, model: str) -> bool:
+        """Whether a job on `model`, which `base_models()` does not list, is still this
+        trainer's (a Hugging Face id not downloaded yet: the job is created, then fails
+        saying where the trainer looked)."""
+        return False
+
+
+class ModelPlaces(Protocol):
+    def searched(self) -> list[str]:
+        """The places looked in for base models, in order."""
         ...
 
 
@@ -139,19 +185,6 @@ class TrainingFailure(Exception):
         self.code = code
         self.message = message
         self.param = param
-
-
-def close_run(run: Any) -> None:
-    """End a run's resources now (a transformer run's worker process); a no-op for in-process runs."""
-    close = getattr(run, "close", None)
-    if close is not None:
-        close()
-
-
-def take_notices(run: Any) -> list[tuple[str, str]]:
-    """(level, text) messages a run has for the job's events since the last call (truncated rows...)."""
-    take = getattr(run, "take_notices", None)
-    return take() if take is not None else []
 
 
 def remove_weights(path: Path) -> None:

@@ -43,8 +43,8 @@ import numpy as np
 
 from tunedeck.backend.jobs.training_data import chat_turns
 
-from ..base import StepMetrics, TrainingSpec, Turn
-from .batches import EpochBatches
+from ..base import StepMetrics, TrainingRun, TrainingSpec, Turn
+from ..batches import EpochBatches
 from .features import Featurized
 from .policy import answer_tokens, save_model, starting_model
 from .sequences import RowAdagrad, answer_features, gradient, score
@@ -72,7 +72,7 @@ class PairStats:
     reward_accuracy: float
 
 
-class DpoRun:
+class DpoRun(TrainingRun):
     def __init__(self, spec: TrainingSpec) -> None:
         hyper = spec.hyperparameters
         beta = hyper.extra.get("beta", DEFAULT_BETA)

@@ -47,8 +47,8 @@ from tunedeck.backend.graders.grader import Grader, compile_grader, sample_names
 from tunedeck.backend.graders.rewards import Graded, reward_metrics
 from tunedeck.backend.jobs.training_data import chat_turns
 
-from ..base import StepMetrics, TrainingSpec, Turn
-from .batches import EpochBatches
+from ..base import StepMetrics, TrainingRun, TrainingSpec, Turn
+from ..batches import EpochBatches
 from .features import END_TOKEN, local_feature_names, tokenize
 from .policy import UNKNOWN_ID, TokenModel, detokenize, save_model, starting_model
 from .sequences import RowAdagrad, answer_features, gradient, probabilities_under, score
@@ -69,7 +69,7 @@ class Prompt:
     item: dict[str, Any]
 
 
-class RftRun:
+class RftRun(TrainingRun):
     def __init__(self, spec: TrainingSpec) -> None:
         hyper = spec.hyperparameters
         self.grader: Grader = compile_grader(spec.method_config.get("grader"), "method.reinforcement.grader")

@@ -25,9 +25,9 @@ from typing import Sequence
 
 import numpy as np
 
-from ..base import ChatExample, StepMetrics, TrainingSpec
+from ..base import ChatExample, StepMetrics, TrainingRun, TrainingSpec
+from ..batches import EpochBatches
 from . import kernels
-from .batches import EpochBatches
 from .features import Featurized, Featurizer, build_vocabulary
 from .model import MAX_VOCABULARY, hash_rows, save_weights
 from .policy import extend_vocabulary, load_model
@@ -39,7 +39,7 @@ VALID_EVALS_PER_EPOCH = 10  # cadence of the small-batch `valid_loss`
 MIN_VALID_BATCH = 8  # examples in that small validation batch (at least the batch size)
 
 
-class SftRun:
+class SftRun(TrainingRun):
     def __init__(self, spec: TrainingSpec) -> None:
         hyper = spec.hyperparameters
         vocabulary = build_vocabulary(spec.training, MAX_VOCABULARY)

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from tunedeck.backend import BUILTIN_BASE_MODEL
 
-from ..base import TrainingRun, TrainingSpec, UnsupportedMethod
+from ..base import Trainer, TrainingRun, TrainingSpec, UnsupportedMethod
 from .dpo import DpoRun
 from .rft import RftRun
 from .sft import SftRun
 
 
-class NgramTrainer:
+class NgramTrainer(Trainer):
     """Fine-tunes `tunedeck-ngram` on the CPU: each method is a run class of its own."""
 
     def base_models(self) -> list[str]:

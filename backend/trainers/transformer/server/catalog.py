@@ -21,6 +21,7 @@ import importlib.util
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -200,3 +201,20 @@ class ModelCatalog:
         package = _package_folder() if self._packaged else None
         if package is not None:
             yield from _scan_package(package, f"package {PACKAGE}")
+
+
+def models_report(models_dirs: Sequence[Path]) -> dict[str, Any]:
+    """What `tunedeck models` shows: the open models found, where it looked, and whether the
+    `train` extra is installed (looked up, never imported)."""
+    from .. import INSTALL_COMMAND, missing_packages
+
+    catalog = ModelCatalog(models_dirs)
+    found = [catalog.locate(name) for name in catalog.names()]
+    missing = missing_packages()
+    return {
+        "models": [source.as_json() for source in found if source is not None],
+        "searched": catalog.searched(),
+        "trainer_installed": not missing,
+        "missing_packages": missing,
+        "install_command": INSTALL_COMMAND,
+    }

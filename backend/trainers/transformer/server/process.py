@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tunedeck.backend.trainers.base import LOSS_FIELDS, StepMetrics, TrainingFailure
+from tunedeck.backend.trainers.base import LOSS_FIELDS, StepMetrics, TrainingFailure, TrainingRun
 
 WORKER_MODULE = "tunedeck.backend.trainers.transformer.worker.main"
 CONTROL_FIELDS = ("step", "total_steps", "epoch_ended", "extra", "summary", "checkpoint", "checkpoint_score")
@@ -141,7 +141,7 @@ class WorkerProcess:
         self.close()
 
 
-class SubprocessRun:
+class SubprocessRun(TrainingRun):
     """A transformer job's run: the `TrainingRun` the engine drives, backed by a worker process."""
 
     checkpoint_suffix = ""  # checkpoints are folders

@@ -6,7 +6,7 @@ the places searched, and starts one worker process per run. One run at a time
 (`max_concurrent_runs`: one per GPU; the rest wait in `queued`), and its steps are not
 paced by the backend's demo delay (`paced = False`): real training takes its own time.
 
-Options come from the job's `tunedeck` extension field (see `jobspec.TUNEDECK_OPTIONS`).
+Options come from the job's `tunedeck` extension field (`trainers/options.py`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-from tunedeck.backend.trainers.base import TrainingFailure, TrainingSpec
+from tunedeck.backend.trainers.base import Trainer, TrainingFailure, TrainingSpec
 
 from .. import install_hint, missing_packages
 from .catalog import ModelCatalog
@@ -24,9 +24,10 @@ from .process import SubprocessRun
 METHODS = ("supervised", "dpo", "reinforcement")
 
 
-class TransformerTrainer:
+class TransformerTrainer(Trainer):
     paced = False
     max_concurrent_runs = 1
+    catalog: ModelCatalog
 
     def __init__(self, catalog: ModelCatalog, log_dir: Path, env: dict[str, str] | None = None) -> None:
         self.catalog = catalog
@@ -88,5 +89,5 @@ def worker_spec(spec: TrainingSpec, base: dict[str, Any]) -> dict[str, Any]:
         },
         "seed": spec.seed,
         "method_config": spec.method_config,
-        "options": spec.options,
+        "options": spec.options.as_json(),
     }

@@ -22,13 +22,13 @@ from typing import Any
 import torch
 
 from tunedeck.backend.trainers.base import TrainingFailure
+from tunedeck.backend.trainers.options import TunedeckOptions
 
 from ..server.checkpoints import CHECKPOINT_FORMAT, CHECKPOINT_META
 from ..server.checkpoints import read_meta as read_meta_if_any
 
 TRAINER_STATE = "trainer_state.pt"
 FULL_FINE_TUNE_BELOW = 50_000_000  # "auto" training type: whole model below this many parameters, LoRA above
-LORA_DEFAULTS = {"lora_rank": 16, "lora_alpha": 32, "lora_dropout": 0.0}
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,13 +126,13 @@ def resolve_training_type(requested: str, model: Any) -> str:
     return "full" if parameter_count(model) < FULL_FINE_TUNE_BELOW else "lora"
 
 
-def add_lora(model: Any, options: dict[str, Any]) -> Any:
+def add_lora(model: Any, options: TunedeckOptions) -> Any:
     from peft import LoraConfig, get_peft_model
 
     config = LoraConfig(
-        r=int(options.get("lora_rank", LORA_DEFAULTS["lora_rank"])),
-        lora_alpha=int(options.get("lora_alpha", LORA_DEFAULTS["lora_alpha"])),
-        lora_dropout=float(options.get("lora_dropout", LORA_DEFAULTS["lora_dropout"])),
+        r=options.lora_rank,
+        lora_alpha=options.lora_alpha,
+        lora_dropout=float(options.lora_dropout),
         target_modules="all-linear",
         task_type="CAUSAL_LM",
     )

@@ -30,13 +30,12 @@ from .scoring import pack, score
 
 GROUP_SIZE = 4
 MIN_GROUP, MAX_GROUP = 2, 64
-DEFAULT_ANSWER_TOKENS = 64
 EVALUATIONS_PER_RUN = 10
 
 
 class RftRun(Run):
     def prepare(self) -> None:
-        self.max_answer = int(self.options.get("max_completion_tokens") or DEFAULT_ANSWER_TOKENS)
+        self.max_answer = self.options.max_completion_tokens
         self.grader = compile_grader(self.spec["method_config"].get("grader"), "method.reinforcement.grader")
         self.train_prompts = self._prompts(self.spec["training_path"])
         self.valid_prompts = self._prompts(self.spec.get("validation_path"))

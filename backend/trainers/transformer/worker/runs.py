@@ -18,7 +18,8 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from tunedeck.backend.trainers.ngram.batches import EpochBatches
+from tunedeck.backend.trainers.batches import EpochBatches
+from tunedeck.backend.trainers.options import DEFAULT_MAX_LENGTH, TunedeckOptions
 
 from .encoding import ChatEncoder
 from .loading import (
@@ -41,7 +42,6 @@ WARMUP_FRACTION = 0.05
 MAX_GRAD_NORM = 1.0
 VALID_EVALS_PER_EPOCH = 10
 MIN_VALID_BATCH = 8
-DEFAULT_MAX_LENGTH = 2048  # tokens per example unless `tunedeck.max_length` says otherwise (capped by the model)
 Notice = Callable[..., None]  # (text, level='info')
 
 
@@ -66,12 +66,12 @@ class Run:
     def __init__(self, spec: dict[str, Any], notice: Notice) -> None:
         self.spec = spec
         self.notice = notice
-        self.options = spec.get("options") or {}
+        self.options = TunedeckOptions.from_json(spec.get("options"))
         hyper = spec["hyperparameters"]
         self.hyper = hyper
         self.resuming = spec.get("resume")
         torch.manual_seed(spec["seed"])  # before LoRA's random initialisation, so a seed repeats a run
-        self.device = choose_device(self.options.get("device"))
+        self.device = choose_device(self.options.device)
         self.base = BaseModel.from_json(spec["base"])
         self.model, self.tokenizer, self.training_type = self._load_model()
         self.encoder = ChatEncoder(self.tokenizer, self.base.name, self._max_length())
@@ -114,7 +114,7 @@ class Run:
         else:
             model = load_base(self.base, self.device)
             tokenizer = load_tokenizer(self.base.path, self.base.gguf_file)
-        training_type = resolve_training_type(self.options.get("training_type", "auto"), model)
+        training_type = resolve_training_type(self.options.training_type, model)
         if training_type == "full":
             return _master_weights(model, self.device), tokenizer, training_type
         if start:  # a whole fine-tuned model is the base of the new adapter
@@ -124,8 +124,7 @@ class Run:
 
     def _max_length(self) -> int:
         context = getattr(self.model.config, "max_position_embeddings", None) or DEFAULT_MAX_LENGTH
-        wanted = int(self.options.get("max_length") or DEFAULT_MAX_LENGTH)
-        return max(16, min(wanted, context))
+        return max(16, min(self.options.max_length, context))
 
     def _announce(self, trainable: list[torch.nn.Parameter]) -> None:
         count = sum(p.numel() for p in trainable)
