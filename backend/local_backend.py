@@ -6,10 +6,15 @@ caller's event loop (`await start_async()`/`await stop_async()`). Manual time, f
 is called; each has a blocking form (thread mode, from any other thread) and an
 `*_async` form (any loop).
 
-Layout of `data_dir`: `backend.sqlite3` (files, jobs, events, checkpoints, models, permissions),
-`files/<file id>` (uploads and result CSVs), `models/<job id>/step-N.npz` (weights),
-`models/paused/<job id>/step-N.npz` (pause checkpoints), `uploads/<upload id>/` (Uploads
-in progress), plus the lock and endpoint files of `ownership.py`.
+Layout of `data_dir`:
+- `backend.sqlite3`: files, jobs, events, checkpoints, models, permissions;
+- `files/<file id>`: uploads and result CSVs (`files/.incoming/` while one is being received);
+- `models/<job id>/step-N<suffix>`: checkpoints, a `.npz` file (built-in trainer) or a
+  folder (transformer trainer, suffix ""); `models/paused/<job id>/` the pause checkpoints;
+- `uploads/<upload id>/`: Uploads in progress;
+- `logs/`: the transformer workers' stderr, one file per process;
+- `base-models/`: open models to fine-tune, unless $TUNEDECK_MODELS_DIR names another folder;
+- the lock and endpoint files of `ownership.py`.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """Builders for the API objects the backend returns: events, checkpoints, files, models,
-and the result CSV. Wording follows the real API's events (reference §6.2)."""
+and the result CSV. Event wording follows the real API's ("Fine-tuning job started",
+"Step N/M: training loss=...", "New fine-tuned model created"...)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Dataset browser benchmark: a ~1 GB JSONL, time to the first page, jumps, index, search.
 
-Targets (issue 5): the first page of a 1 GB file in under 200 ms; nothing blocks the UI
+Targets: the first page of a 1 GB file in under 200 ms; nothing blocks the UI
 thread for more than 50 ms. The app runs headless (`run_test`, 120x36) with the dataset
 engine validating in the background, as a user would have it. Figures:
 

@@ -5,8 +5,8 @@
    `GET /v1/fine_tuning/jobs/{id}/events?limit=100`, against a backend holding `--jobs`
    finished jobs (a few thousand events), with `--concurrency` connections for `--seconds`.
    The backend runs in a child process, so the load generator does not share its GIL.
-2. Wall and CPU time of a 500-example SFT job (shared/bench/gen_dataset.py sft 500
-   --learnable), default hyperparameters, automatic time with step_delay=0, from
+2. Wall and CPU time of a 500-example SFT job (`python -m tunedeck.core.datasets.synth sft
+   500 --learnable`), default hyperparameters, automatic time with step_delay=0, from
    `jobs.create` to `succeeded`, in this process (CPU time counts the training threads).
 
 usage: .venv/bin/python bench/local_backend.py [--jobs 50] [--seconds 3] [--concurrency 16]

@@ -1,6 +1,6 @@
 """Start-up benchmark: process start to first frame, tunedeck (cached rows shown) vs a bare Textual app.
 
-Target (DEVELOPERS.md): tunedeck's first frame, with the cached jobs in it, within 1.5x a
+Target: tunedeck's first frame, with the cached jobs in it, within 1.5x a
 bare Textual app's start. Each run is a fresh process; the parent times from spawn until
 the child writes a marker at Textual's `Ready` (the first frame). Runs are interleaved so
 machine noise hits both sides alike. The tunedeck child also reports which heavy modules

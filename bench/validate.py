@@ -10,7 +10,7 @@ Prints wall times, the ratio, MB/s, peak RSS (the largest single process, from w
 rusage, which covers our worker processes; and our whole process tree, PSS and RSS sampled
 from /proc every 20 ms), and checks that both report the same billed tokens (and p50/p95).
 
-Targets (issue 4): ours at least 5x faster with the same billed tokens; RSS under 200 MB at
+Targets: ours at least 5x faster with the same billed tokens; RSS under 200 MB at
 any size. `--size-mb 1024` measures RSS on a 1 GB file; the reference is skipped above
 300 MB (it holds the whole file in memory) unless --with-reference is given.
 

@@ -1,6 +1,6 @@
 """A newline index over a text file of any size, so a viewer can open a 1 GB JSONL at once.
 
-toolong's design (see the project's TUI anchors, d.8): the file is never loaded. A scan
+As toolong (a log viewer built on Textual) does it, the file is never loaded. A scan
 finds every newline, a chunk at a time, and publishes line start offsets in batches into an
 `array('q')` (8 bytes a line: 8 MB for a million lines); any indexed line is then one
 positional read (`os.pread`) away. The first batch is small and scanned by the caller

@@ -100,7 +100,7 @@ async def test_a_dropped_or_truncated_answer_is_a_connection_error_not_a_hang(ba
 
 
 async def test_a_lost_answer_to_create_makes_a_retry_duplicate_the_job(backend):
-    """Reference §7.4: the SDK retries POSTs with no idempotency key."""
+    """The SDK retries POSTs with no idempotency key."""
     client = sdk(backend, retries=1)
     file = await client.files.create(file=("t.jsonl", TRAIN), purpose="fine-tune")
     rules(backend, {"method": "POST", "path": "/v1/fine_tuning/jobs", "kind": "drop", "after_handling": True,

@@ -1,4 +1,4 @@
-"""Checkpoint permissions (reference §1.2, §2.4) on the local backend, through the unmodified
+"""Checkpoint permissions (sharing a fine-tuned model with other projects) on the local backend, through the unmodified
 `openai` SDK, sync and async: create (no duplicates per project), list paged to exhaustion
 with small limits in both orders (the SDK's ConversationCursorPage follows `last_id`), the
 `project_id` filter, delete, the error envelopes, persistence across restarts, and cleanup

@@ -3,7 +3,8 @@
 Two things sit in front of every route, in an aiohttp middleware:
 
 - `training_not_available`: answer `POST /v1/fine_tuning/jobs` with the 403 that OpenAI
-  now sends to organisations it no longer lets train (reference §0.2). Uploads still work.
+  now sends to organisations it no longer lets train (`training_not_available`). Uploads
+  still work.
 - Fault rules: each names a method and a path glob, a kind, and when it fires (always,
   with a probability, or on every Nth matching request; optionally only `times` times).
   Kinds: `rate_limit` (429 with `retry-after`), `server_error` (500), `unavailable` (503),

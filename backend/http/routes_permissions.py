@@ -1,5 +1,5 @@
 """`/v1/fine_tuning/checkpoints/{checkpoint}/permissions`: share a fine-tuned model or one
-of its checkpoints with other projects (reference §1.2, §2.4).
+of its checkpoints with other projects (OpenAI's checkpoint permissions API).
 
 `{checkpoint}` is a full model name, colons included (`ft:…:AbCd1234:ckpt-step-40`, or the
 job's final model); the SDK sends it unescaped. There are no real projects locally, so any

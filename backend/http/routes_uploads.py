@@ -1,7 +1,7 @@
 """`/v1/uploads`: create, add parts (multipart field `data`, streamed to disk), complete
 with ordered part ids and an optional MD5, cancel. There is no GET, as in the real API.
 
-Checks follow the SDK/spec limits (reference §1.5, §5): at most 8 GB per upload and 64 MB
+Checks follow the API's limits: at most 8 GB per upload and 64 MB
 per part; on completion the listed parts must add up to exactly the `bytes` declared at
 creation, and the MD5, when given, must match the assembled bytes.
 """

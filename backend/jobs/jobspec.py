@@ -1,6 +1,6 @@
 """The body of `POST /v1/fine_tuning/jobs`: checked field by field, then shaped into a job.
 
-Checks follow the API's documented ranges (reference §5); a bad field is a 400 naming
+Checks follow the ranges OpenAI's API documents; a bad field is a 400 naming
 it, e.g. param `method.supervised.hyperparameters.n_epochs`. "auto" hyperparameters are
 resolved later, when the job leaves validation and the example count is known.
 """
@@ -26,7 +26,8 @@ MAX_SEED = 2_147_483_647
 MAX_METADATA_PAIRS, MAX_METADATA_KEY, MAX_METADATA_VALUE = 16, 64, 512
 MAX_INTEGRATIONS = 5
 
-# Auto hyperparameters. Epochs: the OpenAI cookbook's heuristic (reference §5). Batch size:
+# Auto hyperparameters. Epochs: the OpenAI cookbook's heuristic (aim at 3 epochs, more for
+# under 100 examples, fewer above 25,000, within 1..25). Batch size:
 # about 0.2 % of the examples, which matches the small sizes the API reports. Learning rate
 # multiplier: 1, i.e. the trainer's documented base rate.
 TARGET_EPOCHS, MIN_TARGET_EXAMPLES, MAX_TARGET_EXAMPLES = 3, 100, 25_000
@@ -206,7 +207,7 @@ def _metadata(raw: Any) -> dict[str, str] | None:
 
 
 def _integrations(raw: Any) -> list[Any]:
-    """Only Weights & Biases, at most 5 (reference §2.1, §5). They are echoed, not run."""
+    """Only Weights & Biases, at most 5, as the API accepts. They are echoed, not run."""
     if raw is None:
         return []
     if not isinstance(raw, list) or len(raw) > MAX_INTEGRATIONS:

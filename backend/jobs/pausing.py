@@ -1,4 +1,4 @@
-"""Pausing and resuming a job (reference §3, §6.4).
+"""Pausing and resuming a job, as `POST /v1/fine_tuning/jobs/{id}/pause` and `/resume` do.
 
 Pause works on a `running` job only. The engine first takes the job's lock, so a training
 trip in flight finishes and is recorded; then the run's weights are saved as a checkpoint
