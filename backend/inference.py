@@ -24,8 +24,10 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from tunedeck.core.datasets.detect import CHAT_ROLES
+from tunedeck.core.datasets.tokens import PRIMING_TOKENS, TOKENS_PER_MESSAGE
+
 from .errors import ApiError, bad_request
-from .jobs.training_data import TOKENS_PER_EXAMPLE, TOKENS_PER_MESSAGE
 from .storage.ids import random_text
 from .storage.store import Store
 from .trainers.base import Turn
@@ -37,7 +39,6 @@ MAX_TOKENS_LIMIT = 4096
 MAX_CHOICES = 16
 MAX_STOP_SEQUENCES = 4
 CACHED_MODELS = 4
-CHAT_ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 SYSTEM_FINGERPRINT = "fp_tunedeck_local"
 
 
@@ -56,7 +57,7 @@ class ChatRequest:
 
     @property
     def prompt_tokens(self) -> int:
-        return TOKENS_PER_EXAMPLE + sum(TOKENS_PER_MESSAGE + len(tokenize(t.text)) for t in self.prompt)
+        return PRIMING_TOKENS + sum(TOKENS_PER_MESSAGE + len(tokenize(t.text)) for t in self.prompt)
 
 
 # -- the request --------------------------------------------------------------------------------

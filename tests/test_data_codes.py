@@ -1,4 +1,4 @@
-"""Every stable issue code, each from a minimal failing line (issue 4's contract).
+"""Every stable issue code, each from a minimal failing line: scripts rely on these codes.
 
 Each case writes ten valid examples of the format and then the failing line (line 11),
 validates the file, and expects the code on that line (with its field where one applies);
@@ -14,7 +14,7 @@ import pytest
 
 from tunedeck.core.datasets import ERRORS, WARNINGS, check_line, validate_file
 from tunedeck.core.datasets import scan as scan_module
-from tunedeck.core.datasets import validate as validate_module
+from tunedeck.core.datasets import reader as reader_module
 
 SYSTEM = {"role": "system", "content": "Be brief."}
 USER = {"role": "user", "content": "Hi?"}
@@ -199,10 +199,21 @@ def test_legacy_data_with_a_chat_model_is_a_mismatch(tmp_path):
 
 
 def test_too_many_examples(tmp_path, monkeypatch):
-    monkeypatch.setitem(validate_module.MAX_RFT_EXAMPLES, "training", 5)
+    monkeypatch.setitem(reader_module.MAX_RFT_EXAMPLES, "training", 5)
     path = write_lines(tmp_path / "train.jsonl", VALID["rft"])
     report = validate_file(path)
     assert [(i.line, i.code) for i in report.errors] == [(None, "too_many_examples")]
+
+
+def test_nothing_to_learn(tmp_path):
+    """Every assistant message at weight 0: each example is a warning, the file an error."""
+    untrained = [sft(SYSTEM, USER, {"role": "assistant", "content": f"a{i}", "weight": 0}) for i in range(10)]
+    report = validate_file(write_lines(tmp_path / "train.jsonl", untrained))
+    assert [(i.line, i.code) for i in report.errors] == [(None, "nothing_to_learn")]
+    assert report.counts["no_trained_messages"] == 10
+    held = write_lines(tmp_path / "valid.jsonl", untrained[:2])
+    report = validate_file(write_lines(tmp_path / "train2.jsonl", VALID["sft"]), validation_file=held)
+    assert report.ok and report.validation is not None and report.validation.ok  # a validation file trains nothing
 
 
 def test_train_validation_overlap(tmp_path):
@@ -226,6 +237,6 @@ def test_model_warnings(tmp_path):
 def test_every_code_is_covered():
     covered = {c[0] for c in LINE_CASES} | {
         "line_too_long", "byte_order_mark", "too_few_examples", "too_many_examples", "train_validation_overlap",
-        "unsupported_model", "unknown_model",
+        "unsupported_model", "unknown_model", "nothing_to_learn",
     }
     assert set(ERRORS) | set(WARNINGS) == covered

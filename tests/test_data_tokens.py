@@ -38,7 +38,7 @@ def test_lone_surrogates_count_like_tiktoken():
 
 
 def cookbook(messages: list[dict], encoding: str) -> int:
-    """Reference §4.5 written out: 3 per message + encoded string values (+1 per name) + 3."""
+    """The cookbook's count written out: 3 per message + encoded string values (+1 per name) + 3."""
     n = 3
     for m in messages:
         n += 3

@@ -1,7 +1,7 @@
 """Conformance: the unmodified `openai` SDK, sync `OpenAI` and async `AsyncOpenAI`, through
 every endpoint of the local backend (files, uploads, jobs with events, checkpoints, cancel,
 pause and resume, models), paging every list to exhaustion with small limits, and every
-error case of reference §5 that applies to a local backend, with OpenAI's status, `type`,
+error case of OpenAI's fine-tuning API that applies to a local backend, with OpenAI's status, `type`,
 `param` and `code`.
 
 One backend per test in thread mode with manual time: jobs move only when a test calls
@@ -166,7 +166,7 @@ async def test_async_every_endpoint_and_every_page(aclient, backend, tmp_path):
         await aclient.models.delete(BUILTIN_BASE_MODEL)
 
 
-# -- §5: bad job requests are 400s naming the field ------------------------------------------------
+# -- bad job requests are 400s naming the field ----------------------------------------------------
 
 
 def hyper(method: str, **values: Any) -> dict[str, Any]:
@@ -245,7 +245,7 @@ def test_limits_at_the_edge_are_accepted_and_unknown_fields_tolerated(client):
     assert dpo.method.dpo.hyperparameters.beta == 2
 
 
-# -- §5: bad training data fails the job ---------------------------------------------------------------
+# -- bad training data fails the job -------------------------------------------------------------------
 
 
 def failed(client, backend, rows: list[Any], **kwargs: Any):
@@ -284,7 +284,7 @@ def test_format_and_method_must_match(client, backend):
     assert error.code == "invalid_training_file" and "method is dpo" in error.message
 
 
-# -- §5: files and uploads limits ----------------------------------------------------------------------
+# -- files and uploads limits --------------------------------------------------------------------------
 
 
 def test_file_and_upload_limits(client, clock, monkeypatch):

@@ -10,7 +10,8 @@ model and `python` would run uploaded code, so the local backend refuses them by
 
 Templates: `{{item.a.b}}`, `{{item.list[0]}}`, `{{sample.output_text}}`,
 `{{sample.output_json.field}}` (when the sample is valid JSON) and
-`{{sample.output_tools[0].function.name}}`. A variable that is not there makes the grade
+`{{sample.output_tools[0].function.name}}`, in the grammar of `tunedeck.core.datasets.grader`,
+which the app's validator also reads them with. A variable that is not there makes the grade
 0 with `invalid_variable_error` (or `sample_parse_error` when the sample is not JSON).
 """
 
@@ -21,6 +22,9 @@ import re
 import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol, Sequence
+
+from tunedeck.core.datasets.grader import MISSING, TemplateError, Variable, lookup
+from tunedeck.core.datasets.grader import parse_template as parse_variables
 
 from ..errors import ApiError, bad_request
 from .formula import Formula, FormulaError, parse_formula
@@ -36,10 +40,6 @@ HOSTED_TYPES = {
 MAX_SUB_GRADERS = 32
 MAX_TEMPLATE_CHARS = 100_000
 MAX_COMPARED_CHARS = 20_000  # similarity metrics look at this much of each text (some are quadratic)
-TEMPLATE = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
-VARIABLE = re.compile(r"\s*(item|sample)((?:\.[^.\[\]\s{}]+|\[\d+\])*)\s*")
-PATH_PART = re.compile(r"\.([^.\[\]\s{}]+)|\[(\d+)\]")
-SAMPLE_FIELDS = ("output_text", "output_json", "output_tools")
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 ERROR_FLAGS = (
     "formula_parse_error",
@@ -88,10 +88,10 @@ class MissingVariable(Exception):
 class Template:
     """Literal text and variables (a variable is a root plus keys and list indices)."""
 
-    parts: tuple[str | tuple[str, tuple[str | int, ...]], ...]
+    parts: tuple[str | Variable, ...]
 
     def render(self, namespaces: dict[str, Any]) -> str:
-        return "".join(part if isinstance(part, str) else _lookup(namespaces, *part) for part in self.parts)
+        return "".join(part if isinstance(part, str) else _render(namespaces, part) for part in self.parts)
 
 
 def parse_template(text: Any, param: str) -> Template:
@@ -99,48 +99,20 @@ def parse_template(text: Any, param: str) -> Template:
         raise bad_request(f"Invalid '{param}': expected a string (it may contain {{{{...}}}} templates).", param=param)
     if len(text) > MAX_TEMPLATE_CHARS:
         raise bad_request(f"Invalid '{param}': longer than {MAX_TEMPLATE_CHARS} characters.", param=param)
-    parts: list[str | tuple[str, tuple[str | int, ...]]] = []
-    position = 0
-    for match in TEMPLATE.finditer(text):
-        parts.append(text[position : match.start()])
-        parts.append(_variable(match.group(1), param))
-        position = match.end()
-    parts.append(text[position:])
-    return Template(tuple(p for p in parts if p != ""))
+    try:
+        return Template(parse_variables(text))
+    except TemplateError as exc:
+        raise bad_request(f"Invalid '{param}': {exc}", param=param) from None
 
 
-def _variable(inner: str, param: str) -> tuple[str, tuple[str | int, ...]]:
-    match = VARIABLE.fullmatch(inner)
-    if match is None:
-        raise bad_request(
-            f"Invalid '{param}': {{{{{inner[:60]}}}}} is not a template variable; use {{{{item.<field>}}}} "
-            "or {{sample.output_text}}, {{sample.output_json.<field>}}, {{sample.output_tools[0]...}}.",
-            param=param,
-        )
-    root = match.group(1)
-    path = tuple(key if key else int(index) for key, index in PATH_PART.findall(match.group(2)))
-    if root == "sample" and (not path or path[0] not in SAMPLE_FIELDS):
-        raise bad_request(
-            f"Invalid '{param}': the sample namespace has {', '.join(SAMPLE_FIELDS)}; "
-            f"got {{{{{inner.strip()[:60]}}}}}.",
-            param=param,
-        )
-    return root, path
-
-
-def _lookup(namespaces: dict[str, Any], root: str, path: tuple[str | int, ...]) -> str:
-    value = namespaces.get(root)
-    for depth, key in enumerate(path):
-        if root == "sample" and depth == 1 and path[0] == "output_json" and value is None:
+def _render(namespaces: dict[str, Any], variable: Variable) -> str:
+    if variable.root == "sample" and variable.parts[0] == "output_json":
+        sample = namespaces.get("sample")
+        if isinstance(sample, dict) and "output_json" in sample and sample["output_json"] is None:
             raise MissingVariable("sample_parse_error")  # the sample is not JSON
-        if isinstance(key, int) and isinstance(value, list) and key < len(value):
-            value = value[key]
-        elif isinstance(key, str) and isinstance(value, dict) and key in value:
-            value = value[key]
-        else:
-            raise MissingVariable("invalid_variable_error")
-    if root == "sample" and path == ("output_json",) and value is None:
-        raise MissingVariable("sample_parse_error")
+    value = lookup(namespaces.get(variable.root), variable.parts)
+    if value is MISSING:
+        raise MissingVariable("invalid_variable_error")
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 

@@ -1,7 +1,9 @@
 """The per-line checker: pure functions from the bytes of one line to its findings.
 
-`check_line(raw, fmt)` is what the streaming validator runs on every line, and what the
-local backend can run on an uploaded file: no I/O, no state, no exceptions for bad data.
+`check_object(obj, fmt)` decides what a valid example is, for the app and the local backend
+alike: the streaming validator (`scan`) runs it, or the rule it dispatches to, on every line,
+and the first-error reader (`reader`) that a job's start uses runs it too. `check_line(raw,
+fmt)` is the same from the bytes of a line. No I/O, no state, no exceptions for bad data.
 Findings are `(code, field, message)` triples; codes are in `codes.py`.
 
 JSON is parsed with orjson when it is installed (3-4x faster), else the standard library;

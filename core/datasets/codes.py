@@ -51,6 +51,7 @@ ERRORS: dict[str, str] = {
     "format_mismatch": "the data's format does not match the method (or model)",
     "too_few_examples": "fewer examples than the API's minimum (10)",
     "too_many_examples": "more examples than the method allows",
+    "nothing_to_learn": "no assistant message of an SFT training file has weight 1",
 }
 
 #: Problems worth knowing that do not stop the job.

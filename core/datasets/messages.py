@@ -11,12 +11,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .tokens import ROLE_KEYS, TOKENS_PER_MESSAGE, Count, message_tokens
+from .detect import FORMAT_ROLES
+from .tokens import TOKENS_PER_MESSAGE, Count, message_tokens
 
 Found = list[tuple[str, "str | None", str]]
 
-SFT_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
-RFT_ROLES = frozenset({"developer", "user", "assistant", "tool"})
+SFT_ROLES = frozenset(FORMAT_ROLES["sft"])  # every chat role; DPO inputs use the same
+RFT_ROLES = frozenset(FORMAT_ROLES["rft"])
 MESSAGE_KEYS = frozenset({"role", "content", "name", "weight", "function_call", "tool_calls", "tool_call_id"})
 IMAGE_DETAILS = ("low", "high", "auto")
 IMAGE_TYPES = ("image/jpeg", "image/jpg", "image/png", "image/webp")
@@ -122,7 +123,7 @@ def check_messages(
             tokens += n
             if by_role is not None:
                 role = m.get("role")
-                key = role if type(role) is str and role in ROLE_KEYS else "other"
+                key = role if type(role) is str and role in SFT_ROLES else "other"
                 by_role[key] = by_role.get(key, 0) + n
     info.tokens = tokens
     info.last_role = last_role
@@ -268,6 +269,13 @@ def _check_parts(parts: list[Any], role: Any, at: str, found: Found) -> int:
                 ("invalid_content_part", f"{where}.type", f"part type {short(kind)} is not supported (only text and image_url)")
             )
     return images
+
+
+def is_image_target_issue(code: str, field: str | None) -> bool:
+    """Whether a finding is about what an image part points to (its URL, its data, its
+    detail) rather than about where the image is: `_check_image`'s findings, every one of
+    them at or under the part's `image_url`."""
+    return code == "invalid_content_part" and field is not None and ".image_url" in field
 
 
 def _check_image(image: Any, at: str, found: Found) -> None:

@@ -1,9 +1,9 @@
 """What the validator needs to know about base models: tokenizer, context limit, price.
 
-Figures come from the fact brief (shared/reference/openai-fine-tuning-api.md §4.5, §5, §8);
-the price table is a dated copy of OpenAI's pricing page, not a live lookup. A fine-tuned
-model (`ft:BASE:org::id`) is treated as its base. Unknown models get o200k_base, a 65,536
-token context and no price, and the report says so.
+Figures are OpenAI's published ones (tokenizers, context windows, which models each method
+fine-tunes); the price table is a dated copy of OpenAI's pricing page, not a live lookup.
+A fine-tuned model (`ft:BASE:org::id`) is treated as its base. Unknown models get
+o200k_base, a 65,536 token context and no price, and the report says so.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 PRICE_TABLE_DATE = "2026-11-22"
-PRICE_TABLE_SOURCE = "OpenAI pricing page copy, standard tier (reference §8, compiled 2026-11-22)"
+PRICE_TABLE_SOURCE = "OpenAI pricing page copy, standard tier (compiled 2026-11-22)"
 
 O200K, CL100K = "o200k_base", "cl100k_base"
 
@@ -109,7 +109,9 @@ def default_model(fmt: str | None) -> str:
 
 
 def auto_epochs(n_examples: int) -> int:
-    """The cookbook's "auto" epochs (approximates the server; reference §5)."""
+    """The "auto" epochs, as the server picks them (approximately): 3, raised when epochs x
+    examples would be under 100 (to at most 25), lowered when it would be over 25,000 (to at
+    least 1)."""
     target, min_target, max_target, min_epochs, max_epochs = 3, 100, 25_000, 1, 25
     n = max(n_examples, 1)
     if n * target < min_target:

@@ -1,4 +1,4 @@
-"""DPO (preference) examples (reference §4.2): `input.messages` plus `preferred_output` and
+"""DPO (preference) examples: `input.messages` plus `preferred_output` and
 `non_preferred_output`, each a list holding exactly one assistant text message."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Legacy completion examples (reference §4.4; babbage-002 and davinci-002 only)."""
+"""Legacy completion examples (`prompt` and `completion`; babbage-002 and davinci-002 only)."""
 
 from __future__ import annotations
 

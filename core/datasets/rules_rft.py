@@ -1,4 +1,4 @@
-"""RFT examples (reference §4.3): `messages` with roles developer/user/assistant/tool (no
+"""RFT examples: `messages` with roles developer/user/assistant/tool (no
 `system`) ending in a user turn, optional `tools`, and any other keys as free-form reference
 fields for the grader. With a grader, every `{{item.x}}` it reads must exist in every row."""
 

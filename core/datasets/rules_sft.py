@@ -1,4 +1,4 @@
-"""SFT chat examples (reference §4.1): `messages` with at least one assistant turn, optional
+"""SFT chat examples: `messages` with at least one assistant turn, optional
 `tools` / `functions` / `parallel_tool_calls`; `weight` 0/1 on assistant turns; images only
 in user turns."""
 
@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from .detect import CHAT_KEYS
 from .messages import MISSING, SFT_ROLES, Found, MessagesInfo, check_messages, check_tools, short
 from .tokens import Count
 
-TOP_KEYS = frozenset({"messages", "tools", "parallel_tool_calls", "functions"})
+TOP_KEYS = CHAT_KEYS
 
 
 def check_sft(

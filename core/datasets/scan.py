@@ -23,6 +23,7 @@ from .grader import ItemPath
 from .tokens import PRIMING_TOKENS, Count, counter, example_tokens
 
 MAX_LINE_BYTES = 32 * 1024 * 1024  # longer lines are reported (line_too_long), never held whole
+BLANK_LINE_MESSAGE = "the line is empty; remove it (every line must be one example)"
 TICK_BYTES = 1 << 20
 _SPILL_FLUSH = 1 << 20
 
@@ -46,6 +47,7 @@ class ChunkResult:
     lines: int = 0
     examples: int = 0  # non-blank lines
     counted: int = 0  # examples whose tokens were counted (the right format's shape)
+    trained: int = 0  # SFT examples with an assistant message of weight 1
     valid: int = 0  # examples without errors
     errors: list[IssueTuple] = field(default_factory=list)
     warnings: list[IssueTuple] = field(default_factory=list)
@@ -65,6 +67,10 @@ class ChunkResult:
     digests: bytes = b""  # 8 bytes per example (partitions == 1)
     digest_lines: bytes = b""  # uint32 local line numbers, in step with digests
     bytes_done: int = 0
+
+
+def line_too_long_message(size: int) -> str:
+    return f"the line is {size:,} bytes; lines over {MAX_LINE_BYTES:,} bytes are not read"
 
 
 class Cancelled(Exception):
@@ -120,7 +126,7 @@ def scan_chunk(
             errors.append((line, code, fld, message))
 
     total = billed = max_tokens = max_line = too_long = 0
-    examples = counted = valid = 0
+    examples = counted = valid = trained = 0
     limit = MAX_LINE_BYTES + 1
     with open(path, "rb") as f:
         f.seek(start)
@@ -145,14 +151,14 @@ def scan_chunk(
                     size += len(raw)
                     pos += len(raw)
                 examples += 1
-                error(line, "line_too_long", None, f"the line is {size:,} bytes; lines over {MAX_LINE_BYTES:,} bytes are not read")
+                error(line, "line_too_long", None, line_too_long_message(size))
                 continue
             if line == 1 and index == 0 and raw.startswith(BOM):
                 raw = raw[3:]
                 codes["byte_order_mark"] = codes.get("byte_order_mark", 0) + 1
                 warnings.append((1, "byte_order_mark", None, "the file starts with a UTF-8 byte order mark; remove it"))
             if raw.isspace() or not raw:
-                error(line, "blank_line", None, "the line is empty; remove it (every line must be one example)")
+                error(line, "blank_line", None, BLANK_LINE_MESSAGE)
                 continue
             examples += 1
             try:
@@ -204,6 +210,8 @@ def scan_chunk(
                     if info.images:
                         r.with_images += 1
                     if sft:
+                        if info.trained:
+                            trained += 1
                         if "system" in info.roles:
                             r.with_system += 1
                         else:
@@ -225,7 +233,7 @@ def scan_chunk(
     for p in range(len(parts_d)):
         if parts_d[p]:
             flush(p)
-    r.lines, r.examples, r.counted, r.valid = line, examples, counted, valid
+    r.lines, r.examples, r.counted, r.valid, r.trained = line, examples, counted, valid, trained
     r.total, r.billed, r.max_tokens, r.max_line, r.too_long = total, billed, max_tokens, max_line, too_long
     r.digests, r.digest_lines = bytes(digests), digest_lines.tobytes()
     r.bytes_done = pos - start

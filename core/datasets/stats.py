@@ -1,8 +1,8 @@
 """Exact distributions in bounded memory: a histogram of values (token counts per example,
 messages per example) instead of a list, so p50/p95 are exact at any file size.
 
-Percentiles use the cookbook's convention on the sorted values v of length k: median v[k//2],
-p5 v[k//20], p95 v[(k*19)//20], so our figures match `reference_validate.py` exactly.
+Percentiles use the OpenAI cookbook's convention on the sorted values v of length k: median
+v[k//2], p5 v[k//20], p95 v[(k*19)//20], so the figures match what its data-check script prints.
 """
 
 from __future__ import annotations

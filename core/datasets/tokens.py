@@ -5,12 +5,14 @@
 replaced the way tiktoken does). Counts of repeated strings (roles, system prompts, labels)
 come from a bounded cache, which is most of the win over encoding every string.
 
-Per-example counting follows the OpenAI cookbook (reference §4.5): 3 tokens per message,
-plus every string value of the message (role, content, name, tool_call_id, ...), plus 1 per
-`name`, plus 3 priming tokens per example. Beyond the cookbook, which skips values that are
-not strings, the text inside content parts and the name/arguments of tool and function calls
-are counted too (they are trained on); image parts are not counted. For plain-string chat data,
-which is what the cookbook handles, the two agree exactly.
+Per-example counting follows the OpenAI cookbook's estimate: 3 tokens per message, plus
+every string value of the message (role, content, name, tool_call_id, ...), plus 1 per `name`,
+plus 3 priming tokens per example. Beyond the cookbook, which skips values that are not
+strings, the text inside content parts and the name/arguments of tool and function calls are
+counted too (they are trained on); image parts are not counted. For plain-string chat data,
+which is what the cookbook handles, the two agree exactly. The local backend counts its own
+tokens with the same per-message and per-example overheads (`TOKENS_PER_MESSAGE`,
+`PRIMING_TOKENS`).
 """
 
 from __future__ import annotations
@@ -22,14 +24,14 @@ import os
 import sys
 from typing import Any, Callable
 
+from .detect import CHAT_ROLES
+
 TOKENS_PER_MESSAGE = 3
 TOKENS_PER_NAME = 1
 PRIMING_TOKENS = 3
 
-#: Roles with their own line in the per-role totals; anything else counts under "other".
-ROLE_KEYS = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
-
-_ROLE_KEY = {role: role for role in ROLE_KEYS}
+#: Every chat role has its own line in the per-role totals; anything else counts under "other".
+_ROLE_KEY = {role: role for role in CHAT_ROLES}
 
 Count = Callable[[str], int]
 

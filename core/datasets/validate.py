@@ -36,6 +36,7 @@ from .codes import WARNINGS, Issue
 from .detect import FORMAT_NAMES, METHODS, choose, vote
 from .grader import ItemPath, load_grader
 from .models import PRICE_TABLE_DATE, PRICE_TABLE_SOURCE, ModelInfo, auto_epochs, default_model, model_info, models_for
+from .reader import count_issues
 from .report import ValidationReport
 from .scan import MAX_LINE_BYTES, Cancelled, ChunkResult, ScanConfig, _counter, scan_chunk, spill_path
 from .stats import Histogram
@@ -43,9 +44,6 @@ from .stats import Histogram
 Progress = Callable[[int, int], None]
 CancelCheck = Callable[[], bool]
 
-MIN_EXAMPLES = {"training": 10, "validation": 1}
-MAX_RFT_EXAMPLES = {"training": 50_000, "validation": 1_000}
-MAX_IMAGE_EXAMPLES = 50_000
 DEFAULT_WORKERS = 2
 PARALLEL_MIN_BYTES = 8 * 1024 * 1024  # smaller files are scanned in this process
 CHUNK_BYTES = 24 * 1024 * 1024  # target size of one range (several per worker, for balance)
@@ -419,19 +417,14 @@ def _assemble(
         file_issues.append(
             Issue(None, "missing_system_message", "no example has a system message; the model will need none at inference either")
         )
-    minimum = MIN_EXAMPLES[plan.purpose]
-    if examples < minimum:
-        file_issues.append(
-            Issue(None, "too_few_examples", f"the {plan.purpose} file has {examples} example(s); the API needs at least {minimum}")
-        )
-    if plan.target == "rft" and examples > MAX_RFT_EXAMPLES[plan.purpose]:
-        limit = MAX_RFT_EXAMPLES[plan.purpose]
-        file_issues.append(Issue(None, "too_many_examples", f"RFT allows at most {limit:,} {plan.purpose} examples; the file has {examples:,}"))
-    with_images = sum(r.with_images for r in results)
-    if with_images > MAX_IMAGE_EXAMPLES:
-        file_issues.append(
-            Issue(None, "too_many_examples", f"at most {MAX_IMAGE_EXAMPLES:,} examples may hold images; the file has {with_images:,}")
-        )
+    file_issues += count_issues(
+        plan.purpose,
+        plan.target,
+        examples,
+        shaped=counted,
+        trained=sum(r.trained for r in results),
+        with_images=sum(r.with_images for r in results),
+    )
     for issue in plan.file_issues:
         counts[issue.code] = counts.get(issue.code, 0) + 1
     for issue in file_issues[len(plan.file_issues):]:
