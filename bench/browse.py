@@ -104,14 +104,14 @@ class Heartbeat:
 
 async def painted(screen, line: int, since: float, limit_s: float = 10.0) -> float:
     """Seconds from `since` until the cursor row showing `line` was drawn."""
-    examples = screen.examples
+    examples = screen.browser.examples
     deadline = time.perf_counter() + limit_s
     while time.perf_counter() < deadline:
         drawn = examples.cursor_painted
         if drawn is not None and drawn[0] == line and drawn[1] >= since:
             return drawn[1] - since
         await asyncio.sleep(0.001)
-    raise TimeoutError(f"line {line} was not drawn within {limit_s} s: {screen.describe()}, painted {examples.cursor_painted}, since {since}, pending {screen.pending_jump}")
+    raise TimeoutError(f"line {line} was not drawn within {limit_s} s: {screen.browser.describe()}, painted {examples.cursor_painted}, since {since}, pending {screen.browser.pending_jump}")
 
 
 async def run(path: Path, lines: int, validate: bool) -> None:
@@ -139,56 +139,56 @@ async def run(path: Path, lines: int, validate: bool) -> None:
         started = time.perf_counter()
         screen = DatasetScreen(path, validate=validate)
         app.push_screen(screen)
-        while not screen.is_mounted or screen.examples.first_paint_at is None:
+        while not screen.is_mounted or screen.browser.examples.first_paint_at is None:
             await asyncio.sleep(0.001)
-        first_page = screen.examples.first_paint_at - started
-        print(f"first page      {first_page * 1000:7.1f} ms  (open + first 256 KB indexed + rows drawn; index at {screen.index.fraction:.0%})")
+        first_page = screen.browser.examples.first_paint_at - started
+        print(f"first page      {first_page * 1000:7.1f} ms  (open + first 256 KB indexed + rows drawn; index at {screen.browser.index.fraction:.0%})")
 
         beat.phase = "jumps while indexing"
         targets = [max(1, int(lines * share)) for share in (0.1, 0.5, 0.9)]
         for target in targets:
             asked = time.perf_counter()
-            was = screen.index.fraction
-            screen.goto_line(target)
+            was = screen.browser.index.fraction
+            screen.browser.goto_line(target)
             took = await painted(screen, target, asked)
             print(f"jump {target:>9,}  {took * 1000:7.1f} ms  (asked with the index at {was:.0%}: waits for the scan)")
 
         beat.phase = "indexing"
-        while not screen.index.complete:
+        while not screen.browser.index.complete:
             await asyncio.sleep(0.01)
         beat.phase = "jumps"
-        print(f"index complete  {(time.perf_counter() - started):7.2f} s after opening ({screen.index.line_count:,} lines)")
+        print(f"index complete  {(time.perf_counter() - started):7.2f} s after opening ({screen.browser.index.line_count:,} lines)")
 
         for target in [*targets, 1, lines]:
             asked = time.perf_counter()
-            screen.goto_line(target)
+            screen.browser.goto_line(target)
             took = await painted(screen, target, asked)
             print(f"jump {target:>9,}  {took * 1000:7.1f} ms  (index complete)")
 
         beat.phase = "paging"
-        screen.goto_line(lines // 2)
+        screen.browser.goto_line(lines // 2)
         await painted(screen, lines // 2, time.perf_counter() - 1)
         steps = []
         for _ in range(20):
             asked = time.perf_counter()
-            before = screen.describe()["line"]
-            screen.examples.action_page(1)  # what pagedown runs (Pilot's press waits for an idle process)
-            steps.append(await painted(screen, screen.describe()["line"], asked))
-            assert screen.describe()["line"] > before
+            before = screen.browser.describe()["line"]
+            screen.browser.examples.action_page(1)  # what pagedown runs (Pilot's press waits for an idle process)
+            steps.append(await painted(screen, screen.browser.describe()["line"], asked))
+            assert screen.browser.describe()["line"] > before
         print(f"page down       {statistics.median(steps) * 1000:7.1f} ms median, {max(steps) * 1000:.1f} ms max (20 pages)")
 
         beat.phase = "search"
         asked = time.perf_counter()
-        screen.start_search("zqxjv")  # absent: the whole file is read
-        while not (screen.search and screen.search.finished):
+        screen.browser.start_search("zqxjv")  # absent: the whole file is read
+        while not (screen.browser.search and screen.browser.search.finished):
             await asyncio.sleep(0.01)
         print(f"search          {time.perf_counter() - asked:7.2f} s for a word found nowhere (whole file)")
 
         beat.phase = "validating"
         if validate:
-            while screen.report is None and screen.validation_fraction is not None:
+            while screen.browser.report is None and screen.browser.validation_fraction is not None:
                 await asyncio.sleep(0.05)
-            report = screen.report
+            report = screen.browser.report
             if report is None:
                 failures = [n.message for n in app._notifications]
                 print(f"validation      failed: {failures}")

@@ -38,7 +38,7 @@ class Timed(TunedeckApp):
     def on_ready(self):
         super().on_ready()
         heavy = sorted(m for m in ("openai", "numpy", "aiohttp", "plotext") if m in sys.modules)
-        open(sys.argv[1], "w").write(json.dumps({"at": time.time(), "rows": len(self.rows), "source": self.rows_source, "heavy": heavy}))
+        open(sys.argv[1], "w").write(json.dumps({"at": time.time(), "rows": len(self.state.rows), "source": self.state.rows_source, "heavy": heavy}))
         self.exit()
 Timed(connect=False, poll=False).run(headless=True)
 """

@@ -18,10 +18,10 @@ from tunedeck.cli.data import add_data_parser, run_data
 from tunedeck.core import __version__
 from tunedeck.core.api import ApiError
 from tunedeck.core.config import ConfigError
+from tunedeck.core.describe import job_fields, local_time
 from tunedeck.core.records import Job, JobEvent, JobRow, MetricPoint
 from tunedeck.core.service import Service, ServiceError
 from tunedeck.core.text import strip_controls
-from tunedeck.tui.formatting import job_fields, local_time
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 

@@ -1,9 +1,10 @@
 """The one async API every front end uses (the TUI and the headless CLI).
 
 Data flows one way: API -> cache -> listeners. Every read a screen needs is answered from
-the cache first; network calls update the cache and then tell listeners what changed.
-Nothing here imports Textual, and `openai` is only imported by `connect()`, off the
-event loop's thread.
+the cache first; network calls update the cache and then tell listeners what changed,
+through `publish()` (the poller in `poller.py` publishes its polls there too). Nothing
+here imports Textual, and `openai` is only imported by `connect()`, off the event loop's
+thread.
 """
 
 from __future__ import annotations
@@ -61,7 +62,15 @@ class JobMissing:
     detail: str
 
 
-ServiceEvent = JobsChanged | EventsAdded | ConnectionChanged | JobMissing
+@dataclass(frozen=True, slots=True)
+class PollError:
+    """One poll failed (the poller goes on); `message` is for the user, `kind` an ApiError kind."""
+
+    message: str
+    kind: str = ""
+
+
+ServiceEvent = JobsChanged | EventsAdded | ConnectionChanged | JobMissing | PollError
 Listener = Callable[[ServiceEvent], None]
 
 
@@ -116,13 +125,14 @@ class Service:
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener)
 
-    def _emit(self, event: ServiceEvent) -> None:
+    def publish(self, event: ServiceEvent) -> None:
+        """Tell every listener: the one way events leave the core (the poller publishes here too)."""
         for listener in list(self._listeners):
             listener(event)
 
     def _set_connection(self, state: str, detail: str = "") -> None:
         self.connection = ConnectionChanged(state, detail)
-        self._emit(self.connection)
+        self.publish(self.connection)
 
     # -- cached reads (no network) -----------------------------------------------------
 
@@ -237,26 +247,15 @@ class Service:
 
     # -- jobs ------------------------------------------------------------------------------
 
-    async def refresh_jobs(self, limit: int = 20, announce: bool = True) -> list[JobRow]:
-        """Fetch the newest `limit` jobs, update the cache, announce the full list.
+    async def refresh_jobs(self, limit: int = 20) -> list[Job]:
+        """Fetch the newest `limit` jobs into the cache; return them, newest first.
 
-        The poller passes `announce=False` and calls `announce_rows()` once it has read
-        the new events too, so progress columns never lag one poll behind.
+        Nothing is read back nor announced: the poller reads the cached rows once, after
+        the events are stored too, and publishes them (progress columns never lag a poll).
         """
         jobs, _ = await self._call(lambda api: api.list_jobs(limit=limit))
         await self.cache.upsert_jobs(self.profile.name, jobs)
-        rows = await self.cached_rows()
-        if announce:
-            self._emit(JobsChanged(rows))
-        return rows
-
-    async def announce_rows(self) -> list[JobRow]:
-        rows = await self.cached_rows()
-        self._emit(JobsChanged(rows))
-        return rows
-
-    def announce_missing(self, job_id: str, detail: str) -> None:
-        self._emit(JobMissing(job_id, detail))
+        return [Job.from_api(data) for data in jobs]
 
     async def refresh_all_jobs(self) -> list[JobRow]:
         """Walk every page of the job list (the CLI's `jobs list`)."""
@@ -298,7 +297,7 @@ class Service:
         job = known or await self.refresh_job(job_id)
         events = await self.sync_events(job_id)
         if events:
-            self._emit(EventsAdded(job, events))
+            self.publish(EventsAdded(job, events))
         return events
 
     async def launch(self, request: LaunchRequest) -> Job:
@@ -312,13 +311,13 @@ class Service:
         body = _job_body(request, training["id"], validation["id"] if validation else None)
         data = await self._call(lambda a: a.create_job(body))
         await self.cache.upsert_jobs(self.profile.name, [data])
-        self._emit(JobsChanged(await self.cached_rows()))
+        self.publish(JobsChanged(await self.cached_rows()))
         return Job.from_api(data)
 
     async def cancel(self, job_id: str) -> Job:
         data = await self._call(lambda api: api.cancel_job(job_id))
         await self.cache.upsert_jobs(self.profile.name, [data])
-        self._emit(JobsChanged(await self.cached_rows()))
+        self.publish(JobsChanged(await self.cached_rows()))
         return Job.from_api(data)
 
     async def base_models(self) -> list[str]:

@@ -64,7 +64,7 @@ async def render(out_dir: Path, home: Path, text: bool = False) -> list[Path]:
                     target.with_suffix(".txt").write_text(screen_text(app), encoding="utf-8")
 
             await settle()
-            assert app.service is not None and app.service.is_connected, app.connection_detail
+            assert app.service is not None and app.service.is_connected, app.state.connection_detail
             done = await app.service.launch(
                 LaunchRequest(training_path=train, model=BUILTIN_BASE_MODEL, validation_path=valid)
             )

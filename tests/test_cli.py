@@ -111,3 +111,14 @@ def test_models_lists_open_models_found_on_disk_as_json(capsys, tmp_path, monkey
     assert isinstance(report["trainer_installed"], bool)
     assert main(["models"]) == 0
     assert "acme/tiny  (models folder" in capsys.readouterr().out
+
+
+def test_the_headless_cli_loads_nothing_of_the_tui():
+    """Job descriptions come from core: only starting the full-screen app imports the TUI."""
+    import subprocess
+    import sys
+
+    code = "import sys, tunedeck.cli.main\nprint('\\n'.join(sys.modules))"
+    loaded = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout.split()
+    assert not [m for m in loaded if m.startswith("tunedeck.tui") or m.split(".")[0] in ("rich", "textual")]
+    assert "tunedeck.core.describe" in loaded

@@ -8,9 +8,18 @@ import pytest
 
 from tunedeck.backend import BUILTIN_BASE_MODEL
 from tunedeck.core.bootstrap import open_service
-from tunedeck.core.poller import JobPoller
+from tunedeck.core.api import ApiError
+from tunedeck.core.poller import ACTIVE_INTERVAL_S, IDLE_INTERVAL_S, JobPoller
 from tunedeck.core.records import MetricPoint
-from tunedeck.core.service import ConnectionChanged, EventsAdded, JobsChanged, LaunchRequest, ServiceError
+from tunedeck.core.service import (
+    ConnectionChanged,
+    EventsAdded,
+    JobMissing,
+    JobsChanged,
+    LaunchRequest,
+    PollError,
+    ServiceError,
+)
 
 
 @pytest.fixture
@@ -157,3 +166,86 @@ async def test_launch_sends_hyperparameters_and_tunedeck_options_only_when_given
     assert tuned_job["tunedeck"] == {"training_type": "lora", "lora_rank": 8}
     assert tuned_job["hyperparameters"]["batch_size"] == 4
     assert tuned_job["hyperparameters"]["learning_rate_multiplier"] == 2.5
+
+
+# -- the poller: one cache read per poll, its own loop, time driven by the test -------------
+
+
+def count_job_list_reads(service, monkeypatch) -> list[int]:
+    """Count reads of the cached job list (each `cached_rows()` reads the jobs and their metrics)."""
+    reads = [0]
+    jobs = service.cache.jobs
+
+    async def counted(*args, **kwargs):
+        reads[0] += 1
+        return await jobs(*args, **kwargs)
+
+    monkeypatch.setattr(service.cache, "jobs", counted)
+    return reads
+
+
+async def test_a_poll_reads_the_cached_job_list_once_and_publishes_it(service, manual_backend, sft_file, monkeypatch):
+    job = await service.launch(LaunchRequest(training_path=sft_file, model=BUILTIN_BASE_MODEL))
+    poller = JobPoller(service)
+    poller.watch(job.id)
+    poller.watch("ftjob-gone0000000000000000")  # followed by id: costs no cache read either
+    await poller.read_cache()  # the first frame's read, before any poll
+    await asyncio.to_thread(manual_backend.advance, job.id, 5)
+    reads = count_job_list_reads(service, monkeypatch)
+    service.heard.clear()
+
+    rows = await poller.poll_once()
+    assert reads[0] == 1
+    published = [e for e in service.heard if isinstance(e, JobsChanged)]
+    assert [e.rows for e in published] == [rows]  # published once, after the events
+    assert next(r for r in rows if r.job.id == job.id).step  # progress from this poll's events
+    assert any(isinstance(e, JobMissing) and e.job_id == "ftjob-gone0000000000000000" for e in service.heard)
+
+    await asyncio.to_thread(manual_backend.run_until_settled)
+    await poller.poll_once()
+    assert reads[0] == 2
+
+
+async def test_the_poll_loop_waits_its_interval_and_wakes_on_request(service, manual_backend, sft_file):
+    waits: list[float] = []
+
+    async def test_clock(wake: asyncio.Event, seconds: float) -> None:
+        waits.append(seconds)
+        await wake.wait()  # time stands still: only `request()` moves the loop on
+
+    job = await service.launch(LaunchRequest(training_path=sft_file, model=BUILTIN_BASE_MODEL))
+    poller = JobPoller(service, wait=test_clock)
+    first = poller.next_poll()
+    loop = asyncio.ensure_future(poller.run())
+    try:
+        await asyncio.wait_for(first, 10)
+        assert poller.polls == 1 and waits == [ACTIVE_INTERVAL_S]  # a job runs: the short pace
+        await asyncio.to_thread(manual_backend.run_until_settled)
+        second = poller.next_poll()
+        poller.request()
+        await asyncio.wait_for(second, 10)
+        assert poller.polls == 2 and waits == [ACTIVE_INTERVAL_S, IDLE_INTERVAL_S]
+        assert (await service.cached_job(job.id)).status == "succeeded"
+    finally:
+        loop.cancel()
+        poller.close()
+
+
+async def test_a_failing_poll_is_reported_once_until_a_poll_succeeds(service, monkeypatch):
+    poller = JobPoller(service)
+    refresh = service.refresh_jobs
+
+    async def refused(limit: int = 20):
+        raise ApiError("server", "the list is down [/]")
+
+    monkeypatch.setattr(service, "refresh_jobs", refused)
+    service.heard.clear()
+    await poller.poll_now()
+    await poller.poll_now()
+    assert [e for e in service.heard if isinstance(e, PollError)] == [PollError("the list is down [/]", "server")]
+    monkeypatch.setattr(service, "refresh_jobs", refresh)
+    assert await poller.poll_now() is not None
+    monkeypatch.setattr(service, "refresh_jobs", refused)
+    await poller.poll_now()
+    assert len([e for e in service.heard if isinstance(e, PollError)]) == 2
+    assert poller.polls == 4

@@ -107,7 +107,7 @@ async def test_jobs_screen_shows_the_cache_without_touching_the_network(paths):
     app = make_app(paths, connect=False)
     async with app.run_test(size=(120, 36)) as pilot:
         await settle(pilot)
-        assert app.rows_source == "cache"
+        assert app.state.rows_source == "cache"
         assert app.service is not None and not app.service.is_connected and app.service.api_requests == 0
         table = app.screen.query_one(JobsTable)
         assert table.job_ids == ["ftjob-cached000000000000000001", "ftjob-cached000000000000000002"]
@@ -167,21 +167,21 @@ async def test_launch_watch_and_finish_a_job(paths, manual_backend, sft_file):
     app = make_app(paths, manual_backend)
     async with app.run_test(size=(120, 36)) as pilot:
         await settle(pilot)
-        assert app.connection_state == "online"
+        assert app.state.connection_state == "online"
         header = app.screen.query_one("#header").header_text().plain
         assert "local · local backend (built-in, no key)" in header and "● online" in header
 
         job_id = await launch_through_form(pilot, sft_file)
         screen = app.screen
         assert screen.job is not None and screen.job.model == "tunedeck-ngram"
-        assert job_id in {row.job.id for row in app.rows}
+        assert job_id in {row.job.id for row in app.state.rows}
 
         await asyncio.to_thread(manual_backend.advance, job_id, 5)
         await poll(pilot)
         assert screen.job.status == "running"
         first_points = len(screen.chart.train_points)
         assert first_points > 0
-        row = next(r for r in app.rows if r.job.id == job_id)
+        row = next(r for r in app.state.rows if r.job.id == job_id)
         assert row.step == screen.chart.train_points[-1][0]  # the list's progress keeps up with the chart
         assert row.total_steps and 0 < row.progress < 1
         builds, version = screen.chart.build_count, screen.chart.version
@@ -214,7 +214,7 @@ async def test_the_poll_loop_runs_by_itself_and_r_wakes_it(paths, manual_backend
     async with app.run_test(size=(80, 24)) as pilot:
         first = asyncio.ensure_future(app.next_poll())
         await asyncio.wait_for(first, 10)  # the loop's first poll, right after connecting
-        assert app.rows_source == "api"
+        assert app.state.rows_source == "api"
         assert app.poller.next_interval() == 30.0  # nothing runs: the loop now waits 30 s
         before = app.polls
         woken = asyncio.ensure_future(app.next_poll())
@@ -264,6 +264,48 @@ async def test_launch_errors_are_shown_literally_in_the_form(paths, manual_backe
 
 
 
+async def test_an_unexpected_worker_error_is_shown_and_the_form_recovers(paths, manual_backend, sft_file, monkeypatch):
+    """A bug in an action (not an API answer) ends its worker in ERROR: the app shows the
+    error literally, and the launch form unlocks instead of waiting forever."""
+    from textual.widgets import Button
+    from textual.worker import WorkerFailed
+
+    app = make_app(paths, manual_backend)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(pilot)
+        working_launch = app.service.launch
+
+        async def broken_launch(request):
+            raise RuntimeError("disk on fire [@click=app.quit]x[/] \x1b]0;pwned\x07")
+
+        monkeypatch.setattr(app.service, "launch", broken_launch)
+        await pilot.press("n")
+        await settle(pilot)
+        form = app.screen
+        assert isinstance(form, LaunchScreen)
+        await type_text(pilot, os.path.relpath(sft_file))
+        await pilot.press("ctrl+s")
+        try:
+            await app.workers.wait_for_complete()
+        except WorkerFailed:  # the launch worker failed: that is the point
+            pass
+        await pilot.pause()
+        await pilot.pause()
+
+        toasts = [n.message for n in app._notifications]
+        assert any("RuntimeError: disk on fire [@click=app.quit]x[/] ␛]0;pwned␇" in t for t in toasts), toasts
+        assert "disk on fire [@click=app.quit]x[/]" in screen_text(app)  # literal on screen, not markup
+        assert app.screen is form and not form.launching
+        assert not form.query_one("#launch", Button).disabled
+        assert "disk on fire" in form.error_text
+
+        monkeypatch.setattr(app.service, "launch", working_launch)
+        await pilot.press("ctrl+s")  # usable again: the next launch goes through
+        await settle(pilot)
+        assert isinstance(app.screen, JobScreen), form.error_text
+        assert app.is_running
+
+
 async def test_launch_while_offline_says_so_in_the_form(paths, sft_file):
     app = make_app(paths, connect=False)
     async with app.run_test(size=(80, 24)) as pilot:
@@ -306,9 +348,9 @@ async def test_an_unreachable_api_shows_in_the_header_and_the_app_goes_on(paths,
     app = TunedeckApp(lambda: open_service("dead", paths=paths), poll=False)
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
-        assert app.connection_state == "online"  # the client is built; nothing was sent yet
+        assert app.state.connection_state == "online"  # the client is built; nothing was sent yet
         await poll(pilot)
-        assert app.connection_state == "error"
+        assert app.state.connection_state == "error"
         header = app.screen.query_one("#header").header_text().plain
         assert "dead · http://127.0.0.1:9/v1" in header and "✖ error" in header
         assert "press r to retry" in screen_text(app)
@@ -322,7 +364,7 @@ async def test_a_broken_config_is_reported_not_raised(paths):
     app = TunedeckApp(broken, poll=False)
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
-        assert app.connection_state == "error"
+        assert app.state.connection_state == "error"
         assert "[profiles.x]" in app.screen.query_one("#header").header_text().plain
         await pilot.press("q")
     assert app.return_code == 0
@@ -444,15 +486,15 @@ async def test_p_switches_to_the_next_profile(isolated_home, manual_backend, sft
     async with app.run_test(size=(120, 36)) as pilot:
         await settle(pilot)
         await poll(pilot)
-        assert app.profile_name == "bench"
-        assert [r.job.id for r in app.rows] == [job.id]
+        assert app.state.profile_name == "bench"
+        assert [r.job.id for r in app.state.rows] == [job.id]
         await pilot.press("p")
         await settle(pilot)
-        assert app.profile_name == "local"
-        assert app.connection_state == "online"
-        assert app.rows == []
+        assert app.state.profile_name == "local"
+        assert app.state.connection_state == "online"
+        assert app.state.rows == []
         assert "local · local backend" in app.screen.query_one("#header").header_text().plain
         await pilot.press("p")
         await settle(pilot)
-        assert app.profile_name == "bench"
-        assert [r.job.id for r in app.rows] == [job.id]  # its cache, shown again at once
+        assert app.state.profile_name == "bench"
+        assert [r.job.id for r in app.state.rows] == [job.id]  # its cache, shown again at once

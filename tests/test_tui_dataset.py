@@ -2,11 +2,12 @@
 navigation, error jumping, search, views, actions, and literal display of hostile data.
 
 Nothing sleeps: the index is driven step by step where the test needs it unfinished
-(`auto_index=False` + `screen.index_step`), and `settle()` waits for the workers.
+(`auto_index=False` + `screen.browser.index_step`), and `settle()` waits for the workers.
 """
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import os
@@ -66,19 +67,19 @@ async def test_the_first_page_shows_before_the_index_is_done(paths, tmp_path):
     app = make_app(paths)
     async with app.run_test(size=(120, 36)) as pilot:
         screen = await open_screen(pilot, path, auto_index=False, validate=False, first_batch=4096)
-        first = screen.index.line_count
-        assert not screen.index.complete and 0 < first < 15
+        first = screen.browser.index.line_count
+        assert not screen.browser.index.complete and 0 < first < 15
         shown = screen_text(app)
         assert "line 1 ·" in shown and "indexing" in shown
         assert f"{first:>4}" in shown and f"{first + 1:>4} " not in shown
 
         await pilot.press("G")  # the end is not known yet: follow it as the index grows
         await pilot.pause()
-        assert screen.describe()["line"] == first
-        while not screen.index.complete:
-            screen.index_step(16_384)
+        assert screen.browser.describe()["line"] == first
+        while not screen.browser.index.complete:
+            screen.browser.index_step(16_384)
             await pilot.pause()
-        assert screen.describe() == screen.describe() | {"line": 400, "lines": 400, "indexed": True}
+        assert screen.browser.describe() == screen.browser.describe() | {"line": 400, "lines": 400, "indexed": True}
         assert "indexing" not in screen_text(app)
 
 
@@ -87,7 +88,7 @@ async def test_keys_move_through_the_examples(paths, tmp_path):
     app = make_app(paths)
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await open_screen(pilot, path, validate=False)
-        line = lambda: screen.describe()["line"]  # noqa: E731
+        line = lambda: screen.browser.describe()["line"]  # noqa: E731
         await pilot.press("j", "j", "down")
         assert line() == 4
         await pilot.press("k")
@@ -115,13 +116,13 @@ async def test_a_jump_past_the_index_waits_for_it(paths, tmp_path):
     app = make_app(paths)
     async with app.run_test(size=(120, 36)) as pilot:
         screen = await open_screen(pilot, path, auto_index=False, validate=False, first_batch=4096)
-        screen.goto_line(350)
+        screen.browser.goto_line(350)
         await pilot.pause()
-        assert screen.pending_jump == 350 and "line 350: waiting for the index" in screen_text(app)
-        while screen.pending_jump is not None:
-            screen.index_step(32_768)
+        assert screen.browser.pending_jump == 350 and "line 350: waiting for the index" in screen_text(app)
+        while screen.browser.pending_jump is not None:
+            screen.browser.index_step(32_768)
             await pilot.pause()
-        assert screen.describe()["line"] == 350 and "line 350 ·" in screen_text(app)
+        assert screen.browser.describe()["line"] == 350 and "line 350 ·" in screen_text(app)
 
 
 # -- validation: errors, jumping, filtering, marking --------------------------------------------------
@@ -132,10 +133,10 @@ async def test_errors_are_listed_and_jumped_to(paths, tmp_path):
     app = make_app(paths)
     async with app.run_test(size=(120, 36)) as pilot:
         screen = await open_screen(pilot, path)
-        assert screen.report is not None and screen.error_lines == [25, 50, 75, 100]
+        assert screen.browser.report is not None and screen.browser.error_lines == [25, 50, 75, 100]
         issues = screen.query_one(IssueList)
         assert "4 errors" in issues.border_title
-        line = lambda: screen.describe()["line"]  # noqa: E731
+        line = lambda: screen.browser.describe()["line"]  # noqa: E731
         await pilot.press("right_square_bracket")
         assert line() == 25
         await pilot.press("right_square_bracket", "right_square_bracket")
@@ -152,12 +153,12 @@ async def test_errors_are_listed_and_jumped_to(paths, tmp_path):
         assert " ✖ messages  no 'messages' key" in screen_text(app)  # the missing field is marked
 
         await pilot.press("e")
-        assert screen.examples.row_count == 4 and line() == 50
+        assert screen.browser.examples.row_count == 4 and line() == 50
         assert "errors only: 4 of 120 lines" in screen_text(app)
         await pilot.press("g")
         assert line() == 25
         await pilot.press("escape")  # leaves the filter, stays on the line
-        assert not screen.errors_only and line() == 25 and screen.examples.row_count == 120
+        assert not screen.browser.errors_only and line() == 25 and screen.browser.examples.row_count == 120
 
 
 async def test_choosing_an_issue_jumps_to_its_line_and_marks_the_field(paths, tmp_path):
@@ -175,7 +176,7 @@ async def test_choosing_an_issue_jumps_to_its_line_and_marks_the_field(paths, tm
         issues.action_move_to(chosen)
         await pilot.press("enter")
         await pilot.pause()
-        assert screen.describe()["line"] == 8 and screen.examples.has_focus
+        assert screen.browser.describe()["line"] == 8 and screen.browser.examples.has_focus
         shown = screen_text(app)
         assert "✖ messages[1].role" in shown and "robot" in shown
 
@@ -194,17 +195,17 @@ async def test_search_counts_every_matching_line_and_n_walks_them(paths, tmp_pat
         assert isinstance(app.screen, AskScreen)
         await pilot.press(*"warranty", "enter")
         await settle(pilot)
-        assert screen.search is not None and screen.search.finished
-        assert list(screen.search.lines()) == expected
+        assert screen.browser.search is not None and screen.browser.search.finished
+        assert list(screen.browser.search.lines()) == expected
         first = next(n for n in expected if n >= 3)
-        assert screen.describe()["line"] == first  # the first hit from where the cursor was
+        assert screen.browser.describe()["line"] == first  # the first hit from where the cursor was
         assert f"/warranty: {len(expected)} matches" in screen_text(app)
         await pilot.press("n")
-        assert screen.describe()["line"] == expected[expected.index(first) + 1]
+        assert screen.browser.describe()["line"] == expected[expected.index(first) + 1]
         await pilot.press("N", "N")
-        assert screen.describe()["line"] == expected[expected.index(first) - 1]
+        assert screen.browser.describe()["line"] == expected[expected.index(first) - 1]
         await pilot.press("escape")  # clears the search
-        assert screen.search is None and "/warranty" not in screen_text(app)
+        assert screen.browser.search is None and "/warranty" not in screen_text(app)
 
 
 async def test_escape_cancels_a_running_search(paths, tmp_path):
@@ -213,15 +214,15 @@ async def test_escape_cancels_a_running_search(paths, tmp_path):
     async with app.run_test(size=(120, 36)) as pilot:
         # The index stays unfinished, so the search waits for it: it is still running at escape.
         screen = await open_screen(pilot, path, auto_index=False, validate=False, first_batch=4096)
-        screen.start_search("billing")
+        screen.browser.start_search("billing")
         await pilot.pause()
         assert "esc cancels" in screen_text(app)
         await pilot.press("escape")
         await settle(pilot)
-        assert screen.search.finished and screen.search.cancelled
+        assert screen.browser.search.finished and screen.browser.search.cancelled
         assert "(cancelled)" in screen_text(app)
         await pilot.press("escape")
-        assert screen.search is None
+        assert screen.browser.search is None
 
 
 # -- rendering --------------------------------------------------------------------------------------------
@@ -356,7 +357,7 @@ async def test_clean_copy_split_and_launch(paths, tmp_path):
 
         screen.open_file(clean)
         await settle(pilot)
-        assert screen.report is not None and screen.report.error_count == 0
+        assert screen.browser.report is not None and screen.browser.report.error_count == 0
         await pilot.press("s")
         assert isinstance(app.screen, AskScreen)
         await pilot.press("backspace", "backspace", "backspace", *"0.2", "enter")
@@ -384,7 +385,7 @@ async def test_d_opens_the_browser_from_a_prompt_and_remembers_the_file(paths, t
         await pilot.press(*os.path.relpath(path), "enter")
         await settle(pilot)
         screen = app.screen
-        assert isinstance(screen, DatasetScreen) and screen.path == path
+        assert isinstance(screen, DatasetScreen) and screen.browser.path == path
         await pilot.press("o")
         await settle(pilot)
         assert isinstance(app.screen, OpenDatasetScreen) and app.screen.recent == [str(path)]
@@ -408,21 +409,21 @@ async def test_choosing_a_base_model_reprices_and_recounts(paths, tmp_path):
         screen = await open_screen(pilot, path)
         await pilot.press("t")
         await settle(pilot)
-        assert screen.report.encoding == "o200k_base" and "at $5.00/1M" in screen_text(app)
+        assert screen.browser.report.encoding == "o200k_base" and "at $5.00/1M" in screen_text(app)
         select = screen.query_one("#stats-model", Select)
         select.value = "gpt-4o-mini-2024-07-18"  # the same tokenizer: priced again at once
         await settle(pilot)
-        assert "at $3.00/1M" in screen_text(app) and screen.report.encoding == "o200k_base"
+        assert "at $3.00/1M" in screen_text(app) and screen.browser.report.encoding == "o200k_base"
         select.value = "gpt-3.5-turbo-0125"  # another tokenizer: the engine counts again
         await settle(pilot)
-        assert screen.report.encoding == "cl100k_base" and screen.report.model == "gpt-3.5-turbo-0125"
+        assert screen.browser.report.encoding == "cl100k_base" and screen.browser.report.model == "gpt-3.5-turbo-0125"
         assert "at $8.00/1M" in screen_text(app)
 
 
 def test_background_work_runs_below_the_ui_and_its_errors_come_back():
     import sys
 
-    from tunedeck.tui.screens.dataset_workers import at_low_priority
+    from tunedeck.tui.widgets.background_work import at_low_priority
 
     before = os.nice(0)
     after = at_low_priority(lambda: os.nice(0))
@@ -442,9 +443,84 @@ async def test_the_cursor_row_stays_in_view_when_the_terminal_shrinks(paths, tmp
         screen = await open_screen(pilot, path, validate=False)
         examples = screen.query_one(ExampleList)
         await pilot.press(*["j"] * 30)
-        assert screen.describe()["line"] == 31
+        assert screen.browser.describe()["line"] == 31
         await pilot.resize_terminal(80, 24)
         await settle(pilot)
         top, height = int(examples.scroll_y), examples.scrollable_content_region.height
         assert top <= examples.cursor < top + height
         assert f"{31:>4} " in screen_text(app)
+
+
+# -- background work that fails unexpectedly ----------------------------------------------------------
+
+
+async def finish_failing_workers(pilot) -> None:
+    """Like `settle()`, for workers meant to fail (waiting on a failed worker raises its error)."""
+    await asyncio.gather(*(worker.wait() for worker in list(pilot.app.workers)), return_exceptions=True)
+    await pilot.pause()
+    await pilot.pause()
+
+
+def a_bug(*args, **kwargs):
+    raise RuntimeError("a bug, not a bad file")
+
+
+async def test_workers_failing_unexpectedly_leave_nothing_under_way(paths, tmp_path, monkeypatch):
+    from tunedeck.core import datasets, linesearch
+    from tunedeck.core.lineindex import LineIndex
+
+    monkeypatch.setattr(LineIndex, "build", a_bug)
+    monkeypatch.setattr(datasets, "validate_file", a_bug)
+    monkeypatch.setattr(linesearch, "search", a_bug)
+    path = generate_dataset("sft", 400, tmp_path / "train.jsonl")
+    app = make_app(paths)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(pilot)
+        screen = DatasetScreen(path, first_batch=4096)
+        app.push_screen(screen)
+        await finish_failing_workers(pilot)
+        browser = screen.browser
+        assert "index stopped at" in browser.status_line and "indexing" not in browser.status_line
+        assert "validating" not in browser.status_line and browser.issue_list.unavailable == "validation failed"
+        screen.browser.goto_line(350)  # past the index, which will not grow: nothing waits for it
+        assert screen.browser.pending_jump is None and screen.browser.describe()["line"] == browser.index.line_count
+        screen.browser.start_search("billing")
+        await finish_failing_workers(pilot)
+        assert screen.browser.search.finished and "esc cancels" not in browser.status_line
+        assert browser.step_back() and screen.browser.search is None
+        toasts = [n.message for n in app._notifications]
+        assert sum("RuntimeError: a bug, not a bad file" in t for t in toasts) == 3, toasts  # index, validation, search
+        assert app.is_running
+
+
+async def test_a_recount_failing_unexpectedly_keeps_the_report(paths, tmp_path, monkeypatch):
+    from textual.widgets import Select
+
+    from tunedeck.core import datasets
+
+    path = generate_dataset("sft", 60, tmp_path / "train.jsonl")
+    app = make_app(paths)
+    async with app.run_test(size=(120, 36)) as pilot:
+        screen = await open_screen(pilot, path)
+        await pilot.press("t")
+        monkeypatch.setattr(datasets, "validate_file", a_bug)
+        screen.query_one("#stats-model", Select).value = "gpt-3.5-turbo-0125"  # another tokenizer: counted again
+        await finish_failing_workers(pilot)
+        assert screen.browser.validation_fraction is None and "validating" not in screen.browser.status_line
+        shown = screen_text(app)
+        assert screen.browser.report.encoding == "o200k_base" and "counted with o200k_base: recounting" in shown
+        assert "recounting with its tokenizer" not in shown
+
+
+async def test_a_file_action_failing_unexpectedly_is_reported(paths, tmp_path, monkeypatch):
+    from tunedeck.core.datasets import split
+
+    monkeypatch.setattr(split, "split_file", a_bug)
+    path = generate_dataset("sft", 30, tmp_path / "train.jsonl")
+    app = make_app(paths)
+    async with app.run_test(size=(120, 36)) as pilot:
+        screen = await open_screen(pilot, path, validate=False)
+        await pilot.press("s", "enter")
+        await finish_failing_workers(pilot)
+        assert any("RuntimeError: a bug, not a bad file" in n.message for n in app._notifications)
+        assert app.screen is screen and not screen.written

@@ -1,16 +1,27 @@
-"""The tunedeck app: state in one place, workers that post messages, screens that show them.
+"""The tunedeck app: state in one place, workers that post messages, screens that observe the state.
 
 Start-up order (the first frame never waits for the network or the SDK):
 
-1. mount: open the service (cache only, a few ms) so the first frame already shows the
-   cached rows; a cache slower than FIRST_FRAME_WAIT_S is left to the start-up worker;
+1. mount: open the service and read the cache once (a few ms) so the first frame already
+   shows the cached rows; a cache slower than FIRST_FRAME_WAIT_S is left to the start-up worker;
 2. compose: the Jobs screen with its header, drawn at once;
 3. after the first frame (`Ready`): connect (imports `openai`, starts the local backend);
-4. a poll loop worker refreshes at the poller's pace; `r` wakes it at once.
+4. the core's poller runs its own loop in an app worker; `r` wakes it at once.
 
-Workers never touch widgets: they post messages from `messages.py`; the handlers here
-update the state (`rows`, connection, profile) and announce it through signals that the
-screens subscribe to.
+The path of a job event from a poll to the screens, one shape per hop:
+
+1. `core.poller.JobPoller` refreshes the list and the events, reads the cached rows once,
+   and publishes them through the service (`JobsChanged`, `EventsAdded`, `JobMissing`,
+   `PollError`; the service publishes `ConnectionChanged` itself);
+2. one adapter, `messages.message_for`, turns each core event into a message posted to
+   the app (`JobsLoaded`, `EventsArrived`, ...);
+3. the app's handler applies the message to `state.AppState`, the state in one place;
+4. the state's signals tell the screens and the header that subscribed (they read the
+   state, never the app).
+
+Workers never touch widgets: they post messages from `messages.py`. A worker that ends
+with an unexpected exception reaches one handler here, which shows the error and
+announces it (`AppState.worker_failed`) so the screen that asked can recover.
 """
 
 from __future__ import annotations
@@ -21,10 +32,10 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Awaitable, Callable, Sequence
 
-from textual import work
+from textual import on, work
 from textual.app import App
 from textual.binding import Binding
-from textual.signal import Signal
+from textual.worker import Worker, WorkerState
 
 from .messages import (
     CancelFailed,
@@ -39,10 +50,12 @@ from .messages import (
     PollFailed,
     ServiceFailed,
     ServiceOpened,
+    message_for,
 )
 from .safe_text import clean
 from .screens.jobs import JobsScreen
 from .service_actions import ServiceActions
+from .state import AppState, WorkerFailure
 
 if TYPE_CHECKING:  # pragma: no cover
     from tunedeck.core.poller import JobPoller
@@ -53,6 +66,9 @@ ServiceFactory = Callable[[], Awaitable["Service"]]
 
 FIRST_FRAME_WAIT_S = 0.25
 """How long the first frame may wait for the cache (normally a few ms)."""
+
+STARTUP_WORKERS = "startup"
+POLL_WORKERS = "poll"
 
 
 def default_service_factory(profile: str | None = None) -> ServiceFactory:
@@ -66,14 +82,14 @@ def default_service_factory(profile: str | None = None) -> ServiceFactory:
     return factory
 
 
-class TunedeckApp(ServiceActions, App[int]):
+class TunedeckApp(App[int]):
     """The full-screen app.
 
     Args:
         service_factory: async callable returning a not-yet-connected `Service`; the app
             owns the service from then on and closes it on exit. Default: the user's config.
         profile: profile name for the default factory.
-        poll: run the poll loop. Tests pass False and call `await app.poll_now()`.
+        poll: run the poller's loop. Tests pass False and call `await app.poll_now()`.
         connect: connect after the first frame. False keeps the app on cached data only.
     """
 
@@ -105,57 +121,58 @@ class TunedeckApp(ServiceActions, App[int]):
         self._poll_enabled = poll
         self._connect_enabled = connect
 
-        # -- the state, in one place --------------------------------------------------
-        self.service: Service | None = None
+        self.state = AppState(self)
+        """Everything the screens show; only the handlers below change it."""
+        self.requests = ServiceActions(self, self.state)
+        """List models, launch, cancel: what screens ask of the service."""
         self.poller: JobPoller | None = None
-        self.rows: list[JobRow] = []
-        self.rows_source: str | None = None
-        """None until the cache answered; then "cache" or "api"."""
-        self.profile_name = ""
-        self.profile_detail = ""
-        self.connection_state = "offline"
-        self.connection_detail = "opening cache"
-        self.models: list[str] | None = None
-        self.current_job_id: str | None = None
-        """The job last opened or launched: the Jobs screen puts its cursor there."""
-        self.notice: str | None = None
-        """A calm note for the Jobs screen (e.g. the endpoint offers no fine-tuning)."""
-
-        # -- announcements screens subscribe to ---------------------------------------
-        self.state_signal: Signal[None] = Signal(self, "state")
-        self.jobs_signal: Signal[list[JobRow]] = Signal(self, "jobs")
-        self.events_signal: Signal[EventsArrived] = Signal(self, "events")
-        self.missing_signal: Signal[JobNotFound] = Signal(self, "missing")
-        self.models_signal: Signal[ModelsLoaded] = Signal(self, "models")
-        self.launch_signal: Signal[JobLaunched | LaunchFailed] = Signal(self, "launch")
 
         self._first_frame = asyncio.Event()
-        self._poll_lock = asyncio.Lock()
-        self._wake = asyncio.Event()
+        self._poller_opened = asyncio.Event()
         self._watched: set[str] = set()
-        self._last_poll_error: str | None = None
         self._unsubscribe: Callable[[], None] | None = None
+        self._opening: asyncio.Future | None = None
         self._opened: Service | None = None
-        self._poll_waiters: list[asyncio.Future[None]] = []
-        self.polls = 0
-        """Polls finished (successful or not)."""
 
     def get_default_screen(self) -> JobsScreen:
         return JobsScreen()
+
+    # -- thin delegates (tests and scripts) --------------------------------------------------
+
+    @property
+    def service(self) -> Service | None:
+        return self.state.service
+
+    @property
+    def polls(self) -> int:
+        """Polls the current profile's poller finished (successful or not)."""
+        return self.poller.polls if self.poller is not None else 0
+
+    async def poll_now(self) -> None:
+        """One poll now (with `poll=False` nothing else polls); failures become `PollFailed`."""
+        if self.poller is not None:
+            await self.poller.poll_now()
+
+    async def next_poll(self) -> None:
+        """Wait until the next poll has finished (tests; the loop polls on its own)."""
+        while self.poller is None:
+            await self._poller_opened.wait()
+        await self.poller.next_poll()
 
     # -- start-up ---------------------------------------------------------------------------
 
     async def on_mount(self) -> None:
         # Open the cache now, so cached rows are in the first frame; but never hold the
         # first frame longer than FIRST_FRAME_WAIT_S for a slow disk: the worker goes on.
-        opening = asyncio.ensure_future(self._open_cache())
+        opening = self._opening = asyncio.ensure_future(self._open_cache())
         done, _ = await asyncio.wait({opening}, timeout=FIRST_FRAME_WAIT_S)
-        if done and opening.exception() is None:
+        applied = bool(done) and opening.exception() is None
+        if applied:
             service, poller, rows = opening.result()
             # A handler of the app itself, so it may apply the state directly.
             self.on_service_opened(ServiceOpened(service, poller))
             self.on_jobs_loaded(JobsLoaded(rows, source="cache"))
-        self._start_up(opening, applied=bool(done) and opening.exception() is None)
+        self._start_up(opening, applied=applied)
 
     def on_ready(self) -> None:
         self._first_frame.set()
@@ -168,13 +185,22 @@ class TunedeckApp(ServiceActions, App[int]):
         self._opened = service  # closed on exit even if the app quits before using it
         from tunedeck.core.poller import JobPoller
 
-        self._unsubscribe = service.subscribe(self._on_service_event)
-        return service, JobPoller(service), await service.cached_rows()
+        self._unsubscribe = service.subscribe(self._core_event)
+        poller = JobPoller(service)
+        return service, poller, await poller.read_cache()
 
-    @work(group="startup", exit_on_error=False, description="open the cache, then connect")
+    def _core_event(self, event: ServiceEvent) -> None:
+        """The service's one listener (called on the event loop): core events become messages."""
+        message = message_for(event)
+        if message is not None:
+            self.post_message(message)
+
+    @work(group=STARTUP_WORKERS, exit_on_error=False, description="open the cache, then connect")
     async def _start_up(self, opening: asyncio.Future, applied: bool) -> None:
         try:
-            service, poller, rows = await opening
+            # Shielded: cancelling this worker (quit, next profile) must not cut the opening
+            # short, or a half-opened cache is never closed and its thread outlives the app.
+            service, poller, rows = await asyncio.shield(opening)
         except Exception as exc:  # a bad config or an unreadable cache: say so, keep running
             self.post_message(ServiceFailed(clean(exc)))
             return
@@ -185,79 +211,22 @@ class TunedeckApp(ServiceActions, App[int]):
             return
         await self._first_frame.wait()
         await service.connect()
-        if service.is_connected and self._poll_enabled:
-            self._poll_loop()
+        if service.is_connected:
+            self._start_polling(poller)
 
-    def _on_service_event(self, event: ServiceEvent) -> None:
-        """Service listener (called on the event loop): turn core events into messages."""
-        from tunedeck.core.service import ConnectionChanged, EventsAdded, JobMissing, JobsChanged
-
-        if isinstance(event, JobsChanged):
-            self.post_message(JobsLoaded(event.rows, source="api"))
-        elif isinstance(event, EventsAdded):
-            self.post_message(EventsArrived(event.job, event.events))
-        elif isinstance(event, ConnectionChanged):
-            self.post_message(ConnectionUpdated(event.state, event.detail))
-        elif isinstance(event, JobMissing):
-            self.post_message(JobNotFound(event.job_id, event.detail))
-
-    # -- polling ----------------------------------------------------------------------------
-
-    async def poll_now(self) -> None:
-        """One poll: the job list plus events of running and watched jobs.
-
-        Expected failures (API errors) become a `PollFailed` message; the caller goes on.
-        """
-        from tunedeck.core.api import ApiError
-        from tunedeck.core.service import ServiceError
-
-        service, poller = self.service, self.poller
-        if service is None or poller is None or not service.is_connected:
-            return
-        async with self._poll_lock:
-            try:
-                await poller.poll_once()
-            except ApiError as exc:
-                self.post_message(PollFailed(exc.message, exc.kind))
-            except ServiceError as exc:
-                self.post_message(PollFailed(str(exc)))
-            else:
-                self._last_poll_error = None
-            finally:
-                self.polls += 1
-                waiters, self._poll_waiters = self._poll_waiters, []
-                for waiter in waiters:
-                    if not waiter.done():
-                        waiter.set_result(None)
-
-    async def next_poll(self) -> None:
-        """Wait until the next poll has finished (tests; the poll loop runs on its own)."""
-        waiter = asyncio.get_running_loop().create_future()
-        self._poll_waiters.append(waiter)
-        await waiter
-
-    @work(group="poll", exclusive=True, exit_on_error=False, description="poll the API")
-    async def _poll_loop(self) -> None:
-        while True:
-            self._wake.clear()
-            try:
-                await self.poll_now()
-            except Exception as exc:  # never let one bad poll end a long session
-                self.post_message(PollFailed(f"poll failed: {exc}"))
-            interval = self.poller.next_interval() if self.poller else 30.0
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=interval)
-            except TimeoutError:
-                pass
+    def _start_polling(self, poller: JobPoller) -> None:
+        """Run the poller's loop in an app worker (cancelled with the profile or the app)."""
+        if self._poll_enabled:
+            self.run_worker(poller.run, group=POLL_WORKERS, exclusive=True, exit_on_error=False, description="poll the API")
 
     def request_poll(self) -> None:
-        """Poll as soon as possible: wakes the poll loop (with `poll=False` nothing polls by itself)."""
-        if self._poll_enabled and self.service is not None and self.service.is_connected:
-            self._wake.set()
+        """Poll as soon as possible: wakes the poller's loop (with `poll=False` nothing polls by itself)."""
+        if self.poller is not None and self.state.connected:
+            self.poller.request()
 
     def watch_job(self, job_id: str) -> None:
         """A screen shows this job: follow its events even when it is idle."""
-        self.current_job_id = job_id
+        self.state.current_job_id = job_id
         self._watched.add(job_id)
         if self.poller is not None:
             self.poller.watch(job_id)
@@ -271,70 +240,69 @@ class TunedeckApp(ServiceActions, App[int]):
     # -- message handlers: the only place the state changes ----------------------------------
 
     def on_service_opened(self, message: ServiceOpened) -> None:
-        self.service = message.service
+        state = self.state
+        state.service = message.service
         self.poller = message.poller
+        self._poller_opened.set()
         for job_id in self._watched:
             self.poller.watch(job_id)
-        self.profile_name = message.service.profile.name
-        self.profile_detail = message.service.profile.describe()
-        self.connection_state = message.service.connection.state
-        self.connection_detail = message.service.connection.detail
-        self.state_signal.publish(None)
+        state.profile_name = message.service.profile.name
+        state.profile_detail = message.service.profile.describe()
+        state.connection_state = message.service.connection.state
+        state.connection_detail = message.service.connection.detail
+        state.changed.publish(None)
 
     def on_service_failed(self, message: ServiceFailed) -> None:
-        self.connection_state = "error"
-        self.connection_detail = message.message
-        self.rows_source = self.rows_source or "cache"
-        self.state_signal.publish(None)
+        state = self.state
+        state.connection_state = "error"
+        state.connection_detail = message.message
+        state.rows_source = state.rows_source or "cache"
+        state.changed.publish(None)
         self.notify(message.message, title="cannot open tunedeck", severity="error", markup=False, timeout=15)
 
     def on_jobs_loaded(self, message: JobsLoaded) -> None:
-        if message.source == "cache" and self.rows_source == "api":
-            return  # the API already answered; a late cache read is older
-        self.rows = message.rows
-        self.rows_source = message.source
-        self.jobs_signal.publish(message.rows)
+        self.state.show_rows(message.rows, message.source)
 
     def on_events_arrived(self, message: EventsArrived) -> None:
-        self.events_signal.publish(message)
+        self.state.events_arrived.publish(message)
 
     def on_job_not_found(self, message: JobNotFound) -> None:
-        self.missing_signal.publish(message)
+        self.state.job_missing.publish(message)
 
     def on_connection_updated(self, message: ConnectionUpdated) -> None:
-        previous = self.connection_state
-        self.connection_state = message.state
-        self.connection_detail = message.detail
-        self.state_signal.publish(None)
+        state = self.state
+        previous = state.connection_state
+        state.connection_state = message.state
+        state.connection_detail = message.detail
+        state.changed.publish(None)
         if message.state == "error" and previous != "error":
             self.notify(clean(message.detail), title="connection", severity="error", markup=False, timeout=10)
 
     def on_poll_failed(self, message: PollFailed) -> None:
+        # The poller reports each distinct failure once until a poll succeeds.
         if message.kind == "connection":
             return  # the header already says so
         if message.kind == "training_not_available":
-            self.notice = message.message
-            self.state_signal.publish(None)
-        if message.message != self._last_poll_error:
-            self._last_poll_error = message.message
-            severity = "information" if message.kind == "training_not_available" else "warning"
-            self.notify(clean(message.message), title="refresh", severity=severity, markup=False)
+            self.state.notice = message.message
+            self.state.changed.publish(None)
+        severity = "information" if message.kind == "training_not_available" else "warning"
+        self.notify(clean(message.message), title="refresh", severity=severity, markup=False)
 
     def on_models_loaded(self, message: ModelsLoaded) -> None:
         if message.error is None:
-            self.models = message.models
-        self.models_signal.publish(message)
+            self.state.models = message.models
+        self.state.models_listed.publish(message)
 
     def on_job_launched(self, message: JobLaunched) -> None:
         if self._launch_form_open():
-            self.launch_signal.publish(message)
+            self.state.launch_answered.publish(message)
         else:  # the user left the form while it uploaded
             self.notify(f"launched {clean(message.job.id)}", title="launch", markup=False)
         self.request_poll()
 
     def on_launch_failed(self, message: LaunchFailed) -> None:
         if self._launch_form_open():
-            self.launch_signal.publish(message)
+            self.state.launch_answered.publish(message)
         else:
             self.notify(clean(message.message), title="launch failed", severity="error", markup=False)
 
@@ -348,9 +316,30 @@ class TunedeckApp(ServiceActions, App[int]):
     def on_cancel_failed(self, message: CancelFailed) -> None:
         self.notify(clean(message.message), title=f"cannot cancel {clean(message.job_id)}", severity="error", markup=False)
 
+    @on(Worker.StateChanged)
+    def _worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """The one handler for unexpected worker failures (expected ones are messages already).
+
+        App workers report here directly; screens pass on the failures of their own workers.
+        The error is shown literally, then announced so the screen that asked can recover.
+        """
+        if event.state != WorkerState.ERROR:
+            return
+        worker = event.worker
+        error = worker.error
+        text = clean(f"{type(error).__name__}: {error}" if error is not None else "unknown error")
+        what = clean(worker.description or worker.name or worker.group)
+        self.notify(text, title=f"unexpected error: {what}", severity="error", markup=False, timeout=15)
+        if worker.group == STARTUP_WORKERS and self.state.connection_state == "connecting":
+            self.state.connection_state, self.state.connection_detail = "error", text
+            self.state.changed.publish(None)
+        self.state.worker_failed.publish(WorkerFailure(worker.group, what, text))
+
+    # -- actions ----------------------------------------------------------------------------
+
     def action_refresh(self) -> None:
-        service = self.service
-        if service is None:
+        service, poller = self.state.service, self.poller
+        if service is None or poller is None:
             return
         if not service.is_connected:
             if self._connect_enabled:
@@ -359,23 +348,23 @@ class TunedeckApp(ServiceActions, App[int]):
                 self.notify("offline: showing cached data only", markup=False)
             return
         if self._poll_enabled:
-            self._wake.set()
+            poller.request()
         else:
-            self.run_worker(self.poll_now(), group="refresh", exit_on_error=False)
+            self.run_worker(poller.poll_now, group="refresh", exit_on_error=False, description="refresh")
 
-    @work(group="startup", exclusive=True, exit_on_error=False, description="reconnect")
+    @work(group=STARTUP_WORKERS, exclusive=True, exit_on_error=False, description="reconnect")
     async def _reconnect(self) -> None:
-        service = self.service
-        if service is None or service.is_connected:
+        service, poller = self.state.service, self.poller
+        if service is None or poller is None or service.is_connected:
             return
         await service.connect()
-        if service.is_connected and self._poll_enabled:
-            self._poll_loop()
+        if service.is_connected:
+            self._start_polling(poller)
 
     def action_switch_profile(self) -> None:
         self._switch_profile()
 
-    @work(group="startup", exclusive=True, exit_on_error=False, description="switch profile")
+    @work(group=STARTUP_WORKERS, exclusive=True, exit_on_error=False, description="switch profile")
     async def _switch_profile(self) -> None:
         """Close this profile's service and open the next one from the config (cache first)."""
         from tunedeck.core.bootstrap import load_app_config
@@ -386,25 +375,30 @@ class TunedeckApp(ServiceActions, App[int]):
         except ConfigError as exc:
             self.notify(clean(exc), title="config", severity="error", markup=False)
             return
-        following = config.next_profile(self.profile_name)
-        if following.name == self.profile_name:
+        following = config.next_profile(self.state.profile_name)
+        if following.name == self.state.profile_name:
             self.notify("Only one profile is configured (`tunedeck paths` shows the config file).", markup=False)
             return
-        self.workers.cancel_group(self, "poll")
+        self.workers.cancel_group(self, POLL_WORKERS)
         while len(self.screen_stack) > 1:
             self.pop_screen()
         await self._close_service()
-        self.rows_source, self.models, self.notice = None, None, None
+        self.state.rows_source, self.state.models, self.state.notice = None, None, None
         self._service_factory = default_service_factory(following.name)
-        opening = asyncio.ensure_future(self._open_cache())
+        opening = self._opening = asyncio.ensure_future(self._open_cache())
         self._start_up(opening, applied=False)
 
     async def _close_service(self) -> None:
+        if self._opening is not None and not self._opening.done():
+            await asyncio.wait({self._opening})  # then its service is known, and closed below
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
-        service = self.service or self._opened
-        self.service = self._opened = self.poller = None
+        if self.poller is not None:
+            self.poller.close()
+        service = self.state.service or self._opened
+        self.state.service = self._opened = self.poller = None
+        self._poller_opened.clear()
         if service is not None:
             try:
                 await service.close()

@@ -1,10 +1,11 @@
 """Untrusted text (job ids, model names, event messages, file names, API errors) for display.
 
-Two dangers, both measured on Textual 8.2.8 (see the project's TUI anchors, d.6):
-markup in a string is parsed by most widgets (`[@click=app.quit]` becomes a live action,
-`[/` crashes), and ESC sequences such as OSC 52 reach the terminal untouched. `safe()`
-answers both: control characters become visible placeholders (core's `strip_controls`)
-and the result is a `rich.text.Text`, which no widget parses as markup.
+Two dangers, both measured on Textual 8.2.8: markup in a string is parsed by most widgets
+(`[@click=app.quit]` becomes a live action, `[/` crashes), and ESC sequences such as OSC 52
+reach the terminal untouched. `safe()` answers both: control characters become visible
+placeholders (core's `strip_controls`) and the result is a `rich.text.Text`, which no
+widget parses as markup. This module is the TUI's one funnel for such text; plain-text
+helpers that need no rich live in core.
 """
 
 from __future__ import annotations

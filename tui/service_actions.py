@@ -1,16 +1,18 @@
-"""The app's actions that call the service on behalf of screens: list models, launch, cancel.
+"""What screens ask of the profile's service: list models, launch, cancel.
 
-A mixin of `TunedeckApp`, kept apart so the app module stays about start-up, polling and
-state. Each action runs in an app-level worker (leaving a screen does not cancel it) and
-reports back with a message, never by touching widgets.
+A plain helper the app owns (`app.requests`). Each action runs in an app-level worker (the
+work is passed uncalled, so a worker cancelled before it starts leaves no coroutine behind):
+leaving a screen does not cancel it, and it reports back with a message, never by touching
+widgets. An unexpected exception ends the worker in ERROR: the app's one worker-failure
+handler shows it, and screens recover from `AppState.worker_failed` (the worker groups
+below say which action failed).
 """
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-from textual import work
+from typing import TYPE_CHECKING, Any
 
 from .messages import CancelFailed, JobCancelled, JobLaunched, LaunchFailed, ModelsLoaded
 from .safe_text import clean
@@ -18,58 +20,64 @@ from .safe_text import clean
 if TYPE_CHECKING:  # pragma: no cover
     from textual.app import App
 
-    from tunedeck.core.records import JobRow
-    from tunedeck.core.service import Service
+    from .state import AppState
 
-    _Base = App[int]
-else:
-    _Base = object
+MODELS_WORKERS = "models"
+LAUNCH_WORKERS = "launch"
+CANCEL_WORKERS = "cancel"
 
 
-class ServiceActions(_Base):
-    service: Service | None
-    rows: list[JobRow]
-    connection_state: str
-    connection_detail: str
+class ServiceActions:
+    def __init__(self, app: App[Any], state: AppState) -> None:
+        self._app = app
+        self._state = state
 
     def load_models(self) -> None:
         """Ask the backend for its model list (answers with `ModelsLoaded`)."""
-        if self.service is not None and self.service.is_connected:
-            self._load_models()
+        if self._state.connected:
+            self._app.run_worker(
+                self._load_models, group=MODELS_WORKERS, exclusive=True, exit_on_error=False, description="list models"
+            )
 
-    @work(group="models", exclusive=True, exit_on_error=False, description="list models")
     async def _load_models(self) -> None:
         from tunedeck.core.api import ApiError
         from tunedeck.core.service import ServiceError
 
-        assert self.service is not None
+        service = self._state.service
+        assert service is not None
         try:
-            models = await self.service.base_models()
+            models = await service.base_models()
         except ApiError as exc:
-            self.post_message(ModelsLoaded([], error=exc.message))
+            self._app.post_message(ModelsLoaded([], error=exc.message))
         except ServiceError as exc:
-            self.post_message(ModelsLoaded([], error=str(exc)))
+            self._app.post_message(ModelsLoaded([], error=str(exc)))
         else:
-            self.post_message(ModelsLoaded(models))
+            self._app.post_message(ModelsLoaded(models))
 
     def launch_job(
         self, training_path: Path, model: str, method: str = "supervised", validation_path: Path | None = None
     ) -> None:
-        """Upload and create a job in an app-level worker (leaving the form does not cancel it)."""
-        self._launch(training_path, model, method, validation_path)
+        """Upload and create a job (answers with `JobLaunched` or `LaunchFailed`)."""
+        self._app.run_worker(
+            partial(self._launch, training_path, model, method, validation_path),
+            group=LAUNCH_WORKERS,
+            exclusive=True,
+            exit_on_error=False,
+            description="upload and create a job",
+        )
 
-    @work(group="launch", exclusive=True, exit_on_error=False, description="upload and create a job")
     async def _launch(self, training_path: Path, model: str, method: str, validation_path: Path | None) -> None:
         from tunedeck.core.api import ApiError
         from tunedeck.core.service import LaunchRequest, ServiceError
 
-        service = self.service
+        state, post = self._state, self._app.post_message
+        service = state.service
         if service is None:
-            self.post_message(LaunchFailed("the cache is still opening; try again in a moment"))
+            post(LaunchFailed("the cache is still opening; try again in a moment"))
             return
         if not service.is_connected:
-            state = self.connection_detail if self.connection_state == "error" else self.connection_state
-            self.post_message(LaunchFailed(f"not connected to {service.profile.describe()} ({state}); press r to retry"))
+            where = state.connection_detail if state.connection_state == "error" else state.connection_state
+            post(LaunchFailed(f"not connected to {service.profile.describe()} ({where}); press r to retry"))
             return
         try:
             request = LaunchRequest(
@@ -77,45 +85,46 @@ class ServiceActions(_Base):
             )
             job = await service.launch(request)
         except ApiError as exc:
-            self.post_message(LaunchFailed(exc.message, exc.kind))
+            post(LaunchFailed(exc.message, exc.kind))
         except ServiceError as exc:
-            self.post_message(LaunchFailed(str(exc)))
+            post(LaunchFailed(str(exc)))
         except OSError as exc:
-            self.post_message(LaunchFailed(f"{training_path}: {exc.strerror or exc}"))
+            post(LaunchFailed(f"{training_path}: {exc.strerror or exc}"))
         else:
-            self.post_message(JobLaunched(job))
+            post(JobLaunched(job))
 
     def confirm_cancel(self, job_id: str) -> None:
-        """Ask first; cancel only on yes."""
+        """Ask first; cancel only on yes (answers with `JobCancelled` or `CancelFailed`)."""
         from .screens.confirm import ConfirmScreen
 
-        row = next((r for r in self.rows if r.job.id == job_id), None)
+        row = self._state.row(job_id)
         if row is not None and row.job.is_terminal:
-            self.notify(f"{clean(job_id)} already {clean(row.job.status)}", markup=False)
+            self._app.notify(f"{clean(job_id)} already {clean(row.job.status)}", markup=False)
             return
 
         def answered(yes: bool | None) -> None:
             if yes:
-                self._cancel(job_id)
+                self._app.run_worker(
+                    partial(self._cancel, job_id), group=CANCEL_WORKERS, exit_on_error=False, description="cancel a job"
+                )
 
-        self.push_screen(
+        self._app.push_screen(
             ConfirmScreen(f"Cancel job {job_id}?", yes_label="Cancel job", no_label="Keep it"),
             answered,
         )
 
-    @work(group="cancel", exit_on_error=False, description="cancel a job")
     async def _cancel(self, job_id: str) -> None:
         from tunedeck.core.api import ApiError
         from tunedeck.core.service import ServiceError
 
-        if self.service is None:
+        service = self._state.service
+        if service is None:
             return
         try:
-            job = await self.service.cancel(job_id)
+            job = await service.cancel(job_id)
         except ApiError as exc:
-            self.post_message(CancelFailed(job_id, exc.message))
+            self._app.post_message(CancelFailed(job_id, exc.message))
         except ServiceError as exc:
-            self.post_message(CancelFailed(job_id, str(exc)))
+            self._app.post_message(CancelFailed(job_id, str(exc)))
         else:
-            self.post_message(JobCancelled(job))
-
+            self._app.post_message(JobCancelled(job))

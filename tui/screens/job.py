@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 from rich.table import Table
 from rich.text import Text
@@ -12,19 +12,20 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Footer, RichLog, Static
+from textual.worker import Worker, WorkerState
 
+from tunedeck.core.describe import job_fields, local_time
 from tunedeck.core.records import MetricPoint
 
-from ..formatting import job_fields, local_time, status_text
+from ..formatting import status_text
 from ..messages import EventsArrived, JobDetailLoaded, JobNotFound
 from ..safe_text import one_line, safe
+from ..state import AppState, host
 from ..widgets.header import AppHeader
 from ..widgets.loss_chart import LossChart
 
 if TYPE_CHECKING:  # pragma: no cover
     from tunedeck.core.records import Job, JobEvent, JobRow
-
-    from ..app import TunedeckApp
 
 EVENT_LOG_LINES = 2000
 BACKLOG_LINES = 1000
@@ -80,8 +81,8 @@ class JobScreen(Screen):
         self._early: list[JobEvent] = []
 
     @property
-    def tunedeck(self) -> TunedeckApp:
-        return cast("TunedeckApp", self.app)
+    def state(self) -> AppState:
+        return host(self).state
 
     @property
     def chart(self) -> LossChart:
@@ -103,27 +104,34 @@ class JobScreen(Screen):
         self.query_one("#job-fields").border_title = "job"
         self.chart.border_title = "loss"
         self.log_widget.border_title = "events"
-        app = self.tunedeck
-        app.jobs_signal.subscribe(self, self._rows_changed)
-        app.events_signal.subscribe(self, self._events_arrived)
-        app.missing_signal.subscribe(self, self._job_not_found)
-        row = next((r for r in app.rows if r.job.id == self.job_id), None)
+        state = self.state
+        state.rows_changed.subscribe(self, self._rows_changed)
+        state.events_arrived.subscribe(self, self._events_arrived)
+        state.job_missing.subscribe(self, self._job_not_found)
+        row = state.row(self.job_id)
         self._show_job(row.job if row else None)
-        app.watch_job(self.job_id)
+        host(self).watch_job(self.job_id)
         self._load_cached()
 
     def on_unmount(self) -> None:
-        self.tunedeck.unwatch_job(self.job_id)
+        host(self).unwatch_job(self.job_id)
 
     @work(group="job-detail", exclusive=True, exit_on_error=False, description="read the cached job")
     async def _load_cached(self) -> None:
-        service = self.tunedeck.service
+        service = self.state.service
         if service is None:
             self.post_message(JobDetailLoaded(None, []))
             return
         job = await service.cached_job(self.job_id)
         events = await service.cached_events(self.job_id)
         self.post_message(JobDetailLoaded(job, events))
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        # A screen's workers report to the screen: pass a failure on to the app's one
+        # handler (it shows the error), and stop waiting for the cached events.
+        if event.state == WorkerState.ERROR:
+            self.app.post_message(Worker.StateChanged(event.worker, event.state))
+            self.post_message(JobDetailLoaded(None, []))
 
     # -- applying messages -------------------------------------------------------------------
 
@@ -181,4 +189,4 @@ class JobScreen(Screen):
         self.app.pop_screen()
 
     def action_cancel_job(self) -> None:
-        self.tunedeck.confirm_cancel(self.job_id)
+        host(self).requests.confirm_cancel(self.job_id)

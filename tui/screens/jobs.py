@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -11,14 +11,15 @@ from textual.coordinate import Coordinate
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from ..formatting import progress_text, short_time, status_text
+from tunedeck.core.describe import short_time
+
+from ..formatting import progress_text, status_text
 from ..safe_text import one_line
+from ..state import AppState, host
 from ..widgets.header import AppHeader
 
 if TYPE_CHECKING:  # pragma: no cover
     from tunedeck.core.records import JobRow
-
-    from ..app import TunedeckApp
 
 COLUMNS = (
     ("id", "id"),
@@ -150,8 +151,8 @@ class JobsScreen(Screen):
         yield Footer()
 
     @property
-    def tunedeck(self) -> TunedeckApp:
-        return cast("TunedeckApp", self.app)
+    def state(self) -> AppState:
+        return host(self).state
 
     @property
     def table(self) -> JobsTable:
@@ -159,13 +160,15 @@ class JobsScreen(Screen):
 
     def on_mount(self) -> None:
         self.table.set_compact(self.app.size.width < COMPACT_BELOW)
-        self.tunedeck.jobs_signal.subscribe(self, self._rows_changed)
-        self.tunedeck.state_signal.subscribe(self, lambda _: self._update_empty_state())
-        self._rows_changed(self.tunedeck.rows)
+        state = self.state
+        state.rows_changed.subscribe(self, self._rows_changed)
+        state.changed.subscribe(self, lambda _: self._update_empty_state())
+        self._rows_changed(state.rows)
 
     def on_screen_resume(self) -> None:
         """Back from a job: put the cursor on the job just viewed (or launched)."""
-        job_id, self.tunedeck.current_job_id = self.tunedeck.current_job_id, None
+        state = self.state
+        job_id, state.current_job_id = state.current_job_id, None
         if job_id:
             self.table.select_job(job_id)
 
@@ -177,7 +180,7 @@ class JobsScreen(Screen):
         self._update_empty_state()
 
     def _update_empty_state(self) -> None:
-        app = self.tunedeck
+        state = self.state
         has_rows = bool(self.table.row_count)
         self.table.display = has_rows
         empty = self.query_one("#jobs-empty", Static)
@@ -185,7 +188,7 @@ class JobsScreen(Screen):
         if has_rows:
             return
         text = Text(end="")
-        if app.rows_source is None:
+        if state.rows_source is None:
             text.append("Opening the cache…", style="dim")
         else:
             text.append("No jobs yet.\n\n", style="bold")
@@ -195,13 +198,13 @@ class JobsScreen(Screen):
             text.append("Press ")
             text.append("?", style="bold reverse")
             text.append(" for every key.\n\n")
-            if app.notice:
-                text.append(one_line(app.notice, "italic"))
-            elif app.connection_state == "connecting":
+            if state.notice:
+                text.append(one_line(state.notice, "italic"))
+            elif state.connection_state == "connecting":
                 text.append("Connecting…", style="dim")
-            elif app.connection_state == "error":
+            elif state.connection_state == "error":
                 text.append("Not connected: ", style="red")
-                text.append(one_line(app.connection_detail))
+                text.append(one_line(state.connection_detail))
                 text.append(" (press r to retry)", style="dim")
         empty.update(text)
 
@@ -227,6 +230,6 @@ class JobsScreen(Screen):
     def action_cancel_job(self) -> None:
         job_id = self.table.selected_job_id
         if job_id:
-            self.tunedeck.confirm_cancel(job_id)
+            host(self).requests.confirm_cancel(job_id)
         else:
             self.notify("no job selected", markup=False)

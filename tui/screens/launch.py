@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -16,10 +16,12 @@ from tunedeck.backend import BUILTIN_BASE_MODEL
 
 from ..messages import JobLaunched, LaunchFailed, ModelsLoaded
 from ..safe_text import one_line, safe
+from ..service_actions import LAUNCH_WORKERS, MODELS_WORKERS
+from ..state import AppState, host
 from ..widgets.header import AppHeader
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..app import TunedeckApp
+    from ..state import WorkerFailure
 
 METHODS = (
     ("supervised", "SFT", True),
@@ -55,8 +57,8 @@ class LaunchScreen(Screen):
         """The last error shown in the form (plain text; tests read it)."""
 
     @property
-    def tunedeck(self) -> TunedeckApp:
-        return cast("TunedeckApp", self.app)
+    def state(self) -> AppState:
+        return host(self).state
 
     def compose(self) -> ComposeResult:
         yield AppHeader("Launch", id="header")
@@ -91,22 +93,23 @@ class LaunchScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
-        app = self.tunedeck
-        app.models_signal.subscribe(self, self._models_loaded)
-        app.launch_signal.subscribe(self, self._launch_answered)
-        app.state_signal.subscribe(self, lambda _: self._maybe_load_models())
+        state = self.state
+        state.models_listed.subscribe(self, self._models_loaded)
+        state.launch_answered.subscribe(self, self._launch_answered)
+        state.worker_failed.subscribe(self, self._worker_failed)
+        state.changed.subscribe(self, lambda _: self._maybe_load_models())
         self.query_one("#training-path", Input).focus()
-        if app.models is not None:
-            self._fill_models(app.models)
+        if state.models is not None:
+            self._fill_models(state.models)
         self._maybe_load_models()  # again each time: new fine-tuned models appear in the list
 
     def _maybe_load_models(self) -> None:
-        app = self.tunedeck
-        if not self._models_requested and app.service is not None and app.service.is_connected:
+        state = self.state
+        if not self._models_requested and state.connected:
             self._models_requested = True
-            if app.models is None:
+            if state.models is None:
                 self.query_one("#model-select", Select).prompt = "loading models…"
-            app.load_models()
+            host(self).requests.load_models()
 
     def _models_loaded(self, message: ModelsLoaded) -> None:
         if message.error is not None:
@@ -163,7 +166,7 @@ class LaunchScreen(Screen):
         self.query_one("#launch", Button).disabled = True
         self.error_text = ""
         self._set_status(Text.assemble(("Uploading ", "bold"), safe(path.name), (" and creating the job…", "bold")))
-        self.tunedeck.launch_job(path, model, self.chosen_method(), validation or None)
+        host(self).requests.launch_job(path, model, self.chosen_method(), validation or None)
 
     def _optional_path(self, selector: str) -> Path | None | bool:
         """The path typed in an optional field: None when empty, False (error shown) when missing."""
@@ -181,8 +184,7 @@ class LaunchScreen(Screen):
     def _launch_answered(self, message: JobLaunched | LaunchFailed) -> None:
         if not self.launching:
             return
-        self.launching = False
-        self.query_one("#launch", Button).disabled = False
+        self._unlock()
         if isinstance(message, LaunchFailed):
             if message.kind == "training_not_available":
                 self.error_text = message.message
@@ -195,6 +197,18 @@ class LaunchScreen(Screen):
         from .job import JobScreen
 
         self.app.switch_screen(JobScreen(message.job.id))
+
+    def _worker_failed(self, failure: WorkerFailure) -> None:
+        """An action of this form died unexpectedly (the app already showed why): recover."""
+        if failure.group == LAUNCH_WORKERS and self.launching:
+            self._unlock()
+            self.show_error(f"launch stopped: {failure.error}")
+        elif failure.group == MODELS_WORKERS:
+            self._models_loaded(ModelsLoaded([], error=failure.error))
+
+    def _unlock(self) -> None:
+        self.launching = False
+        self.query_one("#launch", Button).disabled = False
 
     def show_error(self, message: str) -> None:
         self.error_text = message

@@ -55,7 +55,7 @@ def estimate_for(report: ValidationReport, model: str) -> dict[str, Any]:
     }
 
 
-def summary_table(report: ValidationReport, model: str) -> Table:
+def summary_table(report: ValidationReport, model: str, recount_failed: bool = False) -> Table:
     table = Table.grid(padding=(0, 1))
     table.add_column("what", style="bold", no_wrap=True)
     table.add_column("value")
@@ -80,7 +80,10 @@ def summary_table(report: ValidationReport, model: str) -> Table:
     else:
         line.append_text(one_line(f"; {e['note']}", "dim"))
     if not e["same_tokenizer"]:
-        line.append(" (recounting with its tokenizer…)", style="dim italic")
+        if recount_failed:
+            line.append_text(one_line(f" (counted with {report.encoding}: recounting failed)", "yellow"))
+        else:
+            line.append(" (recounting with its tokenizer…)", style="dim italic")
     table.add_row("estimate", line)
     return table
 
@@ -114,6 +117,8 @@ class DatasetStats(VerticalScroll):
         super().__init__(id=id)
         self.report: ValidationReport | None = None
         self.model = ""
+        self.recount_failed = False
+        """Counting again with the chosen model's tokenizer failed: the report's counts stay."""
 
     def compose(self) -> ComposeResult:
         yield Static(Text("validating…", style="dim"), id="stats-summary")
@@ -139,6 +144,7 @@ class DatasetStats(VerticalScroll):
         from tunedeck.core.datasets.models import MODELS
 
         self.report = report
+        self.recount_failed = False
         self.model = self.model or report.model
         names = [name for name, info in MODELS.items() if report.checked_as in info.methods] or list(MODELS)
         if self.model not in names:
@@ -155,7 +161,12 @@ class DatasetStats(VerticalScroll):
 
     def _show_summary(self) -> None:
         if self.report is not None:
-            self.query_one("#stats-summary", Static).update(summary_table(self.report, self.model))
+            self.query_one("#stats-summary", Static).update(summary_table(self.report, self.model, self.recount_failed))
+
+    def show_recount_failed(self) -> None:
+        """The engine could not count again for the chosen model: stop saying it is recounting."""
+        self.recount_failed = True
+        self._show_summary()
 
     def show_distributions(self, distributions: Distributions) -> None:
         self.query_one("#tokens-chart", BarChart).set_counts(distributions.token_histogram)
@@ -170,5 +181,6 @@ class DatasetStats(VerticalScroll):
         event.stop()
         if isinstance(event.value, str) and event.value != self.model:
             self.model = event.value
+            self.recount_failed = False
             self._show_summary()
             self.post_message(self.ModelChosen(event.value))

@@ -212,8 +212,13 @@ class ExampleList(ScrollView, can_focus=True):
         self.move_to(self.row_count - 1)
 
     def on_resize(self) -> None:
-        # A smaller view may have left the cursor's row below its bottom edge.
-        self.call_after_refresh(scroll_row_into_view, self, self.cursor)
+        # A smaller view may have left the cursor's row below its bottom edge. The row is read
+        # when the callback runs: one read at the resize scrolled the list away from a jump
+        # made in between (a jump waiting for the index lands while the list grows).
+        self.call_after_refresh(self._keep_cursor_in_view)
+
+    def _keep_cursor_in_view(self) -> None:
+        scroll_row_into_view(self, self.cursor)
 
     def on_click(self, event) -> None:
         self.move_to(int(self.scroll_y) + event.y)

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
-
 from rich.text import Text
 from textual.widget import Widget
 
 from ..safe_text import one_line
-
-if TYPE_CHECKING:  # pragma: no cover
-    from ..app import TunedeckApp
+from ..state import AppState, host
 
 CONNECTION_LOOK = {
     "online": ("●", "bold green"),
@@ -30,7 +26,7 @@ def connection_text(state: str, detail: str = "") -> Text:
 
 
 class AppHeader(Widget):
-    """Reads the app's state; repaints when the app announces a change (no polling)."""
+    """Reads the app's state (`AppState`); repaints when it announces a change (no polling)."""
 
     DEFAULT_CSS = """
     AppHeader {
@@ -46,11 +42,11 @@ class AppHeader(Widget):
         self._title = title if isinstance(title, Text) else Text(title, end="")
 
     @property
-    def tunedeck(self) -> TunedeckApp:
-        return cast("TunedeckApp", self.app)
+    def state(self) -> AppState:
+        return host(self).state
 
     def on_mount(self) -> None:
-        self.tunedeck.state_signal.subscribe(self, lambda _: self.refresh())
+        self.state.changed.subscribe(self, lambda _: self.refresh())
 
     def set_title(self, title: Text | str) -> None:
         self._title = title if isinstance(title, Text) else Text(title, end="")
@@ -58,17 +54,17 @@ class AppHeader(Widget):
 
     def header_text(self) -> Text:
         """The header as plain `Text` (tests read it; `render` fits it to the width)."""
-        app = self.tunedeck
+        state = self.state
         text = Text(" tunedeck", style="bold", end="")
         text.append("  ")
-        if app.profile_name:
-            text.append(one_line(app.profile_name, "bold"))
+        if state.profile_name:
+            text.append(one_line(state.profile_name, "bold"))
             text.append(" · ")
-            text.append(one_line(app.profile_detail))
+            text.append(one_line(state.profile_detail))
         else:
             text.append("opening cache…", style="dim")
         text.append(" · ")
-        text.append(connection_text(app.connection_state, app.connection_detail))
+        text.append(connection_text(state.connection_state, state.connection_detail))
         return text
 
     def render(self) -> Text:

@@ -79,19 +79,29 @@ class IssueList(ScrollView, can_focus=True):
         self.cursor = 0
         self.loaded = False
         """A report is shown (before: "validating…")."""
+        self.unavailable: str | None = None
+        """Why no report will come (shown instead of "validating…")."""
         self._texts: dict[int, Text] = {}
 
     def reset(self) -> None:
         """Another file: nothing listed until its report comes."""
         self.issues, self.loaded, self.cursor = [], False, 0
+        self.unavailable = None
         self._texts.clear()
         self.virtual_size = Size(self.size.width, 1)
         self.border_title = "issues"
         self.refresh()
 
+    def show_unavailable(self, why: str) -> None:
+        """No report will come for this file (the validation failed): say so instead of waiting."""
+        if not self.loaded:
+            self.unavailable = why
+            self.refresh()
+
     def show_report(self, report: ValidationReport) -> None:
         self.issues = [*report.errors, *report.warnings]
         self.loaded = True
+        self.unavailable = None
         self._texts.clear()
         self.cursor = 0
         self.virtual_size = Size(self.size.width, len(self.issues) or 1)
@@ -131,8 +141,13 @@ class IssueList(ScrollView, can_focus=True):
             self.post_message(self.Chosen(self.issues[self.cursor]))
 
     def on_resize(self) -> None:
-        # A smaller view may have left the cursor's row below its bottom edge.
-        self.call_after_refresh(scroll_row_into_view, self, self.cursor)
+        # A smaller view may have left the cursor's row below its bottom edge. The row is read
+        # when the callback runs: one read at the resize would scroll the list away from a
+        # move made in between.
+        self.call_after_refresh(self._keep_cursor_in_view)
+
+    def _keep_cursor_in_view(self) -> None:
+        scroll_row_into_view(self, self.cursor)
 
     def on_click(self, event: Click) -> None:
         row = int(self.scroll_y) + event.y
@@ -149,7 +164,12 @@ class IssueList(ScrollView, can_focus=True):
         if not self.issues:
             if y != 0:
                 return Strip.blank(width, base)
-            text = Text("no errors, no warnings", style="green") if self.loaded else Text("validating…", style="dim")
+            if self.loaded:
+                text = Text("no errors, no warnings", style="green")
+            elif self.unavailable is not None:
+                text = one_line(self.unavailable, "red")
+            else:
+                text = Text("validating…", style="dim")
         elif row >= len(self.issues):
             return Strip.blank(width, base)
         else:

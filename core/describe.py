@@ -1,0 +1,65 @@
+"""Plain-text descriptions of jobs, shared by both front ends (the headless CLI and the TUI).
+
+Everything here returns `str` and imports neither Textual nor rich, so the CLI can print
+them without loading a UI. Values taken from the API are returned as they are: each front
+end makes them safe for its own output (the CLI strips terminal controls when printing, the
+TUI wraps them in literal `Text`).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .records import Job
+
+
+def local_time(timestamp: int | None, *, seconds: bool = False) -> str:
+    """A Unix timestamp in the user's local time; '-' when unknown."""
+    if not timestamp:
+        return "-"
+    fmt = "%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M"
+    return datetime.fromtimestamp(timestamp).strftime(fmt)
+
+
+def short_time(timestamp: int | None) -> str:
+    """Compact local time for tables: 'Nov 22 14:03'."""
+    if not timestamp:
+        return "-"
+    return datetime.fromtimestamp(timestamp).strftime("%b %d %H:%M")
+
+
+HYPER_NAMES = {"n_epochs": "epochs", "batch_size": "batch", "learning_rate_multiplier": "lr×", "beta": "β"}
+
+
+def hyperparameters_text(hyper: dict[str, Any]) -> str:
+    """`epochs=3 batch=1 lr×=1.0` (known names shortened, unknown ones kept)."""
+    return " ".join(f"{HYPER_NAMES.get(key, key)}={value}" for key, value in hyper.items()) or "-"
+
+
+def finished_text(job: Job) -> str:
+    if job.finished_at:
+        return local_time(job.finished_at)
+    if job.estimated_finish and not job.is_terminal:
+        return f"~{local_time(job.estimated_finish)} (estimated)"
+    return "-"
+
+
+def job_fields(job: Job) -> list[tuple[str, str]]:
+    """A job's labelled fields, as plain (label, untrusted value) pairs."""
+    error = "-"
+    if job.error_code or job.error_message:
+        error = f"{job.error_code or 'error'}: {job.error_message or ''}".rstrip(": ")
+    return [
+        ("id", job.id),
+        ("status", job.status),
+        ("model", job.model or "-"),
+        ("method", job.method_label),
+        ("created", local_time(job.created_at)),
+        ("finished", finished_text(job)),
+        ("tokens", f"{job.trained_tokens:,}" if job.trained_tokens is not None else "-"),
+        ("hyperparams", hyperparameters_text(job.hyperparameters)),
+        ("fine-tuned", job.fine_tuned_model or "-"),
+        ("error", error),
+    ]

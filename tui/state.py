@@ -1,0 +1,107 @@
+"""What the screens show, in one place: the app's state and the signals that announce changes.
+
+The path of a change: the core publishes an event (`Service.publish`), one adapter
+(`messages.message_for`) turns it into a message posted to the app, the app's handler
+applies it here, and a signal tells the screens that subscribed. Screens and widgets read
+this object and ask for work through `ScreenHost`; none of them imports the app.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, cast
+
+from textual.signal import Signal
+
+if TYPE_CHECKING:  # pragma: no cover
+    from textual.dom import DOMNode
+
+    from tunedeck.core.records import JobRow
+    from tunedeck.core.service import Service
+
+    from .messages import EventsArrived, JobLaunched, JobNotFound, LaunchFailed, ModelsLoaded
+
+
+@dataclass(frozen=True)
+class WorkerFailure:
+    """A worker ended with an unexpected exception; `error` is its text, controls made visible."""
+
+    group: str
+    description: str
+    error: str
+
+
+class AppState:
+    """The profile, its connection, its jobs: written by the app's handlers, read by screens."""
+
+    def __init__(self, owner: DOMNode) -> None:
+        self.service: Service | None = None
+        """The open profile's service (None until the cache is open): cached reads, connection."""
+        self.rows: list[JobRow] = []
+        self.rows_source: str | None = None
+        """None until the cache answered; then "cache" or "api"."""
+        self.profile_name = ""
+        self.profile_detail = ""
+        self.connection_state = "offline"
+        self.connection_detail = "opening cache"
+        self.models: list[str] | None = None
+        self.notice: str | None = None
+        """A calm note for the Jobs screen (e.g. the endpoint offers no fine-tuning)."""
+        self.current_job_id: str | None = None
+        """The job last opened or launched: the Jobs screen puts its cursor there."""
+
+        # -- announcements screens subscribe to ------------------------------------------
+        self.changed: Signal[None] = Signal(owner, "state")
+        """The profile, the connection, the notice or `rows_source` changed."""
+        self.rows_changed: Signal[list[JobRow]] = Signal(owner, "rows")
+        self.events_arrived: Signal[EventsArrived] = Signal(owner, "events")
+        self.job_missing: Signal[JobNotFound] = Signal(owner, "missing")
+        self.models_listed: Signal[ModelsLoaded] = Signal(owner, "models")
+        self.launch_answered: Signal[JobLaunched | LaunchFailed] = Signal(owner, "launch")
+        self.worker_failed: Signal[WorkerFailure] = Signal(owner, "worker failed")
+
+    @property
+    def connected(self) -> bool:
+        return self.service is not None and self.service.is_connected
+
+    def show_rows(self, rows: list[JobRow], source: str) -> None:
+        if source == "cache" and self.rows_source == "api":
+            return  # the API already answered; a late cache read is older
+        self.rows = rows
+        self.rows_source = source
+        self.rows_changed.publish(rows)
+
+    def row(self, job_id: str) -> JobRow | None:
+        return next((row for row in self.rows if row.job.id == job_id), None)
+
+
+class ServiceRequests(Protocol):
+    """What screens may ask of the profile's service; each answer comes back as a message."""
+
+    def load_models(self) -> None: ...
+
+    def launch_job(
+        self, training_path: Path, model: str, method: str = "supervised", validation_path: Path | None = None
+    ) -> None: ...
+
+    def confirm_cancel(self, job_id: str) -> None: ...
+
+
+class ScreenHost(Protocol):
+    """The app as screens and widgets see it: its state, and the requests they make."""
+
+    @property
+    def state(self) -> AppState: ...
+
+    @property
+    def requests(self) -> ServiceRequests: ...
+
+    def watch_job(self, job_id: str) -> None: ...
+
+    def unwatch_job(self, job_id: str) -> None: ...
+
+
+def host(node: DOMNode) -> ScreenHost:
+    """The app running `node`, through the surface screens may use (never the concrete app)."""
+    return cast("ScreenHost", node.app)
