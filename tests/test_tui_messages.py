@@ -12,19 +12,21 @@ from textual.message import Message
 from tunedeck.core.linesearch import SearchProgress
 from tunedeck.core.records import Job, JobRow
 from tunedeck.core.service import ConnectionChanged, EventsAdded, JobMissing, JobsChanged, PollError
-from tunedeck.tui.messages import (
-    ConnectionUpdated,
+from tunedeck.tui.dataset_messages import (
     DatasetTaskFailed,
     DatasetWritten,
-    EventsArrived,
     IndexAdvanced,
+    SearchProgressed,
+    ValidationProgressed,
+)
+from tunedeck.tui.messages import (
+    ConnectionUpdated,
+    EventsArrived,
     JobNotFound,
     JobsLoaded,
     LaunchFailed,
     ModelsLoaded,
     PollFailed,
-    SearchProgressed,
-    ValidationProgressed,
     message_for,
 )
 

@@ -22,7 +22,7 @@ from textual.worker import Worker, WorkerState
 
 from tunedeck.core.lineindex import FIRST_BATCH_BYTES
 
-from ..messages import DatasetTaskFailed, DatasetWritten
+from ..dataset_messages import DatasetTaskFailed, DatasetWritten
 from ..safe_text import clean, one_line
 from ..widgets.background_work import stopper
 from ..widgets.example_browser import ExampleBrowser

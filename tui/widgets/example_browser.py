@@ -31,7 +31,7 @@ from textual.worker import Worker, WorkerState
 from tunedeck.core.lineindex import FIRST_BATCH_BYTES, LineIndex
 from tunedeck.core.linesearch import SearchMatches
 
-from ..messages import (
+from ..dataset_messages import (
     DatasetTaskFailed,
     DistributionsLoaded,
     IndexAdvanced,

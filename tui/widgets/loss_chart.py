@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Iterable
 
 from rich.text import Text
+
 from tunedeck.core.records import MetricPoint
 
 from .plotext_figure import CachedChart, build_figure
