@@ -181,7 +181,7 @@ class ChatModels:
     def __init__(
         self, store: Store, data_dir: Path, base_models: Callable[[], list[str]], transformer: Any = None
     ) -> None:
-        """`transformer`: a `hf.chat.TransformerChat` that answers for transformer models."""
+        """`transformer`: a `TransformerChat` (transformer/server/chat.py) that answers for transformer models."""
         self._transformer = transformer
         self._store = store
         self._data_dir = data_dir

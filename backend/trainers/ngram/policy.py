@@ -1,6 +1,6 @@
 """The n-gram model as something that answers: load it, extend it, and decode from it.
 
-A `TokenModel` is a featurizer plus its weight matrix (`ngram.py` trains it; DPO and RFT
+A `TokenModel` is a featurizer plus its weight matrix (`sft.py` trains it; DPO and RFT
 fine-tune it further). The next token's logits are the summed weight rows of the prompt's
 context features (fixed for the whole answer) and of the local features of the tokens
 decoded so far, exactly as in training. Decoding stops at `<end>` or after `max_tokens`.

@@ -7,7 +7,7 @@ DPO and RFT both optimise a weighted sum of answer log-probabilities: DPO
 hits for accuracy), then `gradient(scored, coefficients)` -> the weight-row gradient of
 `-sum(coefficient * log p(answer))`, which `RowAdagrad.step` applies.
 
-Row-wise Adagrad, as in `ngram.py`: each feature row's step size shrinks with the squared
+Row-wise Adagrad, as in `sft.py`: each feature row's step size shrinks with the squared
 gradient it has seen, so rare, informative rows learn as fast as the always-on bias.
 """
 

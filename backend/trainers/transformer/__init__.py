@@ -2,10 +2,10 @@
 with PyTorch + PEFT on the user's GPU, or slowly on the CPU, behind the local backend's API.
 
 Two halves that never share a process:
-- the server side (`catalog.py`, `trainer.py`, `process.py`, `chat.py`) lives in the
-  backend and never imports torch; it finds models on disk and drives workers;
-- the worker side (`worker.py` and what it imports: `loading.py`, `encoding.py`, `sft.py`,
-  `dpo.py`, `rft.py`, `generation.py`) runs in a subprocess per job (and one for chat
+- `server/` (`catalog.py`, `trainer.py`, `process.py`, `chat.py`, `checkpoints.py`) lives in
+  the backend and never imports torch; it finds models on disk and drives workers;
+- `worker/` (`main.py` and what it imports: `loading.py`, `encoding.py`, `sft.py`, `dpo.py`,
+  `rft.py`, `generation.py`, `chat.py`) runs in a subprocess per job (and one for chat
   completions), so cancelling a job ends its process and frees its memory.
 
 Everything here is optional: `pip install 'tunedeck[train]'` brings torch, transformers and
