@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, cast
 
 from textual.signal import Signal
+from textual.worker import Worker, WorkerState
 
 if TYPE_CHECKING:  # pragma: no cover
     from textual.dom import DOMNode
@@ -105,3 +106,13 @@ class ScreenHost(Protocol):
 def host(node: DOMNode) -> ScreenHost:
     """The app running `node`, through the surface screens may use (never the concrete app)."""
     return cast("ScreenHost", node.app)
+
+
+def pass_on_failure(node: DOMNode, event: Worker.StateChanged) -> bool:
+    """For a screen's or widget's `on_worker_state_changed`: a worker's state change reaches
+    only the node that runs it, so a failure is passed on to the app's one handler (which
+    shows it). True when the worker failed, for the node to put right what it left showing."""
+    if event.state != WorkerState.ERROR:
+        return False
+    node.app.post_message(Worker.StateChanged(event.worker, event.state))
+    return True

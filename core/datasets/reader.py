@@ -26,7 +26,7 @@ from typing import Any, BinaryIO, Iterator
 from .checker import BOM, check_object, is_blank, parse_line
 from .codes import WARNINGS, Issue
 from .messages import is_image_target_issue
-from .scan import BLANK_LINE_MESSAGE, MAX_LINE_BYTES, line_too_long_message
+from .scan import BLANK_LINE_MESSAGE, MAX_LINE_BYTES, line_too_long_message, skip_long_line
 
 MIN_EXAMPLES = {"training": 10, "validation": 1}
 MAX_RFT_EXAMPLES = {"training": 50_000, "validation": 1_000}
@@ -91,10 +91,7 @@ class ExampleReader:
         while raw := readline(limit):
             number += 1
             if len(raw) == limit and raw[-1] != 10:
-                size = len(raw)
-                while raw and raw[-1] != 10:
-                    raw = readline(limit)
-                    size += len(raw)
+                size = skip_long_line(readline, raw, limit)
                 raise InvalidExample(Issue(number, "line_too_long", line_too_long_message(size)))
             if number == 1 and raw.startswith(BOM):
                 raw = raw[len(BOM) :]  # a warning for the app; the JSON after it is read as usual

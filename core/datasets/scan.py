@@ -73,6 +73,16 @@ def line_too_long_message(size: int) -> str:
     return f"the line is {size:,} bytes; lines over {MAX_LINE_BYTES:,} bytes are not read"
 
 
+def skip_long_line(readline: Callable[[int], bytes], first: bytes, limit: int) -> int:
+    """Read away the rest of a line whose first `limit` bytes (`first`) hold no newline, a
+    piece at a time (never whole); return the line's size in bytes."""
+    size, raw = len(first), first
+    while raw and raw[-1] != 10:
+        raw = readline(limit)
+        size += len(raw)
+    return size
+
+
 class Cancelled(Exception):
     """The caller asked to stop."""
 
@@ -145,11 +155,8 @@ def scan_chunk(
                 if tick is not None and tick(pos - start):
                     raise Cancelled()
             if len(raw) == limit and raw[-1] != 10:
-                size = len(raw)
-                while raw and raw[-1] != 10:
-                    raw = readline(limit)
-                    size += len(raw)
-                    pos += len(raw)
+                size = skip_long_line(readline, raw, limit)
+                pos += size - len(raw)
                 examples += 1
                 error(line, "line_too_long", None, line_too_long_message(size))
                 continue

@@ -18,12 +18,13 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer
-from textual.worker import Worker, WorkerState
+from textual.worker import Worker
 
 from tunedeck.core.lineindex import FIRST_BATCH_BYTES
 
 from ..dataset_messages import DatasetTaskFailed, DatasetWritten
 from ..safe_text import clean, one_line
+from ..state import pass_on_failure
 from ..widgets.background_work import stopper
 from ..widgets.example_browser import ExampleBrowser
 from ..widgets.header import AppHeader
@@ -247,10 +248,7 @@ class DatasetScreen(Screen):
         self.post_message(DatasetWritten("split", summary, [result.train_path, result.validation_path]))
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        # The file actions' workers report to this screen only: pass a failure on to the app's
-        # one handler, which shows it (they leave nothing showing as under way).
-        if event.state == WorkerState.ERROR:
-            self.app.post_message(Worker.StateChanged(event.worker, event.state))
+        pass_on_failure(self, event)  # the file actions leave nothing showing as under way
 
     def on_dataset_task_failed(self, message: DatasetTaskFailed) -> None:
         if message.generation == self.browser.generation:

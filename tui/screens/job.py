@@ -12,7 +12,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Footer, RichLog, Static
-from textual.worker import Worker, WorkerState
+from textual.worker import Worker
 
 from tunedeck.core.describe import job_fields, local_time
 from tunedeck.core.records import MetricPoint
@@ -20,7 +20,7 @@ from tunedeck.core.records import MetricPoint
 from ..formatting import status_text
 from ..messages import EventsArrived, JobDetailLoaded, JobNotFound
 from ..safe_text import one_line, safe
-from ..state import AppState, host
+from ..state import AppState, host, pass_on_failure
 from ..widgets.header import AppHeader
 from ..widgets.loss_chart import LossChart
 
@@ -127,11 +127,8 @@ class JobScreen(Screen):
         self.post_message(JobDetailLoaded(job, events))
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        # A screen's workers report to the screen: pass a failure on to the app's one
-        # handler (it shows the error), and stop waiting for the cached events.
-        if event.state == WorkerState.ERROR:
-            self.app.post_message(Worker.StateChanged(event.worker, event.state))
-            self.post_message(JobDetailLoaded(None, []))
+        if pass_on_failure(self, event):
+            self.post_message(JobDetailLoaded(None, []))  # stop waiting for the cached events
 
     # -- applying messages -------------------------------------------------------------------
 

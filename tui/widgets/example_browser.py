@@ -26,7 +26,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.events import Resize
 from textual.widgets import ContentSwitcher, Static
-from textual.worker import Worker, WorkerState
+from textual.worker import Worker
 
 from tunedeck.core.lineindex import FIRST_BATCH_BYTES, LineIndex
 from tunedeck.core.linesearch import SearchMatches
@@ -40,6 +40,7 @@ from ..dataset_messages import (
     ValidationProgressed,
 )
 from ..safe_text import clean, one_line
+from ..state import pass_on_failure
 from .background_work import at_low_priority, start_resource_tracker, stopper
 from .dataset_stats import DatasetStats
 from .example_list import ExampleList
@@ -304,12 +305,10 @@ class ExampleBrowser(Vertical):
             self._task_stopped(message.task)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        # An unexpected exception ends a worker without its last message, and the state change
-        # comes only to the node that runs the worker: pass it on to the app's one handler,
-        # which shows the error, then put right what the task left showing as under way.
-        if event.state != WorkerState.ERROR:
+        # An unexpected exception ends a worker without its last message: once the app shows
+        # it, put right what the task left showing as under way.
+        if not pass_on_failure(self, event):
             return
-        self.app.post_message(Worker.StateChanged(event.worker, event.state))
         task = next((name for name, worker in self.task_workers.items() if worker is event.worker), None)
         if task is not None:
             self._task_stopped(task)
