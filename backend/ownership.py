@@ -12,6 +12,8 @@ import os
 from pathlib import Path
 from typing import IO
 
+from .storage.private import open_private, private_dir, write_private
+
 try:  # POSIX; on Windows every process gets its own backend (no cross-process sharing)
     import fcntl
 except ImportError:  # pragma: no cover
@@ -40,9 +42,10 @@ class Ownership:
     @classmethod
     def claim(cls, data_dir: Path) -> Ownership:
         """Take the directory, or raise `BackendBusy` naming the process that has it."""
-        data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(data_dir)
         if fcntl is None:  # pragma: no cover
             return cls(data_dir, None)
+        open_private(data_dir / LOCK_NAME, append=True).close()  # owner-only, like all the backend keeps
         handle = (data_dir / LOCK_NAME).open("a+")
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -52,9 +55,8 @@ class Ownership:
         return cls(data_dir, handle)
 
     def publish(self, base_url: str) -> None:
-        tmp = self.data_dir / (ENDPOINT_NAME + ".tmp")
-        tmp.write_text(json.dumps({"base_url": base_url, "pid": os.getpid()}), encoding="utf-8")
-        tmp.replace(self.data_dir / ENDPOINT_NAME)
+        body = json.dumps({"base_url": base_url, "pid": os.getpid()})
+        write_private(self.data_dir / ENDPOINT_NAME, body.encode("utf-8"))
 
     def release(self) -> None:
         (self.data_dir / ENDPOINT_NAME).unlink(missing_ok=True)

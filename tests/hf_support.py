@@ -28,7 +28,7 @@ def dataset_texts(*paths: Path) -> list[str]:
 
 async def start(tmp_path: Path, models_dir: Path) -> tuple[LocalBackend, openai.AsyncOpenAI]:
     backend = LocalBackend(tmp_path / "backend", auto_advance=False, models_dirs=[models_dir])
-    client = openai.AsyncOpenAI(base_url=await backend.start_async(), api_key="local", max_retries=0)
+    client = openai.AsyncOpenAI(base_url=await backend.start_async(), api_key=backend.api_key, max_retries=0)
     return backend, client
 
 

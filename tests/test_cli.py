@@ -49,7 +49,7 @@ def test_version(capsys):
 def test_jobs_list_and_show_json_over_a_compatible_profile(capsys, isolated_home, manual_backend, sft_file, monkeypatch):
     job_id = asyncio.run(launch_and_finish(manual_backend, sft_file))
     use_compatible_profile(isolated_home, manual_backend.base_url)
-    monkeypatch.setenv("BENCH_KEY", "any-key")
+    monkeypatch.setenv("BENCH_KEY", manual_backend.api_key)
 
     code, out, _ = run_cli(capsys, "jobs", "list", "--json")
     assert code == 0
@@ -91,7 +91,7 @@ def test_unknown_profile_is_a_usage_error(capsys):
 
 def test_unknown_job_fails_with_exit_1(capsys, isolated_home, manual_backend, monkeypatch):
     use_compatible_profile(isolated_home, manual_backend.base_url)
-    monkeypatch.setenv("BENCH_KEY", "any-key")
+    monkeypatch.setenv("BENCH_KEY", manual_backend.api_key)
     code, out, err = run_cli(capsys, "jobs", "show", "ftjob-doesnotexist")
     assert code == 1 and out == ""
     assert "404" in err or "no job" in err

@@ -23,7 +23,7 @@ pytestmark = [
 
 async def test_the_packaged_smollm2_loads_answers_and_fine_tunes(tmp_path):
     backend = LocalBackend(tmp_path / "backend", auto_advance=False, models_dirs=[tmp_path / "none"])
-    client = openai.AsyncOpenAI(base_url=await backend.start_async(), api_key="local", max_retries=0)
+    client = openai.AsyncOpenAI(base_url=await backend.start_async(), api_key=backend.api_key, max_retries=0)
     try:
         assert MODEL in [m.id async for m in client.models.list()]
         reply = await client.chat.completions.create(

@@ -329,7 +329,7 @@ async def test_transformer_jobs_train_one_at_a_time_the_rest_wait_queued(tmp_pat
     small = tmp_path / "small.jsonl"
     small.write_text("\n".join(data["sft"].read_text().splitlines()[:20]) + "\n")
     backend = LocalBackend(tmp_path / "auto", models_dirs=[models_dir], clock=lambda: next(ticks), sleep=no_wait)
-    client = openai.AsyncOpenAI(base_url=await backend.start_async(), api_key="local", max_retries=0)
+    client = openai.AsyncOpenAI(base_url=await backend.start_async(), api_key=backend.api_key, max_retries=0)
     try:
         training = await upload(client, small)
         jobs = [
@@ -477,7 +477,7 @@ async def test_a_restart_requeues_a_running_job_and_leaves_no_worker_behind(tmp_
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)  # stopping the server ended its worker
     again = LocalBackend(tmp_path / "backend", auto_advance=False, models_dirs=[models_dir])
-    client = openai.AsyncOpenAI(base_url=await again.start_async(), api_key="local", max_retries=0)
+    client = openai.AsyncOpenAI(base_url=await again.start_async(), api_key=again.api_key, max_retries=0)
     try:
         assert (await client.fine_tuning.jobs.retrieve(job.id)).status == "queued"
         await again.run_until_settled_async()

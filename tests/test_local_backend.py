@@ -116,11 +116,12 @@ async def test_upload_accepts_expiry_and_rejects_unknown_purpose(client):
 
 
 async def test_raw_http_errors_use_the_envelope_and_carry_request_ids(backend):
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {backend.api_key}"}) as http:
         async with http.get(f"{backend.base_url}/nowhere") as response:
             assert response.status == 404 and response.headers["x-request-id"].startswith("req_")
             assert (await response.json())["error"]["type"] == "invalid_request_error"
-        async with http.post(f"{backend.base_url}/fine_tuning/jobs", data=b"{not json") as response:
+        json_type = {"Content-Type": "application/json"}
+        async with http.post(f"{backend.base_url}/fine_tuning/jobs", data=b"{not json", headers=json_type) as response:
             assert response.status == 400 and "parse the JSON body" in (await response.json())["error"]["message"]
         async with http.post(f"{backend.base_url}/files", data=b"purpose=fine-tune") as response:
             body = await response.json()

@@ -348,7 +348,7 @@ def test_wrong_states_and_unknown_ids(client, backend):
 
 def test_training_not_available_is_a_permission_error(tmp_path):
     backend = LocalBackend(tmp_path / "blocked", auto_advance=False, training_not_available=True)
-    client = openai.OpenAI(base_url=backend.start(), api_key="any", max_retries=0)
+    client = openai.OpenAI(base_url=backend.start(), api_key=backend.api_key, max_retries=0)
     try:
         training = upload(client, chat_rows(10))  # uploads still work
         with pytest.raises(openai.PermissionDeniedError) as info:

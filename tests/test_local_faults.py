@@ -17,7 +17,7 @@ import urllib.request
 import openai
 import pytest
 
-from tunedeck.backend import BUILTIN_BASE_MODEL, LocalBackend
+from tunedeck.backend import BUILTIN_BASE_MODEL, LocalBackend, load_or_create_api_key
 from tunedeck.backend.http.faults import (
     TRAINING_NOT_AVAILABLE_MESSAGE,
     FaultConfigError,
@@ -33,7 +33,7 @@ TRAIN = "".join(
 
 
 def sdk(backend, retries: int = 0, **options) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url=backend.base_url, api_key="any", max_retries=retries, **options)
+    return openai.AsyncOpenAI(base_url=backend.base_url, api_key=backend.api_key, max_retries=retries, **options)
 
 
 def rules(backend, *raw: dict, seed: int = 0) -> None:
@@ -58,7 +58,7 @@ def test_the_sync_client_recovers_too(tmp_path):
     backend = LocalBackend(tmp_path / "b", auto_advance=False)
     backend.faults.set_rules(plan_from_dict({"rules": [
         {"path": "/v1/models", "kind": "rate_limit", "retry_after": 0.01, "times": 2}]}).rules)  # fmt: skip
-    client = openai.OpenAI(base_url=backend.start(), api_key="any", max_retries=2)
+    client = openai.OpenAI(base_url=backend.start(), api_key=backend.api_key, max_retries=2)
     try:
         assert [m.id for m in client.models.list()][0] == BUILTIN_BASE_MODEL
         assert backend.faults.fired() == [2]
@@ -162,7 +162,7 @@ def test_probabilities_repeat_under_a_seed():
 
 async def test_training_not_available_refuses_jobs_but_not_uploads(tmp_path):
     backend = LocalBackend(tmp_path / "b", auto_advance=False, training_not_available=True)
-    client = openai.AsyncOpenAI(base_url=await backend.start_async(), api_key="any", max_retries=2)
+    client = openai.AsyncOpenAI(base_url=await backend.start_async(), api_key=backend.api_key, max_retries=2)
     try:
         file = await client.files.create(file=("t.jsonl", TRAIN), purpose="fine-tune")
         with pytest.raises(openai.PermissionDeniedError) as info:
@@ -223,11 +223,15 @@ def test_serve_takes_the_switch_and_a_fault_file(tmp_path):
         assert found
         assert "training_not_available" in process.stdout.readline()
         assert "1 rule(s)" in process.stdout.readline()
+        key = {"Authorization": f"Bearer {load_or_create_api_key(tmp_path / 'served')}"}
+        create = urllib.request.Request(
+            f"{found.group(0)}/fine_tuning/jobs", data=b"{}", headers={**key, "Content-Type": "application/json"}
+        )
         with pytest.raises(urllib.error.HTTPError) as refused:
-            urllib.request.urlopen(urllib.request.Request(f"{found.group(0)}/fine_tuning/jobs", data=b"{}"), timeout=10)
+            urllib.request.urlopen(create, timeout=10)
         assert refused.value.code == 403
         with pytest.raises(urllib.error.HTTPError) as unavailable:
-            urllib.request.urlopen(f"{found.group(0)}/models", timeout=10)
+            urllib.request.urlopen(urllib.request.Request(f"{found.group(0)}/models", headers=key), timeout=10)
         assert unavailable.value.code == 503
     finally:
         process.terminate()

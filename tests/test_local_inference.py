@@ -20,7 +20,7 @@ def trained(tmp_path_factory):
     is the slow part); in thread mode, so the sync SDK can talk to it."""
     folder = tmp_path_factory.mktemp("inference")
     backend = LocalBackend(folder / "backend", auto_advance=False)
-    client = openai.OpenAI(base_url=backend.start(), api_key="any", max_retries=0)
+    client = openai.OpenAI(base_url=backend.start(), api_key=backend.api_key, max_retries=0)
     training = generate_dataset("sft", 300, folder / "train.jsonl", "--learnable")
     held_out = generate_dataset("sft", HELD_OUT, folder / "held_out.jsonl", "--learnable", "--seed", "99")
     file = client.files.create(file=training, purpose="fine-tune")

@@ -15,7 +15,7 @@ import urllib.request
 import openai
 import pytest
 
-from tunedeck.backend import BUILTIN_BASE_MODEL, LocalBackend
+from tunedeck.backend import BUILTIN_BASE_MODEL, LocalBackend, load_or_create_api_key
 from tunedeck.backend.ownership import BackendBusy
 from tunedeck.backend.trainers.base import StepMetrics, Trainer, TrainingRun
 
@@ -25,7 +25,7 @@ def test_sync_client_uploads_lists_and_trains_in_thread_mode(tmp_path, sft_file)
     base_url = backend.start()
     try:
         assert base_url == backend.base_url and base_url.startswith("http://127.0.0.1:")
-        client = openai.OpenAI(base_url=base_url, api_key="any", max_retries=0)
+        client = openai.OpenAI(base_url=base_url, api_key=backend.api_key, max_retries=0)
         file = client.files.create(file=sft_file, purpose="fine-tune")
         assert [f.id for f in client.files.list()] == [file.id]
         job = client.fine_tuning.jobs.create(model=BUILTIN_BASE_MODEL, training_file=file.id)
@@ -46,7 +46,7 @@ def test_sync_client_uploads_lists_and_trains_in_thread_mode(tmp_path, sft_file)
 
 async def test_auto_advance_trains_by_itself(tmp_path, sft_file):
     backend = LocalBackend(tmp_path / "b", step_delay=0)  # the product default mode, unpaced
-    client = openai.AsyncOpenAI(base_url=await backend.start_async(), api_key="any", max_retries=0)
+    client = openai.AsyncOpenAI(base_url=await backend.start_async(), api_key=backend.api_key, max_retries=0)
     try:
         file = await client.files.create(file=sft_file, purpose="fine-tune")
         jobs = [await client.fine_tuning.jobs.create(model=BUILTIN_BASE_MODEL, training_file=file.id) for _ in range(3)]
@@ -72,7 +72,7 @@ def tickets(n: int) -> bytes:
 
 async def test_a_500_example_job_trains_in_seconds(tmp_path):
     backend = LocalBackend(tmp_path / "b", step_delay=0)
-    client = openai.AsyncOpenAI(base_url=await backend.start_async(), api_key="any", max_retries=0)
+    client = openai.AsyncOpenAI(base_url=await backend.start_async(), api_key=backend.api_key, max_retries=0)
     try:
         file = await client.files.create(file=("big.jsonl", tickets(500)), purpose="fine-tune")
         started = time.perf_counter()
@@ -90,7 +90,7 @@ async def test_a_500_example_job_trains_in_seconds(tmp_path):
 async def test_jobs_files_and_events_survive_a_restart(tmp_path, sft_file):
     data_dir = tmp_path / "b"
     first = LocalBackend(data_dir, auto_advance=False)
-    client = openai.AsyncOpenAI(base_url=await first.start_async(), api_key="any", max_retries=0)
+    client = openai.AsyncOpenAI(base_url=await first.start_async(), api_key=first.api_key, max_retries=0)
     file = await client.files.create(file=sft_file, purpose="fine-tune")
     finished = await client.fine_tuning.jobs.create(
         model=BUILTIN_BASE_MODEL, training_file=file.id, metadata={"k": "v"}
@@ -104,7 +104,7 @@ async def test_jobs_files_and_events_survive_a_restart(tmp_path, sft_file):
     await first.stop_async()
 
     second = LocalBackend(data_dir, auto_advance=False)
-    client = openai.AsyncOpenAI(base_url=await second.start_async(), api_key="any", max_retries=0)
+    client = openai.AsyncOpenAI(base_url=await second.start_async(), api_key=second.api_key, max_retries=0)
     try:
         assert [j.id async for j in client.fine_tuning.jobs.list(limit=1)] == [interrupted.id, finished.id]
         events_now = (await client.fine_tuning.jobs.list_events(finished.id, limit=1000)).data
@@ -145,7 +145,9 @@ def test_serve_prints_its_url_and_stops_on_ctrl_c(tmp_path):
         found = re.search(r"http://127\.0\.0\.1:\d+/v1", line)
         assert found, line
         base_url = found.group(0)
-        with urllib.request.urlopen(f"{base_url}/models", timeout=10) as response:
+        key = load_or_create_api_key(tmp_path / "served")
+        models = urllib.request.Request(f"{base_url}/models", headers={"Authorization": f"Bearer {key}"})
+        with urllib.request.urlopen(models, timeout=10) as response:
             assert json.load(response)["data"][0]["id"] == BUILTIN_BASE_MODEL
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=20) == 0
@@ -185,7 +187,7 @@ class FlakyTrainer(Trainer):
 
 async def test_a_crashing_trainer_fails_its_job_not_the_server(tmp_path, sft_file):
     backend = LocalBackend(tmp_path / "b", auto_advance=False, trainers=[FlakyTrainer()])
-    client = openai.AsyncOpenAI(base_url=await backend.start_async(), api_key="any", max_retries=0)
+    client = openai.AsyncOpenAI(base_url=await backend.start_async(), api_key=backend.api_key, max_retries=0)
     try:
         assert [m.id for m in (await client.models.list()).data] == ["flaky-model"]
         file = await client.files.create(file=sft_file, purpose="fine-tune")

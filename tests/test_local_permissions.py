@@ -147,7 +147,7 @@ def test_model_deletion_removes_its_permissions_and_the_rest_persist(client, bac
 
     backend.stop()  # permissions live in the store: a new backend on the same data serves them
     again = LocalBackend(backend.data_dir, auto_advance=False, clock=clock)
-    sdk = openai.OpenAI(base_url=again.start(), api_key="admin-key", max_retries=0)
+    sdk = openai.OpenAI(base_url=again.start(), api_key=again.api_key, max_retries=0)
     try:
         listed = list(sdk.fine_tuning.checkpoints.permissions.list(step6))
         assert [p.model_dump() for p in listed] == [kept.model_dump()]

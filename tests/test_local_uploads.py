@@ -64,7 +64,7 @@ async def test_the_sdk_chunked_helper_uploads_a_file(client, tmp_path):
 
 def test_the_sync_chunked_helper_uploads_bytes(tmp_path):
     backend = LocalBackend(tmp_path / "b", auto_advance=False)
-    client = openai.OpenAI(base_url=backend.start(), api_key="any", max_retries=0)
+    client = openai.OpenAI(base_url=backend.start(), api_key=backend.api_key, max_retries=0)
     try:
         data = chat_lines(15)
         done = client.uploads.upload_file_chunked(
@@ -179,7 +179,7 @@ async def test_a_part_over_the_size_limit_is_refused(client, monkeypatch):
 
 async def test_a_part_needs_the_data_field(backend, client):
     upload = await new_upload(client, b"x")
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {backend.api_key}"}) as http:
         form = aiohttp.FormData()
         form.add_field("other", b"x", filename="x")
         async with http.post(f"{backend.base_url}/uploads/{upload.id}/parts", data=form) as response:
@@ -190,14 +190,14 @@ async def test_a_part_needs_the_data_field(backend, client):
 
 async def test_an_upload_in_progress_survives_a_restart(tmp_path, clock):
     first = LocalBackend(tmp_path / "b", auto_advance=False, clock=clock)
-    client = openai.AsyncOpenAI(base_url=await first.start_async(), api_key="any", max_retries=0)
+    client = openai.AsyncOpenAI(base_url=await first.start_async(), api_key=first.api_key, max_retries=0)
     upload = await new_upload(client, b"abcdef")
     part = await client.uploads.parts.create(upload.id, data=b"abcdef")
     await client.close()
     await first.stop_async()
 
     second = LocalBackend(tmp_path / "b", auto_advance=False, clock=clock)
-    client = openai.AsyncOpenAI(base_url=await second.start_async(), api_key="any", max_retries=0)
+    client = openai.AsyncOpenAI(base_url=await second.start_async(), api_key=second.api_key, max_retries=0)
     try:
         done = await client.uploads.complete(upload.id, part_ids=[part.id])
         assert (await client.files.content(done.file.id)).read() == b"abcdef"

@@ -474,7 +474,7 @@ async def test_p_switches_to_the_next_profile(isolated_home, manual_backend, sft
         f'base_url = "{manual_backend.base_url}"\napi_key_env = "BENCH_KEY"\n',
         encoding="utf-8",
     )
-    monkeypatch.setenv("BENCH_KEY", "any")
+    monkeypatch.setenv("BENCH_KEY", manual_backend.api_key)
     seeding = await open_service("bench")
     await seeding.connect()
     from tunedeck.core.service import LaunchRequest

@@ -6,8 +6,9 @@ every list must send `has_more` and honour `after`, or a client loops forever.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from ..errors import bad_request
 

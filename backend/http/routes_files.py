@@ -1,36 +1,42 @@
-"""`/v1/files`: multipart upload streamed to disk, list, retrieve, content, delete."""
+"""`/v1/files`: multipart upload streamed to disk (within the disk budget), list, retrieve,
+content, delete."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from aiohttp import BodyPartReader, web
 
 from .. import objects
 from ..errors import ApiError, bad_request, not_found
 from ..storage.blobs import Blobs
+from ..storage.budget import DiskBudget, Meter
 from ..storage.ids import new_file_id
+from ..storage.private import open_private
 from ..storage.store import Store
+from .bodies import FormReader
 from .paging import list_body, parse_after, parse_limit
 from .server import json_response
 
 UPLOAD_PURPOSES = ("assistants", "batch", "fine-tune", "vision", "user_data", "evals")
 MAX_FILE_BYTES = 512 * 1024 * 1024  # the Files API's limit
 CHUNK_BYTES = 1024 * 1024
-MAX_FIELD_BYTES = 4096
+FORM_ALLOWANCE = 1024 * 1024  # what a form may add to its file: the other fields and the part headers
 MIN_EXPIRY, MAX_EXPIRY = 3600, 2_592_000
 MAX_FILENAME = 255
 FILES_PAGE_DEFAULT = FILES_PAGE_MAX = 10_000
+UPLOAD_PATH = "/v1/files"  # takes a multipart body, not JSON
 
 
-def file_routes(store: Store, blobs: Blobs, clock: Callable[[], float]) -> web.RouteTableDef:
+def file_routes(store: Store, blobs: Blobs, clock: Callable[[], float], budget: DiskBudget) -> web.RouteTableDef:
     routes = web.RouteTableDef()
 
-    @routes.post("/v1/files")
+    @routes.post(UPLOAD_PATH)
     async def upload(request: web.Request) -> web.Response:
-        fields, received = await _read_upload(request, blobs)
+        fields, received = await _read_upload(request, blobs, budget)
         incoming, size, filename = received
         try:
             purpose = _purpose(fields.get("purpose"))
@@ -84,58 +90,65 @@ def _require_file(store: Store, file_id: str) -> dict[str, Any]:
     return file
 
 
-async def _read_upload(request: web.Request, blobs: Blobs) -> tuple[dict[str, str], tuple[Path, int, str]]:
-    """Small form fields in memory; the `file` part streamed to an incoming file on disk."""
+async def _read_upload(
+    request: web.Request, blobs: Blobs, budget: DiskBudget
+) -> tuple[dict[str, str], tuple[Path, int, str]]:
+    """Small form fields in memory (bounded, bodies.py); the `file` part streamed to an
+    incoming file on disk, removed again if anything goes wrong before the upload is kept."""
     if not request.content_type.startswith("multipart/"):
         raise bad_request("Expected a multipart/form-data body with the fields 'purpose' and 'file'.", param="file")
+    declared = request.content_length
+    if declared is not None and declared > MAX_FILE_BYTES + FORM_ALLOWANCE:
+        raise _too_large()  # refused before a byte is read
+    meter = budget.meter(max((declared or 0) - FORM_ALLOWANCE, 0))
     fields: dict[str, str] = {}
     received: tuple[Path, int, str] | None = None
     try:
-        reader = await request.multipart()
-        while (part := await reader.next()) is not None:
-            if not isinstance(part, BodyPartReader):
-                raise bad_request("Nested multipart bodies are not supported.", param="file")
-            if part.name == "file" and received is None:
-                received = await _receive_file(part, blobs)
+        form = await FormReader.open(request)
+        while (part := await form.next_part()) is not None:
+            if part.name == "file":
+                if received is not None:
+                    raise bad_request("Send one 'file' per upload.", param="file")
+                received = await _receive_file(form, part, blobs, meter)
             elif part.name:
-                fields[part.name] = await _read_field(part)
+                fields[part.name] = await form.field(part)
+            else:
+                await form.drain(part)
     except ApiError:
         _discard(received)
         raise
-    except Exception as exc:  # a malformed body: aiohttp raises several kinds
+    except Exception as exc:  # noqa: BLE001 - a malformed body: aiohttp raises several kinds
         _discard(received)
         raise bad_request(f"Could not read the multipart body: {exc}", param="file") from None
+    except BaseException:  # cancelled: nothing of the upload stays
+        _discard(received)
+        raise
     if received is None:
         raise bad_request("Missing required parameter: 'file'.", param="file")
     return fields, received
 
 
-async def _receive_file(part: BodyPartReader, blobs: Blobs) -> tuple[Path, int, str]:
+async def _receive_file(form: FormReader, part: BodyPartReader, blobs: Blobs, meter: Meter) -> tuple[Path, int, str]:
+    filename = Path(part.filename or "upload").name[:MAX_FILENAME] or "upload"
     incoming = blobs.new_incoming()
     loop = asyncio.get_running_loop()
     size = 0
     try:
-        with incoming.open("wb") as out:
-            while chunk := await part.read_chunk(CHUNK_BYTES):
+        with open_private(incoming, exclusive=True) as out:
+            while chunk := await form.chunk(part, CHUNK_BYTES):
                 size += len(chunk)
                 if size > MAX_FILE_BYTES:
-                    limit = f"{MAX_FILE_BYTES // 2**20} MB"
-                    raise ApiError(413, f"The file is larger than the {limit} limit.", param="file")
+                    raise _too_large()
+                meter.add(len(chunk))
                 await loop.run_in_executor(None, out.write, chunk)  # disk writes off the event loop
     except BaseException:
         incoming.unlink(missing_ok=True)
         raise
-    filename = Path(part.filename or "upload").name[:MAX_FILENAME] or "upload"
     return incoming, size, filename
 
 
-async def _read_field(part: BodyPartReader) -> str:
-    data = b""
-    while chunk := await part.read_chunk(MAX_FIELD_BYTES):
-        data += chunk
-        if len(data) > MAX_FIELD_BYTES:
-            raise bad_request(f"The form field '{part.name}' is too long.", param=part.name)
-    return data.decode("utf-8", errors="replace")
+def _too_large() -> ApiError:
+    return ApiError(413, f"The file is larger than the {MAX_FILE_BYTES // 2**20} MB limit.", param="file")
 
 
 def _discard(received: tuple[Path, int, str] | None) -> None:

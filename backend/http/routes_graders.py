@@ -9,7 +9,8 @@ from aiohttp import web
 
 from ..errors import bad_request
 from ..graders import grader as graders
-from .server import json_response, read_json
+from .bodies import read_json
+from .server import json_response
 
 
 def grader_routes() -> web.RouteTableDef:

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from aiohttp import web
 
 from ..inference import ChatModels, chunk_bodies, completion_body, new_completion_id, parse_chat_request
-from .server import json_response, read_json
+from .bodies import read_json
+from .server import json_response
 
 
 def inference_routes(models: ChatModels, clock: Callable[[], float]) -> web.RouteTableDef:
@@ -38,7 +40,7 @@ async def _stream(request: web.Request, chunks: Iterable[dict[str, Any]]) -> web
     await response.prepare(request)
     try:
         for chunk in chunks:
-            await response.write(f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n".encode("utf-8"))
+            await response.write(f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n".encode())
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
     except ConnectionResetError:  # the client stopped reading; nothing is left to tell it

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from aiohttp import web
 
@@ -11,8 +12,9 @@ from ..errors import ApiError
 from ..jobs.engine import JobEngine
 from ..jobs.jobspec import ORGANIZATION
 from ..storage.store import Store
+from .bodies import read_json
 from .paging import list_body, parse_after, parse_limit
-from .server import json_response, read_json
+from .server import json_response
 
 JOBS_PAGE_DEFAULT, EVENTS_PAGE_DEFAULT, CHECKPOINTS_PAGE_DEFAULT = 20, 20, 10
 PAGE_MAX = 1000  # larger `limit`s are served this many at a time (`has_more` stays right)

@@ -3,7 +3,7 @@ retrieving models live in routes_jobs.py). Base models cannot be deleted."""
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from aiohttp import web
 

@@ -11,15 +11,17 @@ granting it again answers the existing permission. Deleting the model
 from __future__ import annotations
 
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from aiohttp import web
 
 from ..errors import ApiError, bad_request
 from ..storage.ids import random_text
 from ..storage.store import Store
+from .bodies import read_json
 from .paging import Page, list_body, parse_after, parse_limit
-from .server import json_response, read_json
+from .server import json_response
 
 PERMISSIONS_PAGE_DEFAULT = 10
 PAGE_MAX = 1000  # larger `limit`s are served this many at a time (`has_more` stays right)
@@ -111,4 +113,3 @@ def _project_ids(body: dict[str, Any]) -> list[str]:
 
 def _permission(permission_id: str, created_at: int, project_id: str) -> dict[str, Any]:
     return {"id": permission_id, "object": "checkpoint.permission", "created_at": created_at, "project_id": project_id}
-

@@ -3,7 +3,8 @@ with ordered part ids and an optional MD5, cancel. There is no GET, as in the re
 
 Checks follow the API's limits: at most 8 GB per upload and 64 MB
 per part; on completion the listed parts must add up to exactly the `bytes` declared at
-creation, and the MD5, when given, must match the assembled bytes.
+creation, and the MD5, when given, must match the assembled bytes. The disk budget
+(storage/budget.py) is checked at creation against the declared size, and as parts arrive.
 """
 
 from __future__ import annotations
@@ -18,25 +19,31 @@ from aiohttp import BodyPartReader, web
 from .. import objects
 from ..errors import ApiError, bad_request
 from ..storage.blobs import Blobs
+from ..storage.budget import DiskBudget, Meter
 from ..storage.ids import new_file_id
+from ..storage.private import open_private
 from ..storage.store import Store
 from ..storage.uploads import MAX_PART_BYTES, MAX_UPLOAD_BYTES, UploadRecord, UploadRegistry, assemble
-from .routes_files import MAX_EXPIRY, MAX_FILENAME, MIN_EXPIRY, UPLOAD_PURPOSES
-from .server import json_response, read_json
+from .bodies import FormReader, read_json
+from .routes_files import FORM_ALLOWANCE, MAX_EXPIRY, MAX_FILENAME, MIN_EXPIRY, UPLOAD_PURPOSES
+from .server import json_response
 
 CHUNK_BYTES = 1024 * 1024
 MAX_MIME_TYPE = 255
 MD5_HEX = re.compile(r"[0-9a-fA-F]{32}")
+PARTS_PATH = "/v1/uploads/{upload_id}/parts"  # takes a multipart body, not JSON
 
 
-def upload_routes(registry: UploadRegistry, store: Store, blobs: Blobs) -> web.RouteTableDef:
+def upload_routes(registry: UploadRegistry, store: Store, blobs: Blobs, budget: DiskBudget) -> web.RouteTableDef:
     routes = web.RouteTableDef()
 
     @routes.post("/v1/uploads")
     async def create(request: web.Request) -> web.Response:
         body = await read_json(request)
+        size = _declared_bytes(body.get("bytes"))
+        budget.meter(size)  # refuse now an upload that cannot fit, rather than at its last part
         upload = registry.create(
-            size=_declared_bytes(body.get("bytes")),
+            size=size,
             filename=_filename(body.get("filename")),
             purpose=_purpose(body.get("purpose")),
             mime_type=_mime_type(body.get("mime_type")),
@@ -44,11 +51,11 @@ def upload_routes(registry: UploadRegistry, store: Store, blobs: Blobs) -> web.R
         )
         return json_response(upload)
 
-    @routes.post("/v1/uploads/{upload_id}/parts")
+    @routes.post(PARTS_PATH)
     async def add_part(request: web.Request) -> web.Response:
         upload_id = request.match_info["upload_id"]
         registry.pending(upload_id, "given parts")  # refuse before reading a byte
-        received = await _receive_part(request, registry.incoming_part_path(upload_id))
+        received = await _receive_part(request, registry.incoming_part_path(upload_id), budget)
         return json_response(registry.accept_part(upload_id, received))
 
     @routes.post("/v1/uploads/{upload_id}/complete")
@@ -57,7 +64,9 @@ def upload_routes(registry: UploadRegistry, store: Store, blobs: Blobs) -> web.R
         record = registry.pending(request.match_info["upload_id"], "completed")
         part_ids, md5 = _part_ids(body.get("part_ids")), _md5(body.get("md5"))
         parts = registry.ordered_parts(record, part_ids)
-        _require_declared_size(record, sum(path.stat().st_size for path in parts))
+        total = sum(path.stat().st_size for path in parts)
+        _require_declared_size(record, total)
+        budget.require_free(total)  # the parts are copied into the file, then deleted
         registry.begin_completion(record)
         try:
             file = await _assemble_file(record, parts, md5, blobs, registry.now())
@@ -112,41 +121,52 @@ async def _assemble_file(
 # -- receiving a part -----------------------------------------------------------------------------
 
 
-async def _receive_part(request: web.Request, target: Path) -> Path:
-    """Stream the multipart field `data` into `target`; other fields are ignored."""
+async def _receive_part(request: web.Request, target: Path, budget: DiskBudget) -> Path:
+    """Stream the multipart field `data` into `target`; other fields are read and dropped.
+    Nothing of the part stays on disk when anything goes wrong."""
     if not request.content_type.startswith("multipart/"):
         raise bad_request("Expected a multipart/form-data body with the field 'data'.", param="data")
+    declared = request.content_length or 0
+    if declared > MAX_PART_BYTES + FORM_ALLOWANCE:
+        raise _part_too_large()  # refused before a byte is read
+    meter = budget.meter(max(declared - FORM_ALLOWANCE, 0))
     received = False
     try:
-        reader = await request.multipart()
-        while (part := await reader.next()) is not None:
-            if not isinstance(part, BodyPartReader):
-                raise bad_request("Nested multipart bodies are not supported.", param="data")
+        form = await FormReader.open(request)
+        while (part := await form.next_part()) is not None:
             if part.name == "data" and not received:
-                await _write_part(part, target)
+                await _write_part(form, part, target, meter)
                 received = True
             else:
-                await part.release()
+                await form.drain(part)
     except ApiError:
         target.unlink(missing_ok=True)
         raise
-    except Exception as exc:  # a malformed body: aiohttp raises several kinds
+    except Exception as exc:  # noqa: BLE001 - a malformed body: aiohttp raises several kinds
         target.unlink(missing_ok=True)
         raise bad_request(f"Could not read the multipart body: {exc}", param="data") from None
+    except BaseException:  # cancelled: nothing of the part stays
+        target.unlink(missing_ok=True)
+        raise
     if not received:
         raise bad_request("Missing required parameter: 'data'.", param="data")
     return target
 
 
-async def _write_part(part: BodyPartReader, target: Path) -> None:
+async def _write_part(form: FormReader, part: BodyPartReader, target: Path, meter: Meter) -> None:
     loop = asyncio.get_running_loop()
     size = 0
-    with target.open("wb") as out:
-        while chunk := await part.read_chunk(CHUNK_BYTES):
+    with open_private(target, exclusive=True) as out:
+        while chunk := await form.chunk(part, CHUNK_BYTES):
             size += len(chunk)
             if size > MAX_PART_BYTES:
-                raise bad_request(f"A part may be at most {MAX_PART_BYTES // 2**20} MB.", param="data")
+                raise _part_too_large()
+            meter.add(len(chunk))
             await loop.run_in_executor(None, out.write, chunk)  # disk writes off the event loop
+
+
+def _part_too_large() -> ApiError:
+    return bad_request(f"A part may be at most {MAX_PART_BYTES // 2**20} MB.", param="data")
 
 
 # -- request fields -------------------------------------------------------------------------------
@@ -227,4 +247,3 @@ def _md5(value: Any) -> str | None:
     if not isinstance(value, str) or not MD5_HEX.fullmatch(value):
         raise bad_request("Invalid 'md5': expected 32 hexadecimal digits.", param="md5")
     return value.lower()
-

@@ -2,29 +2,44 @@
 
 Every response carries an `x-request-id`; every failure, including unknown URLs and
 crashes, is answered with the API's error envelope so SDK clients raise the usual
-`openai.*Error`s instead of choking on HTML.
+`openai.*Error`s instead of choking on HTML. Request bodies are read through `bodies.py`.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from typing import Any, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from aiohttp import web
 
 from ..errors import ApiError
 from ..storage.ids import new_request_id
+from .bodies import MAX_JSON_BODY, READ_TIMEOUT
 
 log = logging.getLogger("tunedeck.local")
-MAX_JSON_BODY = 8 * 1024 * 1024  # job bodies are small; uploads stream and are not bound by this
+DEFAULT_READ_TIMEOUT = 30.0
+# The SDK retries 409 and every 5xx; these answer the same until the user acts (a new
+# Idempotency-Key, free disk), so a retry only wastes the user's time.
+NOT_WORTH_RETRYING = frozenset({409, 507})
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def build_app(*route_tables: web.RouteTableDef, outer_middlewares: Sequence[Any] = ()) -> web.Application:
-    """`outer_middlewares` run before the error envelope (fault injection wraps everything)."""
-    app = web.Application(middlewares=[*outer_middlewares, answer_errors], client_max_size=MAX_JSON_BODY)
+def build_app(
+    *route_tables: web.RouteTableDef,
+    outer_middlewares: Sequence[Any] = (),
+    inner_middlewares: Sequence[Any] = (),
+    read_timeout: float = DEFAULT_READ_TIMEOUT,
+) -> web.Application:
+    """`outer_middlewares` run before the error envelope (the guard, then fault injection,
+    wrap everything); `inner_middlewares` run inside it, so their errors are enveloped too.
+    `read_timeout`: seconds a handler waits for the next chunk of a body (bodies.py)."""
+    app = web.Application(
+        middlewares=[*outer_middlewares, answer_errors, *inner_middlewares], client_max_size=MAX_JSON_BODY
+    )
+    app[READ_TIMEOUT] = read_timeout
     app.on_response_prepare.append(_add_request_id)
     for table in route_tables:
         app.add_routes(table)
@@ -59,7 +74,10 @@ def _from_http_exception(request: web.Request, exc: web.HTTPException) -> ApiErr
 
 
 def error_response(error: ApiError) -> web.Response:
-    return json_response(error.body(), status=error.status)
+    response = json_response(error.body(), status=error.status)
+    if error.status in NOT_WORTH_RETRYING:
+        response.headers["x-should-retry"] = "false"
+    return response
 
 
 def json_response(body: Any, status: int = 200) -> web.Response:
@@ -68,20 +86,3 @@ def json_response(body: Any, status: int = 200) -> web.Response:
 
 def _dumps(body: Any) -> str:
     return json.dumps(body, ensure_ascii=False, allow_nan=False)
-
-
-async def read_json(request: web.Request) -> dict[str, Any]:
-    """The JSON object in the body; an empty body counts as `{}` (the SDK's bodiless POSTs)."""
-    raw = await request.read()
-    if not raw.strip():
-        return {}
-    try:
-        body = json.loads(raw)
-    except (ValueError, RecursionError):  # RecursionError: absurdly nested JSON
-        raise ApiError(
-            400,
-            "We could not parse the JSON body of your request. The body must be a JSON object.",
-        ) from None
-    if not isinstance(body, dict):
-        raise ApiError(400, "The JSON body of your request must be an object.")
-    return body

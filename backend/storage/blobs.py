@@ -1,7 +1,8 @@
 """The bytes behind the store: uploaded files and model weights, under the data directory.
 
 Paths are always built from ids this backend generated (looked up in the store first),
-never from a client's string, so a crafted id cannot reach outside the directory.
+never from a client's string, so a crafted id cannot reach outside the directory. Every
+folder and file is owner-only (`private.py`).
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import shutil
 import uuid
 from pathlib import Path
+
+from .private import open_private, private_dir
 
 
 class Blobs:
@@ -18,7 +21,7 @@ class Blobs:
         self.incoming_dir = self.files_dir / ".incoming"
         self.models_dir = data_dir / "models"
         for folder in (self.files_dir, self.incoming_dir, self.models_dir):
-            folder.mkdir(parents=True, exist_ok=True)
+            private_dir(folder)
         for leftover in self.incoming_dir.iterdir():  # uploads cut off by a crash
             leftover.unlink(missing_ok=True)
 
@@ -35,16 +38,19 @@ class Blobs:
 
     def write_file(self, file_id: str, data: bytes) -> None:
         incoming = self.new_incoming()
-        incoming.write_bytes(data)
+        try:
+            with open_private(incoming, exclusive=True) as out:
+                out.write(data)
+        except BaseException:
+            incoming.unlink(missing_ok=True)
+            raise
         self.keep(incoming, file_id)
 
     def remove_file(self, file_id: str) -> None:
         self.file_path(file_id).unlink(missing_ok=True)
 
     def job_dir(self, job_id: str) -> Path:
-        folder = self.models_dir / job_id
-        folder.mkdir(parents=True, exist_ok=True)
-        return folder
+        return private_dir(self.models_dir / job_id)
 
     def remove_job_dir(self, job_id: str) -> None:
         shutil.rmtree(self.models_dir / job_id, ignore_errors=True)

@@ -1,21 +1,25 @@
 """The backend's state in one SQLite file (WAL): files, jobs, events, checkpoints, models,
-and checkpoint permissions.
+checkpoint permissions, and the answers kept for `Idempotency-Key` retries.
 
 Each row keeps the API object as JSON (`body`) plus the columns queries need. `seq`
 (insertion order) orders every list, so "newest first" and `after=<id>` cursors are
 exact even when many objects share a `created_at` second. The store is used from the
-server's event loop thread only; each call is short.
+server's event loop thread only; each call is short. The database and SQLite's `-wal` and
+`-shm` files beside it are owner-only.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from ..http.paging import Page
+from .private import open_private, tighten
 
 SCHEMA_VERSION = 1
 SCHEMA = """
@@ -35,7 +39,12 @@ CREATE TABLE IF NOT EXISTS models (
 CREATE TABLE IF NOT EXISTS permissions (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, model TEXT NOT NULL,
     project_id TEXT NOT NULL, body TEXT NOT NULL, UNIQUE (model, project_id));
+CREATE TABLE IF NOT EXISTS idempotency (
+    key TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, status INTEGER NOT NULL, body BLOB NOT NULL,
+    created REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS idempotency_by_age ON idempotency (created);
 """
+SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
 TERMINAL_STATUSES = ("succeeded", "failed", "cancelled")
 MODEL_FIELDS = ("id", "job_id", "created", "kind", "weights")
 MODEL_COLUMNS = ", ".join(MODEL_FIELDS)
@@ -47,14 +56,27 @@ def _dumps(obj: Any) -> str:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
 
 
+@dataclass(frozen=True, slots=True)
+class KeptAnswer:
+    """The first answer to a request sent with an `Idempotency-Key`."""
+
+    fingerprint: str  # what the request was (method, path, body digest)
+    status: int
+    body: bytes
+
+
 class Store:
     def __init__(self, path: Path) -> None:
+        if not path.exists():  # SQLite would create it with the umask's mode; its side files copy this one's
+            open_private(path).close()
         self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across app crashes, fast
         self._db.executescript(SCHEMA)
         self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         self._depth = 0
+        for suffix in ("", *SQLITE_SIDE_FILES):  # stores made by older versions, too
+            tighten(path.with_name(path.name + suffix))
 
     def close(self) -> None:
         self._db.close()
@@ -223,3 +245,21 @@ class Store:
     def delete_permission(self, model_id: str, permission_id: str) -> bool:
         cursor = self._db.execute("DELETE FROM permissions WHERE id = ? AND model = ?", (permission_id, model_id))
         return cursor.rowcount > 0
+
+    # -- answers kept for Idempotency-Key retries ---------------------------------------------
+
+    def kept_answer(self, key: str, since: float) -> KeptAnswer | None:
+        """The answer kept for `key`, unless it was kept before `since` (then it has expired)."""
+        row = self._db.execute(
+            "SELECT fingerprint, status, body FROM idempotency WHERE key = ? AND created >= ?", (key, since)
+        ).fetchone()
+        return KeptAnswer(row[0], row[1], bytes(row[2])) if row else None
+
+    def keep_answer(self, key: str, answer: KeptAnswer, created: float, forget_before: float) -> None:
+        """Keep `answer` for `key` (replacing an expired one) and drop those kept before `forget_before`."""
+        with self.transaction():
+            self._db.execute("DELETE FROM idempotency WHERE created < ?", (forget_before,))
+            self._db.execute(
+                "INSERT OR REPLACE INTO idempotency (key, fingerprint, status, body, created) VALUES (?, ?, ?, ?, ?)",
+                (key, answer.fingerprint, answer.status, answer.body, created),
+            )

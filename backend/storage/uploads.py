@@ -18,12 +18,14 @@ import json
 import re
 import shutil
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..errors import ApiError, bad_request, not_found
 from .ids import random_text
+from .private import open_private, private_dir, write_private
 
 UPLOAD_LIFETIME_SECONDS = 3600
 MAX_UPLOAD_BYTES = 8 * 2**30  # 8 GB per upload
@@ -63,7 +65,7 @@ class UploadRegistry:
         self.root = root
         self._clock = clock
         self._completing: set[str] = set()  # uploads whose parts are being assembled right now
-        root.mkdir(parents=True, exist_ok=True)
+        private_dir(root)
         self.sweep()
 
     def now(self) -> int:
@@ -86,7 +88,8 @@ class UploadRegistry:
             "file": None,
         }
         record = UploadRecord(upload, mime_type, file_expires_after)
-        self._parts_dir(record.id).mkdir(parents=True, exist_ok=True)
+        private_dir(self.root / record.id)
+        private_dir(self._parts_dir(record.id))
         self._save(record)
         return upload
 
@@ -191,10 +194,7 @@ class UploadRegistry:
 
     def _save(self, record: UploadRecord) -> None:
         body = {"upload": record.upload, "mime_type": record.mime_type, "file_expires_after": record.file_expires_after}
-        folder = self.root / record.id
-        temporary = folder / (RECORD_NAME + ".tmp")
-        temporary.write_text(json.dumps(body), encoding="utf-8")
-        temporary.replace(folder / RECORD_NAME)
+        write_private(self.root / record.id / RECORD_NAME, json.dumps(body).encode("utf-8"))
 
     def _load(self, upload_id: str) -> UploadRecord | None:
         try:
@@ -208,7 +208,7 @@ def assemble(parts: list[Path], out: Path) -> tuple[int, str]:
     """Concatenate `parts` into `out`; returns its size and MD5 (hex). Executor thread."""
     digest = hashlib.md5(usedforsecurity=False)
     size = 0
-    with out.open("wb") as sink:
+    with open_private(out, exclusive=True) as sink:
         for part in parts:
             with part.open("rb") as source:
                 while chunk := source.read(COPY_CHUNK_BYTES):
