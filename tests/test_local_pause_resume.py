@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 from typing import Any
 
 import openai
@@ -138,33 +139,47 @@ async def test_pausing_before_the_first_step_takes_no_checkpoint(client, backend
     assert "no checkpoint was needed" in (await events(client, job.id))[-1].message
 
 
-async def test_a_restart_while_paused_restarts_training_honestly(tmp_path):
+async def restart_while_paused(tmp_path, *, lose_resume_point: bool):
     first = LocalBackend(tmp_path / "b", auto_advance=False)
-    client = openai.AsyncOpenAI(base_url=await first.start_async(), api_key="any", max_retries=0)
+    client = openai.AsyncOpenAI(base_url=await first.start_async(), api_key=first.api_key, max_retries=0)
     job = await create_job(client)
     await first.advance_async(job.id, 9)
     await client.fine_tuning.jobs.pause(job.id)
     await client.close()
     await first.stop_async()
+    if lose_resume_point:
+        for point in (tmp_path / "b" / "models" / "paused" / job.id).glob("resume-step-*"):
+            shutil.rmtree(point)
 
     second = LocalBackend(tmp_path / "b", auto_advance=False)
-    client = openai.AsyncOpenAI(base_url=await second.start_async(), api_key="any", max_retries=0)
+    client = openai.AsyncOpenAI(base_url=await second.start_async(), api_key=second.api_key, max_retries=0)
     try:
         assert (await client.fine_tuning.jobs.retrieve(job.id)).status == "paused"
         await second.run_until_settled_async()  # a paused job waits, even across restarts
         await client.fine_tuning.jobs.resume(job.id)
         message = (await events(client, job.id))[-1].message
-        assert "restarted while the job was paused" in message and "starts again from step 1" in message
         await second.run_until_settled_async()
         done = await client.fine_tuning.jobs.retrieve(job.id)
         assert done.status == "succeeded"
-        steps = await metric_steps(client, job.id)
-        assert steps == list(range(1, 10)) + list(range(1, 61))
+        assert await metric_steps(client, job.id) == list(range(1, 61))  # each step reported once
         checkpoints = (await client.fine_tuning.jobs.checkpoints.list(job.id)).data
         assert sorted(c.step_number for c in checkpoints) == [9, 20, 40, 60]
+        return message, [e.message for e in await events(client, job.id)]
     finally:
         await client.close()
         await second.stop_async()
+
+
+async def test_a_restart_while_paused_continues_from_the_pause_step(tmp_path):
+    message, messages = await restart_while_paused(tmp_path, lose_resume_point=False)
+    assert "restarted while the job was paused" in message and "continues from its checkpoint at step 9" in message
+    assert "Fine-tuning job resumed from step 9/60 after the local backend restarted; " \
+        "training continues from step 10" in messages  # fmt: skip
+
+
+async def test_a_restart_while_paused_without_its_resume_point_starts_over_honestly(tmp_path):
+    message, _ = await restart_while_paused(tmp_path, lose_resume_point=True)
+    assert "restarted while the job was paused" in message and "starts again from step 1" in message
 
 
 class SleepGate:
@@ -195,7 +210,7 @@ async def open_until_status(gate: SleepGate, client, job_id: str, status: str) -
 async def test_pause_and_resume_in_automatic_time(tmp_path):
     gate = SleepGate()
     backend = LocalBackend(tmp_path / "b", step_delay=0.002, sleep=gate.sleep)
-    client = openai.AsyncOpenAI(base_url=await backend.start_async(), api_key="any", max_retries=0)
+    client = openai.AsyncOpenAI(base_url=await backend.start_async(), api_key=backend.api_key, max_retries=0)
     opener = None
     try:
         job = await create_job(client, n=100)  # 300 steps

@@ -21,8 +21,10 @@ from ..storage.ids import new_job_id
 from ..storage.store import TERMINAL_STATUSES
 from ..trainers.base import Trainer
 from .jobspec import new_job, parse_job_request, raise_if_terminal
-from .pausing import pause_running_job, require_status_for, resumed_message
+from .pausing import pause_dir, pause_running_job, require_status_for, resumed_message
 from .phases import ActiveJob, Phases
+from .recorded_steps import recorded_metrics
+from .resume_points import ResumePoint, latest_point, remove_points, usable_point
 
 PHASE_STEPS = 20  # validating_files and queued each last as long as this many steps
 MAX_RUNNING_JOBS = 2  # jobs training at once in auto mode; the rest wait in `queued`
@@ -63,6 +65,11 @@ class JobEngine:
         return [name for trainer in self._phases.trainers for name in trainer.base_models()]
 
     # -- commands from the API ---------------------------------------------------------------
+
+    @property
+    def busy(self) -> bool:
+        """A job is being driven: validating, queued or training (a paused one waits for the user)."""
+        return any(not task.done() for task in self._drivers.values())
 
     def create_job(self, body: dict[str, Any]) -> dict[str, Any]:
         request = parse_job_request(body)
@@ -129,19 +136,24 @@ class JobEngine:
             return await pause_running_job(self._phases, job, active)
 
     def resume_job(self, job_id: str) -> dict[str, Any]:
-        """paused -> queued; the run carries on if it is still in memory, else starts over."""
+        """paused -> queued; the run carries on if it is still in memory, else from the job's
+        resume point (saved at the pause), else it starts over."""
         job = self.get_job(job_id)
         require_status_for(job, "resumed")
         active = self._active.get(job_id)
         in_memory = active is not None and active.run is not None
         steps_done = active.steps[-1].step if active is not None and active.steps else 0
+        point = None
         if not in_memory:
             self._active.pop(job_id, None)
-            self._phases.blobs.remove_job_dir(job_id)  # epoch snapshots of a run that is gone
+            point = self._resume_point(job_id)
+            if point is None:
+                self._forget_files(job_id)
         job["status"] = "queued"
         with self._store.transaction():
             self._store.save_job(job)
-            self._phases.add_event(job_id, resumed_message(in_memory, steps_done))
+            message = resumed_message(in_memory, steps_done, point.step if point is not None else None)
+            self._phases.add_event(job_id, message)
         if self._pacing.auto_advance:
             self._spawn_driver(job_id)
         return job
@@ -152,7 +164,17 @@ class JobEngine:
         if active is not None:
             async with active.lock:
                 self._forget(job_id)
-        await self._phases.off_loop(self._phases.blobs.remove_job_dir, job_id)
+        await self._phases.off_loop(self._forget_files, job_id)
+
+    def _forget_files(self, job_id: str) -> None:
+        """The epoch snapshots and the resume point of a run that is gone (pause checkpoints stay)."""
+        self._phases.blobs.remove_job_dir(job_id)
+        remove_points(pause_dir(self._phases.blobs, job_id))
+
+    def _resume_point(self, job_id: str) -> ResumePoint | None:
+        """The job's resume point, if a restarted run can continue from it."""
+        reported_through = max(recorded_metrics(self._store, job_id), default=0)
+        return usable_point(latest_point(pause_dir(self._phases.blobs, job_id)), reported_through)
 
     def _forget(self, job_id: str) -> None:
         active = self._active.pop(job_id, None)
@@ -162,7 +184,8 @@ class JobEngine:
     # -- restart ------------------------------------------------------------------------------
 
     def recover(self) -> None:
-        """After a restart: jobs that were queued or training start over from the queue."""
+        """After a restart (a clean stop, a crash or a reboot): jobs that were queued or training
+        go back to the queue, and continue from their resume point when they have one."""
         for job_id in self._store.unfinished_job_ids():
             job = self._store.get_job(job_id)
             if job is not None and job["status"] in ("queued", "running"):
@@ -172,14 +195,18 @@ class JobEngine:
 
     def _requeue(self, job: dict[str, Any]) -> None:
         was_running = job["status"] == "running"
+        point = self._resume_point(job["id"])
         job.update(status="queued", estimated_finish=None)
         message = "The local backend restarted; job re-queued"
-        if was_running:
+        if point is not None:
+            message += f", training will resume from its checkpoint at step {point.step}"
+        elif was_running:
             message += ", training will start again from step 1"
         with self._store.transaction():
             self._store.save_job(job)
             self._phases.add_event(job["id"], message)
-        self._phases.blobs.remove_job_dir(job["id"])
+        if point is None:
+            self._forget_files(job["id"])
 
     # -- manual driving (tests, `auto_advance=False`) ---------------------------------------------
 
@@ -303,4 +330,3 @@ class JobEngine:
             if active.run is not None:
                 active.run.close()
         await asyncio.gather(*tasks, return_exceptions=True)
-

@@ -6,11 +6,14 @@ at the current step, published at once as a usable model named
 `<final model name>:ckpt-step-N`, and the job becomes `paused`. The `TrainingRun` itself
 stays in memory, so resume (`paused -> queued -> running`) carries on from the next step.
 
-A restart of the backend loses that memory. Resuming then starts training again from
-step 1 and says so in an event; checkpoints published so far stay available.
+A pause also saves the job's resume point (`resume_points.py`), so a restart of the backend,
+which loses that memory, does not lose the job's place: resuming then continues from the
+pause step. Only a run that cannot save its state (or whose point is gone) starts again
+from step 1, and says so in an event; checkpoints published so far stay available.
 
-Pause checkpoints live in `models/paused/<job id>/`, outside the job's own folder, which
-is cleared when a job is cancelled or fails: a published model must keep its weights.
+Pause checkpoints and resume points live in `models/paused/<job id>/`, outside the job's
+own folder, which is cleared when a job is cancelled or fails: a published model must keep
+its weights.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import objects
 from ..errors import ApiError, bad_request
+from ..storage.blobs import Blobs
 from ..trainers.base import TrainingRun, remove_weights
 from .jobspec import final_model_name, raise_if_terminal
 
@@ -57,11 +61,13 @@ async def pause_running_job(phases: Phases, job: dict[str, Any], active: ActiveJ
             require_status_for(current, "paused")  # cancelled meanwhile: says so
             message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
             raise ApiError(500, f"Job {job['id']} could not be paused: {message}", param=None) from None
-        current = phases.store.get_job(job["id"]) or job
-        if current["status"] != "running":  # cancelled while the weights were written
+    await phases.save_resume_point(job["id"], active)  # a restart while paused continues from here
+    current = phases.store.get_job(job["id"]) or job
+    if current["status"] != "running":  # cancelled while the weights or the point were written
+        if weights is not None:
             remove_weights(weights)
-            require_status_for(current, "paused")
-        job = current
+        require_status_for(current, "paused")
+    job = current
     with phases.store.transaction():
         if weights is not None:
             _publish_pause_checkpoint(phases, job, active, name, weights)
@@ -71,9 +77,15 @@ async def pause_running_job(phases: Phases, job: dict[str, Any], active: ActiveJ
     return job
 
 
-def resumed_message(run_in_memory: bool, steps_done: int) -> str:
+def resumed_message(run_in_memory: bool, steps_done: int, checkpoint_step: int | None = None) -> str:
+    """`checkpoint_step`: the resume point a run that is no longer in memory continues from."""
     if run_in_memory:
         return f"Fine-tuning job resumed, moving job to queued state; training continues from step {steps_done + 1}"
+    if checkpoint_step is not None:
+        return (
+            "Fine-tuning job resumed, moving job to queued state. The local backend restarted while the job was "
+            f"paused; training continues from its checkpoint at step {checkpoint_step}"
+        )
     return (
         "Fine-tuning job resumed, moving job to queued state. The local backend restarted while the job was "
         "paused and lost its training state, so training starts again from step 1; "
@@ -81,9 +93,14 @@ def resumed_message(run_in_memory: bool, steps_done: int) -> str:
     )
 
 
+def pause_dir(blobs: Blobs, job_id: str) -> Path:
+    """The job's pause checkpoints and resume point."""
+    return blobs.models_dir / PAUSED_WEIGHTS_DIR / job_id
+
+
 def paused_weights_path(phases: Phases, job_id: str, step: int, run: TrainingRun | None = None) -> Path:
     suffix = run.checkpoint_suffix if run is not None else TrainingRun.checkpoint_suffix
-    return phases.blobs.models_dir / PAUSED_WEIGHTS_DIR / job_id / f"step-{step}{suffix}"
+    return pause_dir(phases.blobs, job_id) / f"step-{step}{suffix}"
 
 
 def _save_weights(run: TrainingRun, path: Path) -> None:

@@ -6,6 +6,10 @@ steps (the last one also publishes checkpoints, the model and the result file). 
 parts (parsing files, tokenising, the maths) run in an executor thread; the store is
 only touched on the event loop. After every off-loop wait the job is re-read, so a
 cancel that landed meanwhile wins and nothing more is written for it.
+
+While a job trains, a resume point (`resume_points.py`) is saved every few seconds; a job
+started again after a restart continues from its latest one, and steps its events
+already report (`recorded_steps.py`) are trained again silently: each step is reported once.
 """
 
 from __future__ import annotations
@@ -34,6 +38,10 @@ from ..trainers.base import (
 )
 from ..trainers.options import TunedeckOptions
 from .jobspec import base_model_name, final_model_name, resolve_hyperparameters, set_hyperparameters
+from .pausing import pause_dir
+from .recorded_steps import recorded_metrics
+from .restarts import start_run
+from .resume_points import Cadence, ResumePoint, remove_points, write_point
 from .training_data import Dataset, DatasetError, load_dataset
 
 log = logging.getLogger("tunedeck.local")
@@ -61,6 +69,11 @@ class ActiveJob:
     steps: list[StepMetrics] = field(default_factory=list)
     snapshots: list[Snapshot] = field(default_factory=list)
     last_valid: tuple[float, float] | None = None
+    # Steps the job's events reported before a restart that the run has not re-trained yet:
+    # when it does, they are not reported again (their reported values stay the result's).
+    reported: dict[int, StepMetrics] = field(default_factory=dict)
+    cadence: Cadence | None = None  # when the next resume point is due
+    point_step: int = 0  # the step of the job's latest resume point
 
 
 class Phases:
@@ -166,18 +179,49 @@ class Phases:
         if trainer is None:
             self.fail(job["id"], "model_not_found", "model", f"The model `{job['model']}` is no longer available")
             return
-        run = await self.off_loop(trainer.start, self._spec(job, active))
+        reported = recorded_metrics(self.store, job["id"])  # by an earlier process, before a restart
+        folders = pause_dir(self.blobs, job["id"]), self.blobs.job_dir(job["id"])
+        start = await self.off_loop(start_run, trainer, self._spec(job, active), *folders, max(reported, default=0))
+        run, point = start.run, start.point
         job = self._reread(job, "queued")
         if job is None:
             run.close()
             return
-        active.run, active.steps, active.snapshots, active.last_valid = run, [], [], None
+        done = point.step if point is not None else 0
+        active.run, active.reported = run, {step: m for step, m in reported.items() if step > done}
+        active.steps = [reported[step] for step in sorted(reported) if step <= done]
+        active.last_valid = _last_valid(active.steps)
+        active.snapshots = self._kept_by(job["id"], point)
+        active.cadence, active.point_step = Cadence(self._clock()), done
         job["status"] = "running"
-        job["estimated_finish"] = self.now() + max(1, math.ceil(run.total_steps * self._seconds_per_step()))
+        job["estimated_finish"] = self.now() + max(1, math.ceil((run.total_steps - done) * self._seconds_per_step()))
         with self.store.transaction():
             self.store.save_job(job)
-            self.add_event(job["id"], "Fine-tuning job started")
+            if start.failure is not None:
+                self.add_event(job["id"], start.failure, level="warn")
+            if point is None:
+                self.add_event(job["id"], "Fine-tuning job started")
+            else:
+                self.add_event(
+                    job["id"],
+                    f"Fine-tuning job resumed from step {done}/{run.total_steps} after the local backend restarted; "
+                    f"training continues from step {done + 1}",
+                )
             self._record_notices(job["id"], run)
+
+    def _kept_by(self, job_id: str, point: ResumePoint | None) -> list[Snapshot]:
+        """The epoch snapshots the run had kept when `point` was saved (those still on disk)."""
+        if point is None:
+            return []
+        job_dir = self.blobs.job_dir(job_id)
+        kept = []
+        for saved in point.snapshots:
+            path = job_dir / str(saved["name"])
+            if path.exists():
+                kept.append(
+                    Snapshot(int(saved["step"]), int(saved["created_at"]), path, saved["metrics"], saved["score"])
+                )
+        return kept
 
     def _carry_on(self, job: dict[str, Any], active: ActiveJob) -> None:
         assert active.run is not None
@@ -233,7 +277,28 @@ class Phases:
             raise error  # after recording the steps that did finish
         if results and results[-1][0].step >= results[-1][0].total_steps:
             await self._succeed(job, active)
+        elif active.cadence is not None and active.cadence.due(self._clock()):
+            await self.save_resume_point(job["id"], active)
         return len(results)
+
+    async def save_resume_point(self, job_id: str, active: ActiveJob) -> None:
+        """Save the run's state as the job's resume point, after the steps it has trained are
+        recorded (the caller holds the job's lock). A failed save is logged, never fatal: the
+        job only loses the chance to resume from here."""
+        run = active.run
+        step = active.steps[-1].step if active.steps else 0
+        if run is None or not run.resumable or step <= active.point_step or step >= run.total_steps:
+            return
+        state = {"total_steps": run.total_steps, "snapshots": [_snapshot_json(s) for s in active.snapshots]}
+        cost = 0.0
+        try:
+            cost = await self.off_loop(write_point, pause_dir(self.blobs, job_id), run, step, state)
+        except Exception:
+            log.warning("job %s: could not save a resume point at step %s", job_id, step, exc_info=True)
+        else:
+            active.point_step = step
+        if active.cadence is not None:
+            active.cadence.written(self._clock(), cost)
 
     def _update_estimate(self, job: dict[str, Any], run: TrainingRun, results: StepResults) -> None:
         """A run that measures its own pace (real training) refines `estimated_finish`."""
@@ -249,14 +314,17 @@ class Phases:
             self.add_event(job_id, text, level=level)
 
     def _record_step(self, job_id: str, active: ActiveJob, metrics: StepMetrics, saved: Path | None) -> None:
-        active.steps.append(metrics)
-        if metrics.valid_loss is not None and metrics.valid_mean_token_accuracy is not None:
-            active.last_valid = (metrics.valid_loss, metrics.valid_mean_token_accuracy)
+        reported = active.reported.pop(metrics.step, None)  # before a restart: not reported again
+        shown = reported or metrics
+        active.steps.append(shown)
+        if shown.valid_loss is not None and shown.valid_mean_token_accuracy is not None:
+            active.last_valid = (shown.valid_loss, shown.valid_mean_token_accuracy)
         if saved is not None:
-            metrics_now = objects.checkpoint_metrics(metrics, active.last_valid)
+            metrics_now = objects.checkpoint_metrics(shown, active.last_valid)
             snapshot = Snapshot(metrics.step, self.now(), saved, metrics_now, metrics.checkpoint_score)
             self._keep_snapshot(active, snapshot)
-        self.store.add_event(job_id, objects.metrics_event(self.now(), metrics))
+        if reported is None:
+            self.store.add_event(job_id, objects.metrics_event(self.now(), metrics))
 
     def _keep_snapshot(self, active: ActiveJob, snapshot: Snapshot) -> None:
         active.snapshots.append(snapshot)
@@ -292,6 +360,7 @@ class Phases:
             )
             self.store.save_job(job)
             self.add_event(job["id"], "The job has successfully completed")
+        await self.off_loop(remove_points, pause_dir(self.blobs, job["id"]))
 
     def _publish_checkpoints(self, job_id: str, model_name: str, snapshots: list[Snapshot]) -> None:
         """Checkpoint objects, events and models; the last one is the fine-tuned model itself."""
@@ -321,11 +390,29 @@ class Phases:
             self.store.save_job(job)
             self.add_event(job_id, message, level="error")
         self.blobs.remove_job_dir(job_id)  # partial checkpoints of a run that will not finish
+        remove_points(pause_dir(self.blobs, job_id))
 
     def _reread(self, job: dict[str, Any], expected_status: str) -> dict[str, Any] | None:
         """The job as stored now, or None if it left `expected_status` meanwhile (cancelled)."""
         current = self.store.get_job(job["id"])
         return current if current is not None and current["status"] == expected_status else None
+
+
+def _last_valid(steps: list[StepMetrics]) -> tuple[float, float] | None:
+    for metrics in reversed(steps):
+        if metrics.valid_loss is not None and metrics.valid_mean_token_accuracy is not None:
+            return metrics.valid_loss, metrics.valid_mean_token_accuracy
+    return None
+
+
+def _snapshot_json(snapshot: Snapshot) -> dict[str, Any]:
+    return {
+        "step": snapshot.step,
+        "created_at": snapshot.created_at,
+        "name": snapshot.path.name,  # in the job's folder: a copied data directory stays valid
+        "metrics": snapshot.metrics,
+        "score": snapshot.score,
+    }
 
 
 def _tokens_per_epoch(active: ActiveJob) -> int:

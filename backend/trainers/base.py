@@ -59,6 +59,9 @@ class TrainingSpec:
     training_path: Path | None = None  # the files themselves, for trainers that read raw rows (transformers)
     validation_path: Path | None = None
     options: TunedeckOptions = field(default_factory=TunedeckOptions)  # the job's `tunedeck` extension field
+    resume_from: Path | None = None
+    """A run state written by `TrainingRun.save_state` (a crash-recovery or pause checkpoint):
+    the run starts after that state's step, as if it had never stopped."""
 
 
 # The loss and accuracy keys of a metric event's `data`, as the API names them.
@@ -120,6 +123,9 @@ class TrainingRun(ABC):
     """The run's measured pace, where it measures one; the engine refines `estimated_finish` from it."""
     tokens_per_epoch: int | None = None
     """Trained tokens per epoch by the model's own tokenizer; None: the engine counts them itself."""
+    resumable: bool = False
+    """Whether `save_state` works and `Trainer.start` honours `TrainingSpec.resume_from`; the
+    engine then checkpoints the run now and then, so a crash loses only the last few seconds."""
 
     @abstractmethod
     def step(self) -> StepMetrics:
@@ -128,6 +134,12 @@ class TrainingRun(ABC):
     @abstractmethod
     def save(self, path: Path) -> None:
         """Write the current weights to `path` (atomically); the format is the trainer's."""
+
+    def save_state(self, path: Path) -> None:
+        """Write everything that continues this run exactly from its current step (weights,
+        optimiser, random state) to `path`, a file or, with checkpoint_suffix "", a folder.
+        Only called when `resumable`; the engine makes the write atomic and durable around it."""
+        raise NotImplementedError(f"{type(self).__name__} cannot save its training state")
 
     def suspend(self, path: Path) -> None:
         """Pause: save a checkpoint to continue from. A run holding a process or a GPU frees it

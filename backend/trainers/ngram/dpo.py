@@ -47,6 +47,7 @@ from ..base import StepMetrics, TrainingRun, TrainingSpec, Turn
 from ..batches import EpochBatches
 from .features import Featurized
 from .policy import answer_tokens, save_model, starting_model
+from .run_state import load_run_state, save_run_state
 from .sequences import RowAdagrad, answer_features, gradient, score
 
 BASE_LEARNING_RATE = 1.0
@@ -73,6 +74,8 @@ class PairStats:
 
 
 class DpoRun(TrainingRun):
+    resumable = True
+
     def __init__(self, spec: TrainingSpec) -> None:
         hyper = spec.hyperparameters
         beta = hyper.extra.get("beta", DEFAULT_BETA)
@@ -82,8 +85,7 @@ class DpoRun(TrainingRun):
         self.model = starting_model(spec.base_model, spec.initial_weights, answers)
         self._train = self._pairs(rows)
         self._valid = self._pairs([_parse(row) for row in spec.validation])
-        self._rng = np.random.default_rng(spec.seed)
-        self._batches = EpochBatches(len(self._train), hyper.batch_size, self._rng)
+        self._batches = EpochBatches(len(self._train), hyper.batch_size, spec.seed)
         self._batch_size = self._batches.batch_size
         self.steps_per_epoch = self._batches.steps_per_epoch
         self.total_steps = self.steps_per_epoch * hyper.n_epochs
@@ -94,6 +96,8 @@ class DpoRun(TrainingRun):
         self._valid_every = max(1, self.steps_per_epoch // VALID_EVALS_PER_EPOCH)
         self._valid_batch = min(len(self._valid), max(self._batch_size, MIN_VALID_BATCH))
         self._valid_cursor = 0
+        if spec.resume_from is not None:
+            self._restore(spec.resume_from)
 
     def _pairs(self, rows: Sequence[tuple[list[Turn], str, str]]) -> list[Pair]:
         """Featurised pairs with their reference log-probabilities (the starting model's)."""
@@ -138,6 +142,24 @@ class DpoRun(TrainingRun):
 
     def save(self, path: Path) -> None:
         save_model(self.model, path, self._steps_done)
+
+    def save_state(self, path: Path) -> None:
+        values = {
+            "steps_done": self._steps_done,
+            "optimizer_steps": self._optimizer.steps,
+            "valid_cursor": self._valid_cursor,
+        }
+        save_run_state(path, self.model.vocabulary, self._state_arrays(), values)
+
+    def _state_arrays(self) -> dict[str, np.ndarray]:
+        return {"weights": self.model.weights, "accumulator": self._optimizer.accumulator}
+
+    def _restore(self, path: Path) -> None:
+        state = load_run_state(path, self.model.vocabulary, self._state_arrays())
+        self.model.weights = state.arrays["weights"]
+        self._optimizer.restore(state.arrays["accumulator"], int(state.values["optimizer_steps"]))
+        self._steps_done = int(state.values["steps_done"])
+        self._valid_cursor = int(state.values["valid_cursor"])
 
     # -- maths ----------------------------------------------------------------------------
 
@@ -205,4 +227,3 @@ def _reward_metrics(train: PairStats, valid: PairStats | None, full: PairStats |
             values[f"{prefix}_mean_reward_margin"] = stats.reward_margin
             values[f"{prefix}_reward_accuracy"] = stats.reward_accuracy
     return values
-

@@ -51,6 +51,7 @@ from ..base import StepMetrics, TrainingRun, TrainingSpec, Turn
 from ..batches import EpochBatches
 from .features import END_TOKEN, local_feature_names, tokenize
 from .policy import UNKNOWN_ID, TokenModel, detokenize, save_model, starting_model
+from .run_state import load_run_state, save_run_state
 from .sequences import RowAdagrad, answer_features, gradient, probabilities_under, score
 
 BASE_LEARNING_RATE = 1.0
@@ -70,6 +71,8 @@ class Prompt:
 
 
 class RftRun(TrainingRun):
+    resumable = True
+
     def __init__(self, spec: TrainingSpec) -> None:
         hyper = spec.hyperparameters
         self.grader: Grader = compile_grader(spec.method_config.get("grader"), "method.reinforcement.grader")
@@ -80,8 +83,8 @@ class RftRun(TrainingRun):
         self._reference_weights = self.model.weights.copy()
         self.max_answer_tokens = _answer_budget(references)
         self._seed = spec.seed
-        self._rng = np.random.default_rng(spec.seed)
-        self._batches = EpochBatches(len(self._train), hyper.batch_size, self._rng)
+        self._rng = np.random.default_rng(spec.seed)  # sampling's stream; saved with the state
+        self._batches = EpochBatches(len(self._train), hyper.batch_size, spec.seed)
         self._batch_size = self._batches.batch_size
         self.steps_per_epoch = self._batches.steps_per_epoch
         self.total_steps = self.steps_per_epoch * hyper.n_epochs
@@ -94,6 +97,8 @@ class RftRun(TrainingRun):
         self._optimizer = RowAdagrad(self.model.featurizer.dim, learning_rate, warmup)
         self._steps_done = 0
         self._since_eval: list[float] = []
+        if spec.resume_from is not None:
+            self._restore(spec.resume_from)
 
     # -- the TrainingRun interface ------------------------------------------------------
 
@@ -124,6 +129,26 @@ class RftRun(TrainingRun):
 
     def save(self, path: Path) -> None:
         save_model(self.model, path, self._steps_done)
+
+    def save_state(self, path: Path) -> None:
+        values = {
+            "steps_done": self._steps_done,
+            "optimizer_steps": self._optimizer.steps,
+            "since_eval": self._since_eval,
+            "rng": self._rng.bit_generator.state,
+        }
+        save_run_state(path, self.model.vocabulary, self._state_arrays(), values)
+
+    def _state_arrays(self) -> dict[str, np.ndarray]:
+        return {"weights": self.model.weights, "accumulator": self._optimizer.accumulator}
+
+    def _restore(self, path: Path) -> None:
+        state = load_run_state(path, self.model.vocabulary, self._state_arrays())
+        self.model.weights = state.arrays["weights"]
+        self._optimizer.restore(state.arrays["accumulator"], int(state.values["optimizer_steps"]))
+        self._steps_done = int(state.values["steps_done"])
+        self._since_eval = [float(v) for v in state.values["since_eval"]]
+        self._rng.bit_generator.state = state.values["rng"]
 
     # -- sampling, grading, learning ------------------------------------------------------
 

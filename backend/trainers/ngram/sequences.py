@@ -130,3 +130,15 @@ class RowAdagrad:
         warmup = min(1.0, self._steps / self._warmup_steps)
         sizes = self._learning_rate * warmup / np.sqrt(self._accumulator[rows])
         weights[rows] -= grads * sizes[:, None]
+
+    @property
+    def accumulator(self) -> np.ndarray:
+        return self._accumulator
+
+    @property
+    def steps(self) -> int:
+        return self._steps
+
+    def restore(self, accumulator: np.ndarray, steps: int) -> None:
+        """Continue from a saved state (a resumed run)."""
+        self._accumulator, self._steps = accumulator, steps

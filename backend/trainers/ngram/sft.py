@@ -15,7 +15,8 @@ linearly over the first `WARMUP_STEPS` steps (at most a tenth of the run), then 
 (Without warmup, batch-size-1 steps overshoot: the loss jumps above its starting value.)
 Weights start at zero (the untrained model is uniform: loss = ln(vocabulary size)), or at
 a fine-tuned model's weights when a job continues one (new answer words get zero columns);
-the seed only decides the order of examples, so a seed reproduces a run exactly.
+the seed only decides the order of examples, so a seed reproduces a run exactly, and a run
+resumed from its saved state (`save_state`: weights, accumulators, step) continues it exactly.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from . import kernels
 from .features import Featurized, Featurizer, build_vocabulary
 from .model import MAX_VOCABULARY, hash_rows, save_weights
 from .policy import extend_vocabulary, load_model
+from .run_state import load_run_state, save_run_state
 
 BASE_LEARNING_RATE = 2.0
 INITIAL_ACCUMULATOR = 0.1  # Adagrad: damps the very first steps of each row
@@ -40,6 +42,8 @@ MIN_VALID_BATCH = 8  # examples in that small validation batch (at least the bat
 
 
 class SftRun(TrainingRun):
+    resumable = True
+
     def __init__(self, spec: TrainingSpec) -> None:
         hyper = spec.hyperparameters
         vocabulary = build_vocabulary(spec.training, MAX_VOCABULARY)
@@ -55,9 +59,8 @@ class SftRun(TrainingRun):
             raise ValueError("the training file has no assistant message with weight 1 to learn from")
         self.base_model = spec.base_model
         self._accumulator = np.full(self.featurizer.dim, INITIAL_ACCUMULATOR, dtype=np.float32)
-        self._rng = np.random.default_rng(spec.seed)
         self._learning_rate = BASE_LEARNING_RATE * hyper.learning_rate_multiplier
-        self._batches = EpochBatches(len(self._train), hyper.batch_size, self._rng)
+        self._batches = EpochBatches(len(self._train), hyper.batch_size, spec.seed)
         self._batch_size = self._batches.batch_size
         self.steps_per_epoch = self._batches.steps_per_epoch
         self.total_steps = self.steps_per_epoch * hyper.n_epochs
@@ -66,6 +69,8 @@ class SftRun(TrainingRun):
         self._valid_every = max(1, self.steps_per_epoch // VALID_EVALS_PER_EPOCH)
         self._valid_batch = min(len(self._valid), max(self._batch_size, MIN_VALID_BATCH))
         self._valid_cursor = 0
+        if spec.resume_from is not None:
+            self._restore(spec.resume_from)
 
     # -- the TrainingRun interface ------------------------------------------------------
 
@@ -92,6 +97,19 @@ class SftRun(TrainingRun):
 
     def save(self, path: Path) -> None:
         save_weights(path, self.featurizer, self.weights, self.base_model, self._steps_done)
+
+    def save_state(self, path: Path) -> None:
+        values = {"steps_done": self._steps_done, "valid_cursor": self._valid_cursor}
+        save_run_state(path, self.featurizer.vocabulary, self._state_arrays(), values)
+
+    def _state_arrays(self) -> dict[str, np.ndarray]:
+        return {"weights": self.weights, "accumulator": self._accumulator}
+
+    def _restore(self, path: Path) -> None:
+        state = load_run_state(path, self.featurizer.vocabulary, self._state_arrays())
+        self.weights, self._accumulator = state.arrays["weights"], state.arrays["accumulator"]
+        self._steps_done = int(state.values["steps_done"])
+        self._valid_cursor = int(state.values["valid_cursor"])
 
     # -- maths ----------------------------------------------------------------------------
 

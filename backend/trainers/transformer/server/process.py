@@ -5,13 +5,15 @@ engine's `TrainingRun` for a transformer job: each `step()` is one request, so t
 paces, records and checkpoints it like the built-in trainer. `close()` kills the process at
 once (a cancel frees the GPU within seconds, even mid-step); `suspend()` (a pause) saves a
 checkpoint with the optimiser state and ends the process, and the next `step()` starts a new
-one that continues from that checkpoint.
+one that continues from that checkpoint. `save_state()` writes the same kind of checkpoint as
+the engine's crash-recovery point; a run started with `resume_from` continues from one.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -145,6 +147,7 @@ class SubprocessRun(TrainingRun):
     """A transformer job's run: the `TrainingRun` the engine drives, backed by a worker process."""
 
     checkpoint_suffix = ""  # checkpoints are folders
+    resumable = True
 
     def __init__(self, spec: dict[str, Any], log_dir: Path, env: dict[str, str] | None = None) -> None:
         self._spec = spec
@@ -152,6 +155,7 @@ class SubprocessRun(TrainingRun):
         self._env = env
         self._notices: list[tuple[str, str]] = []
         self._closed = False
+        self._resume: dict[str, Any] | None = None  # set by a pause: where the next worker continues from
         self.seconds_per_step: float | None = None
         self._worker: WorkerProcess | None = self._spawn(spec)
         self.total_steps = int(self._worker.ready["total_steps"])
@@ -203,6 +207,14 @@ class SubprocessRun(TrainingRun):
         worker = self._alive()
         worker.request({"cmd": "save", "path": str(path), "state": with_state})
 
+    def save_state(self, path: Path) -> None:
+        if self._worker is None and self._resume is not None:
+            # Suspended by a pause: its checkpoint holds the state already (linked, not copied:
+            # a whole model's optimiser state can be gigabytes, and the worker unlinks its own name).
+            shutil.copytree(self._resume["checkpoint"], path, copy_function=_link_or_copy)
+            return
+        self.save(path, with_state=True)
+
     def suspend(self, path: Path) -> None:
         self.save(path, with_state=True)
         self._resume = {"checkpoint": str(path)}
@@ -218,6 +230,13 @@ class SubprocessRun(TrainingRun):
         self._closed = True
         if self._worker is not None:
             self._worker.close()
+
+
+def _link_or_copy(source: str, target: str) -> None:
+    try:
+        os.link(source, target)
+    except OSError:  # another file system, or one without hard links
+        shutil.copy2(source, target)
 
 
 def _prune_logs(log_dir: Path) -> None:

@@ -90,4 +90,6 @@ def worker_spec(spec: TrainingSpec, base: dict[str, Any]) -> dict[str, Any]:
         "seed": spec.seed,
         "method_config": spec.method_config,
         "options": spec.options.as_json(),
+        # A crash-recovery checkpoint to continue from; its state file stays for a second crash.
+        **({"resume": {"checkpoint": str(spec.resume_from), "keep_state": True}} if spec.resume_from else {}),
     }

@@ -98,6 +98,12 @@ class RftRun(Run):
         metrics["summary"] = summary
         return metrics
 
+    def extra_state(self) -> dict[str, Any]:
+        return {"since_eval": list(self._since_eval)}  # the next evaluation's score without a validation file
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        self._since_eval = list(state.get("since_eval", []))
+
     def _evaluate(self) -> Graded:
         graded = Graded()
         for start in range(0, self.n_valid, 32):

@@ -1,6 +1,7 @@
 """What every transformer training run shares (worker side): loading the starting model,
 LoRA or full fine-tuning, the optimiser and schedule, batches, validation cadence, checkpoints
-and exact resume after a pause. `sft.py`, `dpo.py` and `rft.py` add their method's data and loss.
+and exact resume after a pause or from a crash-recovery checkpoint. `sft.py`, `dpo.py` and
+`rft.py` add their method's data and loss.
 
 Learning rate: `BASE_LEARNING_RATES[training type] * learning_rate_multiplier`, warmed up
 linearly over the first `WARMUP_FRACTION` of the run, then decayed linearly towards zero
@@ -15,7 +16,6 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import torch
 
 from tunedeck.backend.trainers.batches import EpochBatches
@@ -77,7 +77,7 @@ class Run:
         self.encoder = ChatEncoder(self.tokenizer, self.base.name, self._max_length())
         self.prepare()
         self.report_located_by_text()
-        self.batches = EpochBatches(self.n_train, int(hyper["batch_size"]), np.random.default_rng(spec["seed"]))
+        self.batches = EpochBatches(self.n_train, int(hyper["batch_size"]), int(spec["seed"]))
         self.steps_per_epoch = self.batches.steps_per_epoch
         self.total_steps = self.steps_per_epoch * int(hyper["n_epochs"])
         self.steps_done = 0
@@ -232,7 +232,9 @@ class Run:
 
     def _resume(self, checkpoint: Path) -> None:
         """Continue a paused run (its weights are loaded already): optimiser, random state,
-        place in the data. The state file is removed afterwards; the checkpoint stays a model."""
+        place in the data (the batches depend on the seed and the step alone). A pause
+        checkpoint's state file is removed afterwards (the checkpoint stays a model); a
+        crash-recovery checkpoint (`keep_state`) keeps it, as a second crash may need it."""
         state_file = checkpoint / TRAINER_STATE
         try:
             state = torch.load(state_file, map_location=self.device, weights_only=False)
@@ -243,11 +245,10 @@ class Run:
         if state.get("cuda_rng") is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
         self._valid_cursor = state["valid_cursor"]
-        for done in range(state["steps_done"]):  # replays the data order (each epoch's shuffle)
-            self.batches.batch(done)
         self.steps_done = state["steps_done"]
         self.load_extra_state(state)
-        state_file.unlink(missing_ok=True)  # optimiser state can be twice the model: not kept forever
+        if not self.resuming.get("keep_state"):
+            state_file.unlink(missing_ok=True)  # optimiser state can be twice the model: not kept forever
 
 
 def _master_weights(model: Any, device: torch.device) -> Any:
