@@ -7,6 +7,12 @@ This module is the backend's front door: the app, the CLI and the tests outside
   `start_async()`/`stop_async()` in the caller's loop); `serve(...)` runs it in the
   foreground for `tunedeck serve`. `BackendBusy`: another process already runs the backend
   of that data directory (its URL is attached). `FaultConfigError`: a bad `--faults` plan.
+- `find_running(data_dir)`, `start_detached(data_dir, command)`, `stop_running(data_dir)`:
+  the backend as a background service that outlives the app (`daemon.py`); a
+  `RunningBackend` says where one listens; `DaemonError` why one did not start or stop.
+- `load_or_create_api_key(data_dir)` and `api_key_file(data_dir)`: the per-install key every
+  request to the backend of `data_dir` must carry (`Authorization: Bearer <key>`), and the
+  owner-only file that keeps it.
 - `BUILTIN_BASE_MODEL`: the model the built-in CPU trainer fine-tunes.
 - `default_models_dirs(fallback)` and `models_report(models_dirs)`: where the transformer
   trainer looks for open models and what it finds there (`tunedeck models`).
@@ -30,9 +36,11 @@ from typing import TYPE_CHECKING, Any
 BUILTIN_BASE_MODEL = "tunedeck-ngram"
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .daemon import DaemonError, RunningBackend, find_running, start_detached, stop_running
     from .http.faults import FaultConfigError
     from .local_backend import LocalBackend, serve
     from .ownership import BackendBusy
+    from .storage.api_key import api_key_file, load_or_create_api_key
     from .trainers.transformer.server.catalog import default_models_dirs, models_report
 
 # name -> the module that defines it, imported on first use
@@ -41,6 +49,13 @@ _LAZY = {
     "serve": ".local_backend",
     "BackendBusy": ".ownership",
     "FaultConfigError": ".http.faults",
+    "api_key_file": ".storage.api_key",
+    "load_or_create_api_key": ".storage.api_key",
+    "DaemonError": ".daemon",
+    "RunningBackend": ".daemon",
+    "find_running": ".daemon",
+    "start_detached": ".daemon",
+    "stop_running": ".daemon",
     "default_models_dirs": ".trainers.transformer.server.catalog",
     "models_report": ".trainers.transformer.server.catalog",
 }
@@ -48,11 +63,18 @@ _LAZY = {
 __all__ = [
     "BUILTIN_BASE_MODEL",
     "BackendBusy",
+    "DaemonError",
     "FaultConfigError",
     "LocalBackend",
+    "RunningBackend",
+    "api_key_file",
     "default_models_dirs",
+    "find_running",
+    "load_or_create_api_key",
     "models_report",
     "serve",
+    "start_detached",
+    "stop_running",
 ]
 assert set(__all__) == {"BUILTIN_BASE_MODEL", *_LAZY}
 

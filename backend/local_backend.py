@@ -6,13 +6,24 @@ caller's event loop (`await start_async()`/`await stop_async()`). Manual time, f
 is called; each has a blocking form (thread mode, from any other thread) and an
 `*_async` form (any loop).
 
-Layout of `data_dir`:
-- `backend.sqlite3`: files, jobs, events, checkpoints, models, permissions;
+Who may use it (http/guard.py): requests must carry the per-install API key
+(`api_key`, by default `<data_dir>/api-key`, made on first start), name a loopback Host
+(or one of `allowed_hosts`), and come from no web page unless its origin is in
+`allowed_origins`. What one request may cost is bounded (http/bodies.py): bodies time
+out after `read_timeout` seconds without a byte, forms and JSON are capped, and uploads
+stay within `storage_limit_bytes` and leave `min_free_disk_bytes` free (storage/budget.py).
+POSTs honour `Idempotency-Key` (http/idempotency.py).
+
+Layout of `data_dir` (owner-only: folders 0700, files 0600):
+- `api-key`: the API key;
+- `backend.sqlite3`: files, jobs, events, checkpoints, models, permissions, kept answers;
 - `files/<file id>`: uploads and result CSVs (`files/.incoming/` while one is being received);
 - `models/<job id>/step-N<suffix>`: checkpoints, a `.npz` file (built-in trainer) or a
-  folder (transformer trainer, suffix ""); `models/paused/<job id>/` the pause checkpoints;
+  folder (transformer trainer, suffix ""); `models/paused/<job id>/` the pause checkpoints
+  and `resume-step-K/`, the latest crash-recovery point of a training job;
 - `uploads/<upload id>/`: Uploads in progress;
-- `logs/`: the transformer workers' stderr, one file per process;
+- `logs/`: `serve.log` of the background service (`daemon.py`), and the transformer
+  workers' stderr, one file per process;
 - `base-models/`: open models to fine-tune, unless $TUNEDECK_MODELS_DIR names another folder;
 - the lock and endpoint files of `ownership.py`.
 """
@@ -20,29 +31,37 @@ Layout of `data_dir`:
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import signal
 import threading
 import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Mapping, Sequence, TypeVar
+from typing import Any, TypeVar
 
 from aiohttp import web
 
 from .http.faults import FaultPlan, fault_middleware, load_fault_plan
-from .http.routes_files import file_routes
+from .http.guard import RequestGuard
+from .http.idempotency import Idempotency
+from .http.routes_files import UPLOAD_PATH, file_routes
 from .http.routes_graders import grader_routes
 from .http.routes_inference import inference_routes
 from .http.routes_jobs import job_routes
 from .http.routes_model_deletion import model_deletion_routes
 from .http.routes_permissions import permission_routes
-from .http.routes_uploads import upload_routes
-from .http.server import build_app
+from .http.routes_uploads import PARTS_PATH, upload_routes
+from .http.server import DEFAULT_READ_TIMEOUT, build_app
+from .idle import Activity
 from .inference import ChatModels
 from .jobs.engine import JobEngine, Pacing
 from .jobs.phases import Phases
 from .ownership import Ownership
+from .storage.api_key import api_key_file, load_or_create_api_key
 from .storage.blobs import Blobs
+from .storage.budget import DEFAULT_MIN_FREE_DISK_BYTES, DEFAULT_STORAGE_LIMIT_BYTES, DiskBudget
+from .storage.private import private_dir
 from .storage.store import Store
 from .storage.uploads import UploadRegistry
 from .trainers.base import Trainer
@@ -57,6 +76,8 @@ UPLOADS_DIR = "uploads"
 LOGS_DIR = "logs"  # transformer workers' stderr, one file per process
 TRAINING_THREADS = 2
 SHUTDOWN_SECONDS = 2.0
+MULTIPART_PATHS = (UPLOAD_PATH, PARTS_PATH)
+WILDCARD_HOSTS = ("", "0.0.0.0", "::")
 
 
 class LocalBackend:
@@ -74,14 +95,34 @@ class LocalBackend:
         faults: FaultPlan | Mapping[str, Any] | Path | str | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         models_dirs: Sequence[Path] | None = None,
+        api_key: str | None = None,
+        allowed_hosts: Sequence[str] = (),
+        allowed_origins: Sequence[str] = (),
+        read_timeout: float = DEFAULT_READ_TIMEOUT,
+        storage_limit_bytes: int = DEFAULT_STORAGE_LIMIT_BYTES,
+        min_free_disk_bytes: int = DEFAULT_MIN_FREE_DISK_BYTES,
     ) -> None:
         """`training_not_available`: answer job creation with OpenAI's 403 for blocked
         organisations. `faults`: a fault plan (see faults.py) or a JSON/TOML file holding one.
         Both can be changed while serving, through `self.faults`. `sleep`: how auto mode
         waits between steps (tests pass a gate that they open one wait at a time).
         `models_dirs`: where the transformer trainer looks for base models (besides the
-        Hugging Face cache); default $TUNEDECK_MODELS_DIR, else `<data_dir>/base-models`."""
+        Hugging Face cache); default $TUNEDECK_MODELS_DIR, else `<data_dir>/base-models`.
+        `api_key`: the key every request must carry; None reads `<data_dir>/api-key`, made on
+        first use. `allowed_hosts`: Host names it answers besides loopback ones (and the
+        address it binds to). `allowed_origins`: web origins whose pages may call it (none).
+        `read_timeout`: seconds a body may go without a byte, and a request's headers may
+        take, before the connection is closed. `storage_limit_bytes`: what uploads, results
+        and weights may add up to; `min_free_disk_bytes`: free disk an upload must leave."""
         self.data_dir = Path(data_dir)
+        self.api_key = load_or_create_api_key(self.data_dir) if api_key is None else _usable_key(api_key)
+        self.allowed_hosts = tuple(allowed_hosts)
+        self.allowed_origins = tuple(allowed_origins)
+        if read_timeout <= 0:
+            raise ValueError("read_timeout must be a positive number of seconds")
+        self.read_timeout = read_timeout
+        self.storage_limit_bytes = storage_limit_bytes
+        self.min_free_disk_bytes = min_free_disk_bytes
         self.host = host
         self.port = port
         self.pacing = Pacing(auto_advance=auto_advance, step_delay=step_delay, time_scale=time_scale, sleep=sleep)
@@ -93,6 +134,7 @@ class LocalBackend:
         self.faults = load_fault_plan(faults)
         self.faults.training_not_available = self.faults.training_not_available or training_not_available
         self.base_url: str | None = None
+        self.activity = Activity()  # when it last answered a request or trained: `serve --idle-exit`
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._ownership: Ownership | None = None
@@ -118,15 +160,24 @@ class LocalBackend:
         return self.base_url  # type: ignore[return-value]
 
     async def _open(self) -> None:
+        private_dir(self.data_dir)
+        private_dir(self.data_dir / LOGS_DIR)  # the transformer trainer writes its workers' logs there
         blobs = Blobs(self.data_dir)
         self._store = Store(self.data_dir / DATABASE_NAME)
         self._executor = ThreadPoolExecutor(max_workers=TRAINING_THREADS, thread_name_prefix="tunedeck-train")
         phases = Phases(self._store, blobs, self.trainers, self.clock, self._executor, self.pacing.step_seconds)
         self._engine = JobEngine(phases, self.pacing)
         uploads = UploadRegistry(self.data_dir / UPLOADS_DIR, self.clock)
+        budget = DiskBudget(
+            self.data_dir,
+            [blobs.files_dir, blobs.models_dir, uploads.root],
+            self.storage_limit_bytes,
+            self.min_free_disk_bytes,
+        )
+        guard = self._guard()
         app = build_app(
-            file_routes(self._store, blobs, self.clock),
-            upload_routes(uploads, self._store, blobs),
+            file_routes(self._store, blobs, self.clock, budget),
+            upload_routes(uploads, self._store, blobs, budget),
             job_routes(self._engine, self._store),
             model_deletion_routes(self._store, blobs, self._engine.base_models),
             permission_routes(self._store, self.clock),
@@ -135,9 +186,22 @@ class LocalBackend:
                 ChatModels(self._store, self.data_dir, self._engine.base_models, self._transformer_chat()),
                 self.clock,
             ),
-            outer_middlewares=[fault_middleware(self.faults)],
+            outer_middlewares=[guard.middleware, self.activity.middleware, fault_middleware(self.faults)],
+            inner_middlewares=[Idempotency(self._store, self.clock, MULTIPART_PATHS).middleware],
+            read_timeout=self.read_timeout,
         )
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_SECONDS)
+        app.on_response_prepare.append(guard.add_cors_headers)
+        # aiohttp's keep-alive timer also runs while a request's headers arrive: it bounds a
+        # client that sends them a byte at a time. After a response nobody reads, the rest
+        # of the body is drained for at most `lingering_time`, then the connection closes.
+        self._runner = web.AppRunner(
+            app,
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=SHUTDOWN_SECONDS,
+            keepalive_timeout=self.read_timeout,
+            lingering_time=self.read_timeout,
+        )
         await self._runner.setup()
         await web.TCPSite(self._runner, self.host, self.port).start()
         port = self._runner.addresses[0][1]
@@ -146,6 +210,25 @@ class LocalBackend:
         self._engine.recover()
         assert self._ownership is not None
         self._ownership.publish(self.base_url)
+
+    def _guard(self) -> RequestGuard:
+        """Loopback names are always allowed; a non-loopback bind address is allowed too,
+        and bound to every interface, any IP address (only names can be rebound)."""
+        hosts = list(self.allowed_hosts)
+        if self.host not in WILDCARD_HOSTS and not is_loopback(self.host):
+            hosts.append(self.host)
+        return RequestGuard(
+            self.api_key,
+            allowed_hosts=hosts,
+            allowed_origins=self.allowed_origins,
+            any_ip_host=self.host in WILDCARD_HOSTS,
+            multipart_paths=MULTIPART_PATHS,
+        )
+
+    @property
+    def api_key_file(self) -> Path:
+        """Where the key is kept when it was not given to the constructor."""
+        return api_key_file(self.data_dir)
 
     def _transformer_chat(self) -> TransformerChat | None:
         trainer = next((t for t in self.trainers if isinstance(t, TransformerTrainer)), None)
@@ -191,7 +274,7 @@ class LocalBackend:
             asyncio.set_event_loop(loop)
             try:
                 loop.run_until_complete(self.start_async())
-            except BaseException as exc:
+            except BaseException as exc:  # noqa: BLE001 - handed to the starting thread, which raises it
                 failure.append(exc)
                 started.set()
                 loop.close()
@@ -217,6 +300,16 @@ class LocalBackend:
         loop.call_soon_threadsafe(loop.stop)
         thread.join()
         self._thread = None
+
+    def idle_seconds(self) -> float:
+        """Seconds since the backend last answered a request or had a job training or queued
+        (thread mode; call from any other thread)."""
+        engine = self._require_engine()
+
+        async def idle() -> float:
+            return self.activity.idle_seconds(jobs_active=engine.busy)
+
+        return self._blocking(idle)
 
     def model_places(self) -> list[str]:
         """Where trainers look for base models (for the serve banner and error messages)."""
@@ -276,12 +369,41 @@ async def _call(make: Callable[[], Awaitable[T]]) -> T:
     return await make()
 
 
+def _usable_key(key: str) -> str:
+    """A key given by the caller: never empty (the backend cannot run open)."""
+    if not isinstance(key, str) or not key or not key.isascii() or not key.isprintable() or " " in key:
+        raise ValueError("api_key must be a non-empty string of visible ASCII characters")
+    return key
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding `host` keeps the backend on this machine."""
+    name = host.strip("[]").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
 def _switch_notices(plan: FaultPlan) -> list[str]:
     notices = []
     if plan.training_not_available:
         notices.append("job creation answers 403 training_not_available (as for a blocked organisation)")
     if plan.rules:
         notices.append(f"fault injection on: {len(plan.rules)} rule(s), seed {plan.seed}")
+    return notices
+
+
+def _access_notices(backend: LocalBackend) -> list[str]:
+    """Who can reach it, and where the key is (never the key itself: output ends up in logs)."""
+    notices = [f"API key: in {backend.api_key_file} (`tunedeck serve --print-key` prints it); every request needs it"]
+    if not is_loopback(backend.host):
+        notices.append(
+            f"listening on {backend.host or 'all interfaces'}: reachable from the network, not only from this "
+            "machine; requests still need the API key"
+        )
     return notices
 
 
@@ -293,8 +415,14 @@ def serve(
     training_not_available: bool = False,
     faults: Path | str | None = None,
     models_dirs: Sequence[Path] | None = None,
+    idle_exit: float | None = None,
+    allowed_hosts: Sequence[str] = (),
+    allowed_origins: Sequence[str] = (),
+    storage_limit_bytes: int = DEFAULT_STORAGE_LIMIT_BYTES,
 ) -> None:
     """Run the backend in the foreground until Ctrl-C (or SIGTERM); `tunedeck serve` calls this.
+    `idle_exit`: also stop once no job has been active and no request has come for that many
+    seconds (the background service the app starts, so it does not linger once done).
     `faults` is a JSON or TOML fault plan file (faults.py); a bad one raises `FaultConfigError`
     before anything starts."""
     backend = LocalBackend(
@@ -305,6 +433,9 @@ def serve(
         training_not_available=training_not_available,
         faults=faults,
         models_dirs=models_dirs,
+        allowed_hosts=allowed_hosts,
+        allowed_origins=allowed_origins,
+        storage_limit_bytes=storage_limit_bytes,
     )
     base_url = backend.start()
     stop = threading.Event()
@@ -314,8 +445,12 @@ def serve(
         for notice in _switch_notices(backend.faults):
             print(notice, flush=True)
         print(f"transformer models: {', '.join(backend.model_places())}", flush=True)
+        for notice in _access_notices(backend):
+            print(notice, flush=True)
         while not stop.wait(0.5):  # short waits keep Ctrl-C responsive on every platform
-            pass
+            if idle_exit is not None and backend.idle_seconds() >= idle_exit:
+                print(f"idle for {idle_exit:g} s with no job to train: stopping", flush=True)
+                break
     except KeyboardInterrupt:
         pass
     finally:

@@ -11,10 +11,10 @@ import argparse
 import asyncio
 import json
 import sys
-from pathlib import Path
 from typing import Any, Sequence
 
 from tunedeck.cli.data import add_data_parser, run_data
+from tunedeck.cli.serve import add_serve_parser, run_serve
 from tunedeck.core import __version__
 from tunedeck.core.api import ApiError
 from tunedeck.core.config import ConfigError
@@ -32,17 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--profile", help="profile to use (default: the config's default, or local)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    serve = commands.add_parser("serve", help="run the local fine-tuning backend in the foreground")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8765)
-    serve.add_argument("--data-dir", type=Path, help="where jobs, files and models are kept")
-    serve.add_argument("--time-scale", type=float, default=1.0, help="stretch job durations (demos)")
-    serve.add_argument(
-        "--training-not-available",
-        action="store_true",
-        help="answer job creation with OpenAI's 403 training_not_available (rehearse a blocked organisation)",
-    )
-    serve.add_argument("--faults", type=Path, metavar="FILE", help="inject faults from a JSON or TOML plan")
+    add_serve_parser(commands)
 
     jobs = commands.add_parser("jobs", help="list and inspect fine-tuning jobs").add_subparsers(
         dest="jobs_command", metavar="ACTION", required=True
@@ -71,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command is None:
             return _run_app(args.profile)
         if args.command == "serve":
-            return _serve(args)
+            return run_serve(args)
         if args.command == "paths":
             return _print_paths()
         if args.command == "models":
@@ -106,35 +96,6 @@ def _run_app(profile: str | None) -> int:
     return run_app(profile)
 
 
-def _serve(args: argparse.Namespace) -> int:
-    from tunedeck.backend import BackendBusy, FaultConfigError, default_models_dirs, serve
-    from tunedeck.core.paths import AppPaths
-
-    # By default the same store as the app's `local` profile: a running `tunedeck` attaches to it.
-    paths = AppPaths.discover()
-    data_dir = args.data_dir or paths.local_backend_dir("local")
-    try:
-        serve(
-            data_dir=data_dir,
-            host=args.host,
-            port=args.port,
-            time_scale=args.time_scale,
-            training_not_available=args.training_not_available,
-            faults=args.faults,
-            models_dirs=default_models_dirs(paths.models_dir),
-        )
-    except FaultConfigError as exc:
-        _fail(f"--faults: {exc}")
-        return EXIT_USAGE
-    except BackendBusy as busy:
-        _fail(str(busy))
-        return EXIT_FAILED
-    except OSError as exc:
-        _fail(f"cannot serve on {args.host}:{args.port}: {exc.strerror or exc}")
-        return EXIT_FAILED
-    return EXIT_OK
-
-
 def _print_paths() -> int:
     from tunedeck.core.paths import AppPaths
 
@@ -142,7 +103,9 @@ def _print_paths() -> int:
     print(f"config file:  {paths.config_file}")
     print(f"cache:        {paths.cache_db()}")
     print(f"data:         {paths.data_dir}")
-    print(f"models:       {paths.models_dir}  (open models for the transformer trainer; $TUNEDECK_MODELS_DIR overrides)")
+    print(
+        f"models:       {paths.models_dir}  (open models for the transformer trainer; $TUNEDECK_MODELS_DIR overrides)"
+    )
     return EXIT_OK
 
 
@@ -177,8 +140,19 @@ def _print_profiles() -> int:
 
 async def _jobs(args: argparse.Namespace) -> int:
     from tunedeck.core.bootstrap import open_service
+    from tunedeck.core.cache import CacheError
+    from tunedeck.core.service import PollError
 
-    service = await open_service(args.profile)
+    try:
+        service = await open_service(args.profile)
+    except CacheError as exc:
+        _fail(str(exc))
+        return EXIT_FAILED
+    # Warnings the core publishes while it works (a list whose paging never ends) go to stderr.
+    service.subscribe(lambda event: _fail(event.message) if isinstance(event, PollError) else None)
+    told = service.cache.recovery_note
+    if told:
+        _fail(told)
     try:
         if not args.offline:
             await service.connect()
@@ -187,10 +161,12 @@ async def _jobs(args: argparse.Namespace) -> int:
         if args.jobs_command == "list":
             return await _jobs_list(service, args)
         return await _jobs_show(service, args)
-    except (ApiError, ServiceError) as exc:
+    except (ApiError, ServiceError, CacheError) as exc:
         _fail(str(exc))
         return EXIT_FAILED
     finally:
+        if service.cache.recovery_note not in (None, told):  # damage met after opening
+            _fail(service.cache.recovery_note)
         await service.close()
 
 

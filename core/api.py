@@ -8,11 +8,13 @@ when a client is built, never at start-up (it costs ~0.4 s to import).
 from __future__ import annotations
 
 import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, AsyncIterator
+from typing import TYPE_CHECKING, Any
 
 from .config import Profile
+from .paging import JOBS_MAX_PAGES, CursorWalk
 
 if TYPE_CHECKING:  # pragma: no cover
     import openai
@@ -90,6 +92,15 @@ class Api:
     def __init__(self, client: openai.AsyncOpenAI) -> None:
         self._client = client
         self.requests = 0  # calls made through this client (what polling costs, shown to users)
+        self._warned: set[str] = set()
+
+    def first_warning(self, about: str) -> bool:
+        """True the first time this connection warns `about` something (e.g. one job's events):
+        the poller asks every 2 s, and the same broken endpoint is news only once."""
+        if about in self._warned:
+            return False
+        self._warned.add(about)
+        return True
 
     async def close(self) -> None:
         await self._client.close()
@@ -103,15 +114,18 @@ class Api:
             page = await self._client.fine_tuning.jobs.list(**kwargs)
         return [_dump(j) for j in page.data], bool(page.has_more)
 
-    async def iter_jobs(self, page_size: int = 100) -> AsyncIterator[dict[str, Any]]:
+    async def iter_jobs(self, page_size: int = 100, *, walk: CursorWalk | None = None) -> AsyncIterator[dict[str, Any]]:
+        """Every job, newest first, each once. The walk stops an endless pagination and says
+        why in `walk.warning` (pass one in to read it)."""
+        walk = walk or CursorWalk("the job list", JOBS_MAX_PAGES)
         after = None
         while True:
             jobs, has_more = await self.list_jobs(limit=page_size, after=after)
-            for job in jobs:
+            for job in walk.unseen(jobs):
                 yield job
-            if not has_more or not jobs:
+            after = walk.after(jobs, has_more)
+            if after is None:
                 return
-            after = jobs[-1]["id"]
 
     async def retrieve_job(self, job_id: str) -> dict[str, Any]:
         self.requests += 1
@@ -138,13 +152,14 @@ class Api:
         with _translate_errors():
             return _dump(await self._client.files.create(file=path, purpose="fine-tune"))
 
-    async def create_job(self, body: dict[str, Any]) -> dict[str, Any]:
-        # No retries: the SDK sends no idempotency key, so a retried create can start a
-        # second (billed) job. The caller reconciles by metadata instead.
+    async def create_job(self, body: dict[str, Any], idempotency_key: str | None = None) -> dict[str, Any]:
+        # No SDK retries: a retried create can start a second (billed) job on a server that
+        # ignores `Idempotency-Key`. `job_create.py` reconciles by metadata, then retries once.
         self.requests += 1
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
         with _translate_errors():
             client = self._client.with_options(max_retries=0)
-            return _dump(await client.fine_tuning.jobs.create(**body))
+            return _dump(await client.fine_tuning.jobs.create(**body, extra_headers=headers))
 
     async def list_model_ids(self) -> list[str]:
         self.requests += 1

@@ -25,9 +25,17 @@ async def open_service(
     config: AppConfig | None = None,
     local_backend: LocalBackend | None = None,
 ) -> Service:
-    """Open the cache and return a not-yet-connected service (cheap: no network, no `openai`)."""
+    """Open the cache and return a not-yet-connected service (cheap: no network, no `openai`).
+
+    Raises `ConfigError` for the config, `CacheError` for a cache file that cannot be used (a
+    damaged one is replaced: `service.cache.recovery_note` then says where it went).
+    """
     paths = paths or AppPaths.discover()
     config = config or load_config(paths.config_file)
     profile = config.profile(profile_name)
     cache = await Cache.open(paths.cache_db())
-    return Service(profile, cache, paths, local_backend=local_backend)
+    try:
+        return Service(profile, cache, paths, local_backend=local_backend)
+    except BaseException:
+        await cache.close()  # an open cache keeps its thread, and the process, alive
+        raise

@@ -2,17 +2,34 @@
 
 It stores the API's JSON as it came (jobs and events, per profile) and nothing secret:
 no keys, no request headers. SQLite in WAL mode so the CLI can read while the app writes.
+
+A damaged file (not a database, truncated, malformed) is moved aside and replaced by a
+fresh one, at open or at the first read or write that meets the damage; `recovery_note`
+then says where the old file went, for the front ends to show (`cachefile.py`). A file
+locked by another process is waited on for `BUSY_TIMEOUT_S`, then a `CacheError` names it.
+Open runs no integrity check: `PRAGMA quick_check` reads the whole file (~0.1 s for 50 MB)
+and the app's first frame waits on `open()`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import sqlite3
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, TypeVar
 
 import aiosqlite
 
+from . import cachefile
+from .cachefile import CacheError, DamagedRow
+
+__all__ = ["BUSY_TIMEOUT_S", "SCHEMA_VERSION", "Cache", "CacheError"]
+
 SCHEMA_VERSION = 1
+BUSY_TIMEOUT_S = 2.5  # how long a read or write waits for another process's lock
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -38,18 +55,13 @@ CREATE INDEX IF NOT EXISTS events_by_seq ON events (profile, job_id, seq);
 CREATE INDEX IF NOT EXISTS events_by_type ON events (profile, type, job_id, seq);
 """
 
+T = TypeVar("T")
 
-class Cache:
-    """Async access to the cache file. One instance per process; call `close()` when done."""
 
-    def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
-        self._db = db
-        self.path = path
-
-    @classmethod
-    async def open(cls, path: Path) -> Cache:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        db = await aiosqlite.connect(path)
+async def _connect(path: Path, busy_timeout: float) -> aiosqlite.Connection:
+    """Open the file and make sure the schema is there; raises sqlite3's errors."""
+    db = await aiosqlite.connect(path, timeout=busy_timeout)
+    try:
         await db.execute("PRAGMA synchronous=NORMAL")
         async with db.execute("PRAGMA user_version") as cursor:
             (version,) = await cursor.fetchone()
@@ -59,20 +71,114 @@ class Cache:
             await db.executescript(_SCHEMA)
             await db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             await db.commit()
-        return cls(db, path)
+    except BaseException:
+        # An open connection keeps aiosqlite's (non-daemon) thread alive: the process would never exit.
+        with contextlib.suppress(sqlite3.Error):
+            await db.close()
+        raise
+    return db
+
+
+def _body(text: str) -> dict[str, Any]:
+    """A stored row's JSON; a row that does not decode to an object means damaged bytes."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise DamagedRow("a cached row is not JSON") from None
+    if not isinstance(data, dict) or not isinstance(data.get("id"), str):
+        raise DamagedRow("a cached row is not an object with an id")
+    return data
+
+
+class Cache:
+    """Async access to the cache file. One instance per process; call `close()` when done."""
+
+    def __init__(
+        self,
+        db: aiosqlite.Connection,
+        path: Path,
+        *,
+        busy_timeout: float = BUSY_TIMEOUT_S,
+        recovery_note: str | None = None,
+    ) -> None:
+        self._db = db
+        self.path = path
+        self.busy_timeout = busy_timeout
+        self.recovery_note = recovery_note
+        """Set when a damaged file was moved aside (at open or later): names both files."""
+        self._identity = cachefile.identity(path)
+        self._replacing = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: Path, *, busy_timeout: float = BUSY_TIMEOUT_S) -> Cache:
+        """Open (or create) the cache; a damaged file is moved aside. Raises `CacheError`."""
+        cachefile.prepare(path)
+        try:
+            return cls(await _connect(path, busy_timeout), path, busy_timeout=busy_timeout)
+        except (sqlite3.Error, UnicodeDecodeError) as exc:  # the error text itself may be damaged bytes
+            if not cachefile.is_damage(exc):
+                raise cachefile.unusable(path, exc, busy_timeout) from None
+            damage = exc
+        moved_to = cachefile.move_aside(path)
+        note = cachefile.recovery_note(path, moved_to, damage)
+        return cls(await cls._fresh(path, busy_timeout), path, busy_timeout=busy_timeout, recovery_note=note)
+
+    @staticmethod
+    async def _fresh(path: Path, busy_timeout: float) -> aiosqlite.Connection:
+        cachefile.prepare(path)
+        try:
+            return await _connect(path, busy_timeout)
+        except (sqlite3.Error, UnicodeDecodeError) as exc:  # the error text itself may be damaged bytes
+            raise cachefile.unusable(path, exc, busy_timeout) from None
 
     async def close(self) -> None:
         await self._db.close()
 
+    async def _run(self, op: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
+        """Run one read or write; damage met here replaces the file and runs it again on the fresh one."""
+        if self._replacing.locked():
+            async with self._replacing:  # wait for the fresh file rather than use the closing one
+                pass
+        db = self._db
+        try:
+            return await op(db)
+        except (sqlite3.Error, DamagedRow, UnicodeDecodeError) as exc:
+            if not cachefile.is_damage(exc):
+                raise cachefile.unusable(self.path, exc, self.busy_timeout) from None
+            await self._replace(db, exc)
+        try:
+            return await op(self._db)
+        except (sqlite3.Error, DamagedRow, UnicodeDecodeError) as exc:
+            raise cachefile.unusable(self.path, exc, self.busy_timeout) from None
+
+    async def _replace(self, damaged: aiosqlite.Connection, exc: BaseException) -> None:
+        async with self._replacing:
+            if self._db is not damaged:  # a call that failed alongside this one replaced it
+                return
+            with contextlib.suppress(sqlite3.Error):
+                await damaged.close()
+            if cachefile.identity(self.path) == self._identity:
+                moved_to = cachefile.move_aside(self.path)
+                self.recovery_note = cachefile.recovery_note(self.path, moved_to, exc)
+            # else another process already moved it aside: open what it left there
+            self._db = await self._fresh(self.path, self.busy_timeout)
+            self._identity = cachefile.identity(self.path)
+
+    # -- jobs ------------------------------------------------------------------------------
+
     async def upsert_jobs(self, profile: str, jobs: Iterable[dict[str, Any]]) -> None:
         rows = [(profile, j["id"], int(j.get("created_at") or 0), str(j.get("status")), json.dumps(j)) for j in jobs]
-        await self._db.executemany(
-            "INSERT INTO jobs (profile, id, created_at, status, body) VALUES (?, ?, ?, ?, ?) "
-            "ON CONFLICT (profile, id) DO UPDATE SET created_at=excluded.created_at, "
-            "status=excluded.status, body=excluded.body",
-            rows,
-        )
-        await self._db.commit()
+
+        async def write(db: aiosqlite.Connection) -> None:
+            await db.executemany(
+                "INSERT INTO jobs (profile, id, created_at, status, body) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (profile, id) DO UPDATE SET created_at=excluded.created_at, "
+                "status=excluded.status, body=excluded.body",
+                rows,
+            )
+            await db.commit()
+
+        await self._run(write)
 
     async def jobs(self, profile: str, limit: int | None = None) -> list[dict[str, Any]]:
         """Jobs newest first."""
@@ -81,64 +187,106 @@ class Cache:
         if limit is not None:
             sql += " LIMIT ?"
             params += (limit,)
-        async with self._db.execute(sql, params) as cursor:
-            return [json.loads(row[0]) async for row in cursor]
+
+        async def read(db: aiosqlite.Connection) -> list[dict[str, Any]]:
+            async with db.execute(sql, params) as cursor:
+                return [_body(row[0]) async for row in cursor]
+
+        return await self._run(read)
+
+    async def statuses(self, profile: str) -> dict[str, str]:
+        """Every cached job's status by id (no bodies decoded: cheap on each poll)."""
+
+        async def read(db: aiosqlite.Connection) -> dict[str, str]:
+            async with db.execute("SELECT id, status FROM jobs WHERE profile = ?", (profile,)) as cursor:
+                return {row[0]: row[1] async for row in cursor}
+
+        return await self._run(read)
 
     async def job(self, profile: str, job_id: str) -> dict[str, Any] | None:
-        async with self._db.execute("SELECT body FROM jobs WHERE profile = ? AND id = ?", (profile, job_id)) as cur:
-            row = await cur.fetchone()
-        return json.loads(row[0]) if row else None
+        async def read(db: aiosqlite.Connection) -> dict[str, Any] | None:
+            async with db.execute("SELECT body FROM jobs WHERE profile = ? AND id = ?", (profile, job_id)) as cur:
+                row = await cur.fetchone()
+            return _body(row[0]) if row else None
+
+        return await self._run(read)
+
+    # -- events ----------------------------------------------------------------------------
 
     async def add_events(self, profile: str, job_id: str, events_oldest_first: list[dict[str, Any]]) -> int:
         """Append events in chronological order; ones already cached are skipped. Returns how many were new."""
         if not events_oldest_first:
             return 0
-        async with self._db.execute(
-            "SELECT COALESCE(MAX(seq), 0) FROM events WHERE profile = ? AND job_id = ?", (profile, job_id)
-        ) as cur:
-            (last_seq,) = await cur.fetchone()
-        before = self._db.total_changes
-        await self._db.executemany(
-            "INSERT OR IGNORE INTO events (profile, job_id, id, seq, type, body) VALUES (?, ?, ?, ?, ?, ?)",
-            [
-                (profile, job_id, e["id"], last_seq + offset, str(e.get("type") or "message"), json.dumps(e))
-                for offset, e in enumerate(events_oldest_first, start=1)
-            ],
-        )
-        await self._db.commit()
-        return self._db.total_changes - before
+
+        async def write(db: aiosqlite.Connection) -> int:
+            async with db.execute(
+                "SELECT COALESCE(MAX(seq), 0) FROM events WHERE profile = ? AND job_id = ?", (profile, job_id)
+            ) as cur:
+                (last_seq,) = await cur.fetchone()
+            before = db.total_changes
+            await db.executemany(
+                "INSERT OR IGNORE INTO events (profile, job_id, id, seq, type, body) VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (profile, job_id, e["id"], last_seq + offset, str(e.get("type") or "message"), json.dumps(e))
+                    for offset, e in enumerate(events_oldest_first, start=1)
+                ],
+            )
+            await db.commit()
+            return db.total_changes - before
+
+        return await self._run(write)
 
     async def events(self, profile: str, job_id: str) -> list[dict[str, Any]]:
         """Events oldest first."""
-        async with self._db.execute(
-            "SELECT body FROM events WHERE profile = ? AND job_id = ? ORDER BY seq", (profile, job_id)
-        ) as cursor:
-            return [json.loads(row[0]) async for row in cursor]
+
+        async def read(db: aiosqlite.Connection) -> list[dict[str, Any]]:
+            async with db.execute(
+                "SELECT body FROM events WHERE profile = ? AND job_id = ? ORDER BY seq", (profile, job_id)
+            ) as cursor:
+                return [_body(row[0]) async for row in cursor]
+
+        return await self._run(read)
 
     async def newest_event_id(self, profile: str, job_id: str) -> str | None:
-        async with self._db.execute(
-            "SELECT id FROM events WHERE profile = ? AND job_id = ? ORDER BY seq DESC LIMIT 1", (profile, job_id)
-        ) as cur:
-            row = await cur.fetchone()
-        return row[0] if row else None
+        async def read(db: aiosqlite.Connection) -> str | None:
+            async with db.execute(
+                "SELECT id FROM events WHERE profile = ? AND job_id = ? ORDER BY seq DESC LIMIT 1", (profile, job_id)
+            ) as cur:
+                row = await cur.fetchone()
+            return row[0] if row else None
+
+        return await self._run(read)
 
     async def latest_metrics(self, profile: str) -> dict[str, dict[str, Any]]:
         """The newest metrics event's data for every job that has one (for progress columns)."""
-        # SQLite returns the row holding MAX(seq) for the bare `body` column.
-        async with self._db.execute(
-            "SELECT job_id, body, MAX(seq) FROM events WHERE profile = ? AND type = 'metrics' GROUP BY job_id",
-            (profile,),
-        ) as cursor:
-            return {row[0]: json.loads(row[1]).get("data") or {} async for row in cursor}
+
+        async def read(db: aiosqlite.Connection) -> dict[str, dict[str, Any]]:
+            # SQLite returns the row holding MAX(seq) for the bare `body` column.
+            async with db.execute(
+                "SELECT job_id, body, MAX(seq) FROM events WHERE profile = ? AND type = 'metrics' GROUP BY job_id",
+                (profile,),
+            ) as cursor:
+                rows = [(row[0], _body(row[1]).get("data")) async for row in cursor]
+            return {job_id: data if isinstance(data, dict) else {} for job_id, data in rows}
+
+        return await self._run(read)
+
+    # -- meta ------------------------------------------------------------------------------
 
     async def get_meta(self, key: str) -> str | None:
-        async with self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)) as cur:
-            row = await cur.fetchone()
-        return row[0] if row else None
+        async def read(db: aiosqlite.Connection) -> str | None:
+            async with db.execute("SELECT value FROM meta WHERE key = ?", (key,)) as cur:
+                row = await cur.fetchone()
+            return row[0] if row else None
+
+        return await self._run(read)
 
     async def set_meta(self, key: str, value: str) -> None:
-        await self._db.execute(
-            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value=excluded.value",
-            (key, value),
-        )
-        await self._db.commit()
+        async def write(db: aiosqlite.Connection) -> None:
+            await db.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value=excluded.value",
+                (key, value),
+            )
+            await db.commit()
+
+        await self._run(write)

@@ -84,6 +84,9 @@ class JobPoller:
         """The cached rows, without the network (a front end's first frame); polls build on them."""
         rows = await self._service.cached_rows()
         self._remember(rows)
+        # Until a poll succeeds, the cache is what is known: jobs it shows running are retried
+        # at the active pace, so a first poll that fails does not leave the error up for 30 s.
+        self._any_active = any(not row.job.is_terminal for row in rows)
         return rows
 
     def _heard(self, event: ServiceEvent) -> None:

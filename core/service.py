@@ -10,7 +10,6 @@ thread.
 from __future__ import annotations
 
 import asyncio
-import threading
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,13 +18,15 @@ from typing import TYPE_CHECKING, Any, Callable
 from .api import Api, ApiError
 from .cache import Cache
 from .config import Profile
-from .records import Job, JobEvent, JobRow
+from .job_create import LAUNCH_TAG, CreateUncertain, Sleep, create_job_once
+from .paging import EVENTS_MAX_PAGES, JOBS_MAX_PAGES, CursorWalk
+from .records import TERMINAL_STATUSES, Job, JobEvent, JobRow
 
 if TYPE_CHECKING:  # pragma: no cover
     from tunedeck.backend import LocalBackend
-    from .paths import AppPaths
 
-LOCAL_API_KEY = "tunedeck-local"
+    from .local_service import LocalEndpoint
+    from .paths import AppPaths
 
 
 # -- what listeners hear -------------------------------------------------------------------
@@ -109,11 +110,9 @@ class Service:
         self.profile = profile
         self.cache = cache
         self._paths = paths
-        self._local = local_backend
-        self._owns_local = False
-        # `connect()` starts the backend in a thread that may finish after `close()`:
-        # this lock and flag make sure a backend started that late is stopped, not leaked.
-        self._lifecycle = threading.Lock()
+        self._local = local_backend  # an in-process backend (tests, embedding); else a background service
+        self.local_endpoint: LocalEndpoint | None = None  # the background service this service talks to
+        self._reviving = asyncio.Lock()
         self._closed = False
         self._api: Api | None = None
         self._listeners: list[Listener] = []
@@ -185,46 +184,64 @@ class Service:
 
         if self.profile.backend != "local":
             return Api(build_client(self.profile))
-        base_url = self._local.base_url if self._local is not None else self._start_or_attach_local_backend()
-        return Api(build_client(self.profile, base_url=base_url, api_key=LOCAL_API_KEY))
+        if self._local is not None:
+            return Api(build_client(self.profile, base_url=self._local.base_url, api_key=self._local.api_key))
+        endpoint = self._find_or_start_local_backend()
+        self.local_endpoint = endpoint
+        return Api(build_client(self.profile, base_url=endpoint.base_url, api_key=endpoint.api_key))
 
-    def _start_or_attach_local_backend(self) -> str:
-        """Start this profile's backend, or use the one another tunedeck process runs for it."""
-        from tunedeck.backend import BackendBusy, LocalBackend, default_models_dirs
+    def _find_or_start_local_backend(self) -> LocalEndpoint:
+        """The background service of this profile: found, or started (it outlives the app)."""
+        from tunedeck.backend import DaemonError
+
+        from .local_service import find_or_start
 
         if self._paths is None:
             raise ApiError("config", "the local backend needs a data directory")
-        backend = LocalBackend(
-            data_dir=self._paths.local_backend_dir(self.profile.name),
-            port=self.profile.port,
-            time_scale=self.profile.time_scale,
-            models_dirs=default_models_dirs(self._paths.models_dir),
-        )
         try:
-            base_url = backend.start()
-        except BackendBusy as busy:
-            if busy.base_url is None:
-                raise ApiError("connection", str(busy)) from None
-            return busy.base_url
-        except OSError as exc:
+            return find_or_start(self._paths, self.profile)
+        except DaemonError as exc:
             raise ApiError("connection", f"cannot start the local backend: {exc}") from None
-        with self._lifecycle:
-            if not self._closed:
-                self._local, self._owns_local = backend, True
-                return base_url
-        backend.stop()
-        raise ApiError("connection", "closed while the local backend was starting")
+        except OSError as exc:
+            raise ApiError("connection", f"cannot start the local backend: {exc.strerror or exc}") from None
+
+    async def _revive_local_backend(self, failed: Api) -> bool:
+        """After a connection failure on a local profile: when the service we talked to is
+        gone (stopped, crashed), take its data directory over: find the one now serving it
+        or start one, and switch to it. True when the service now answers somewhere new."""
+        if self.profile.backend != "local" or self._local is not None or self._paths is None:
+            return False
+        if not self._reviving.locked():
+            self._set_connection("connecting", "the local backend does not answer; looking for it")
+        async with self._reviving:
+            if self._closed:
+                return False
+            if self._api is not failed:  # another call revived it meanwhile
+                return self._api is not None
+            before = self.local_endpoint
+            try:
+                endpoint = await asyncio.to_thread(self._find_or_start_local_backend)
+            except ApiError:
+                return False
+            if before is not None and (endpoint.base_url, endpoint.pid) == (before.base_url, before.pid):
+                return False  # the same service, alive: a passing failure, not a restart
+            from .api import build_client
+
+            api = Api(build_client(self.profile, base_url=endpoint.base_url, api_key=endpoint.api_key))
+            api.requests = failed.requests
+            self._api, self.local_endpoint = api, endpoint
+            await failed.close()
+        how = "started it again" if endpoint.started else "found it"
+        self._set_connection("online", f"reconnected: the local backend had stopped; {how} at {endpoint.base_url}")
+        return True
 
     async def close(self) -> None:
-        with self._lifecycle:
-            self._closed = True
-            owned = self._local if self._owns_local else None
-            self._local = None
+        # A local backend service is left running: its jobs train on without the app.
+        self._closed = True
+        self._local = None
         if self._api is not None:
             await self._api.close()
             self._api = None
-        if owned is not None:
-            await asyncio.to_thread(owned.stop)
         await self.cache.close()
 
     def _require_api(self) -> Api:
@@ -238,9 +255,12 @@ class Service:
         try:
             result = await coro_factory(api)
         except ApiError as exc:
-            if exc.kind == "connection":
+            if exc.kind != "connection":
+                raise
+            if not await self._revive_local_backend(api):
                 self._set_connection("error", exc.message)
-            raise
+                raise
+            result = await coro_factory(self._require_api())  # once, against the revived backend
         if self.connection.state != "online":
             self._set_connection("online", self.profile.describe())
         return result
@@ -254,40 +274,67 @@ class Service:
         the events are stored too, and publishes them (progress columns never lag a poll).
         """
         jobs, _ = await self._call(lambda api: api.list_jobs(limit=limit))
-        await self.cache.upsert_jobs(self.profile.name, jobs)
+        await self._store_jobs(jobs)
         return [Job.from_api(data) for data in jobs]
 
-    async def refresh_all_jobs(self) -> list[JobRow]:
-        """Walk every page of the job list (the CLI's `jobs list`)."""
+    async def _store_jobs(self, jobs: list[dict[str, Any]]) -> None:
+        """Cache fresh job states, but hold back a cached unfinished job's move into a final
+        state: `follow` stores that once the job's last events are cached too. Otherwise a
+        poll cut short between the list and the events (a failure, the app quitting) leaves
+        a finished job whose last events no later poll would fetch."""
+        cached = await self.cache.statuses(self.profile.name)
+
+        def finishing(job: dict[str, Any]) -> bool:
+            before = cached.get(job["id"])
+            finished = str(job.get("status")) in TERMINAL_STATUSES
+            return finished and before is not None and before not in TERMINAL_STATUSES
+
+        await self.cache.upsert_jobs(self.profile.name, [job for job in jobs if not finishing(job)])
+
+    async def refresh_all_jobs(self, max_pages: int = JOBS_MAX_PAGES) -> list[JobRow]:
+        """Walk every page of the job list (the CLI's `jobs list`).
+
+        A list whose paging never ends is cut short and a `PollError` (kind "paging") says so.
+        """
         api = self._require_api()
-        jobs = [job async for job in api.iter_jobs()]
-        await self.cache.upsert_jobs(self.profile.name, jobs)
-        return await self.cached_rows()
+        walk = CursorWalk("the job list", max_pages)
+        jobs = [job async for job in api.iter_jobs(walk=walk)]
+        await self._store_jobs(jobs)
+        if walk.warning and api.first_warning(walk.what):
+            self.publish(PollError(walk.warning, "paging"))
+        metrics = await self.cache.latest_metrics(self.profile.name)
+        return [_row(Job.from_api(j), metrics.get(j["id"])) for j in jobs]  # as listed, newest first
 
     async def refresh_job(self, job_id: str) -> Job:
         data = await self._call(lambda api: api.retrieve_job(job_id))
-        await self.cache.upsert_jobs(self.profile.name, [data])
+        await self._store_jobs([data])
         return Job.from_api(data)
 
-    async def sync_events(self, job_id: str) -> list[JobEvent]:
+    async def sync_events(self, job_id: str, max_pages: int = EVENTS_MAX_PAGES) -> list[JobEvent]:
         """Fetch events newer than the newest cached one; return them oldest first.
 
         Events come newest first and `after` walks backward, so read pages until the
-        newest known id shows up (or the history ends), then store them reversed.
+        newest known id shows up (or the history ends), then store them reversed. Paging
+        that never ends is cut short, what came is kept, and a `PollError` (kind "paging")
+        says so, once per connection.
         """
         known = await self.cache.newest_event_id(self.profile.name, job_id)
+        walk = CursorWalk(f"events of {job_id}", max_pages)
         fresh: list[dict[str, Any]] = []
         after: str | None = None
         while True:
-            page = await self._call(lambda api: api.events_page(job_id, after=after))
-            for event in page.data:
+            page = await self._call(lambda api, after=after: api.events_page(job_id, after=after))
+            reached_known = False
+            for event in walk.unseen(page.data):
                 if event["id"] == known:
-                    page = None
+                    reached_known = True
                     break
                 fresh.append(event)
-            if page is None or not page.has_more or not page.data:
+            after = None if reached_known else walk.after(page.data, page.has_more)
+            if after is None:
                 break
-            after = page.data[-1]["id"]
+        if walk.warning and self._require_api().first_warning(walk.what):
+            self.publish(PollError(walk.warning, "paging"))
         fresh.reverse()
         await self.cache.add_events(self.profile.name, job_id, fresh)
         return [JobEvent.from_api(job_id, e) for e in fresh]
@@ -296,27 +343,42 @@ class Service:
         """Sync one job's events (and its state, unless `known` is fresh); announce what is new."""
         job = known or await self.refresh_job(job_id)
         events = await self.sync_events(job_id)
+        await self.cache.upsert_jobs(self.profile.name, [job.raw])  # its state, now that its events are in
         if events:
             self.publish(EventsAdded(job, events))
         return events
 
-    async def launch(self, request: LaunchRequest) -> Job:
-        """Upload the file(s) and create a job. Errors name the file or the field."""
+    async def launch(self, request: LaunchRequest, *, sleep: Sleep = asyncio.sleep) -> Job:
+        """Upload the file(s) and create a job. Errors name the file or the field.
+
+        The create is never duplicated: when its answer is lost, the job is looked for by its
+        launch tag before it is sent again (`job_create.py`; `sleep` paces that, tests drive it).
+        """
         _check_readable(request.training_path, "training file")
         if request.validation_path is not None:
             _check_readable(request.validation_path, "validation file")
-        api = self._require_api()
-        training = await api.upload_training_file(request.training_path)
-        validation = await api.upload_training_file(request.validation_path) if request.validation_path else None
+        training = await self._call(lambda a: a.upload_training_file(request.training_path))
+        validation = (
+            await self._call(lambda a: a.upload_training_file(request.validation_path))
+            if request.validation_path
+            else None
+        )
         body = _job_body(request, training["id"], validation["id"] if validation else None)
-        data = await self._call(lambda a: a.create_job(body))
-        await self.cache.upsert_jobs(self.profile.name, [data])
+        try:
+            created = await self._call(lambda a: create_job_once(a, body, sleep=sleep))
+        except CreateUncertain as exc:
+            raise ServiceError(str(exc)) from None
+        await self.cache.upsert_jobs(self.profile.name, [created.job])
         self.publish(JobsChanged(await self.cached_rows()))
-        return Job.from_api(data)
+        return Job.from_api(created.job)
 
     async def cancel(self, job_id: str) -> Job:
         data = await self._call(lambda api: api.cancel_job(job_id))
-        await self.cache.upsert_jobs(self.profile.name, [data])
+        await self._store_jobs([data])
+        try:  # its last events, then its final state (the next poll does it if this fails)
+            await self.follow(job_id, known=Job.from_api(data))
+        except ApiError:
+            pass
         self.publish(JobsChanged(await self.cached_rows()))
         return Job.from_api(data)
 
@@ -351,8 +413,9 @@ def _job_body(request: LaunchRequest, training_id: str, validation_id: str | Non
         "model": request.model,
         "training_file": training_id,
         "method": {"type": request.method, request.method: {"hyperparameters": hyper}},
-        # A tag of our own, so a create whose answer was lost can be found again by listing.
-        "metadata": {"tunedeck_launch": uuid.uuid4().hex[:16], **request.metadata},
+        # A tag of our own, so a create whose answer was lost can be found again by listing
+        # (and its idempotency key); last, so the request's own metadata cannot replace it.
+        "metadata": {**request.metadata, LAUNCH_TAG: uuid.uuid4().hex[:16]},
     }
     if validation_id:
         body["validation_file"] = validation_id

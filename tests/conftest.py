@@ -22,7 +22,22 @@ def isolated_home(tmp_path, monkeypatch):
     # The transformer trainer's model catalog: an empty Hugging Face cache, no models folder.
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
     monkeypatch.delenv("TUNEDECK_MODELS_DIR", raising=False)
-    return home
+    yield home
+    _stop_background_backends(tmp_path)
+
+
+def _stop_background_backends(root: Path) -> None:
+    """A background backend a test started (the app starts one per local profile) must not
+    outlive the test: it would keep its port and its process after the suite. Each one
+    publishes an endpoint file in its data directory while it serves."""
+    import os
+
+    from tunedeck.backend import find_running, stop_running
+
+    for endpoint in root.rglob("endpoint.json"):
+        running = find_running(endpoint.parent)
+        if running is not None and running.pid != os.getpid():  # never the test process's own backend
+            stop_running(endpoint.parent, timeout=30)
 
 
 def generate_dataset(kind: str, n: int, out: Path, *extra: str) -> Path:
@@ -78,16 +93,16 @@ async def backend(tmp_path, clock):
     await local.stop_async()
 
 
-def _sdk(kind: str, base_url: str):
-    """The real SDK pointed at a backend, with retries off so errors surface as they are."""
+def _sdk(kind: str, backend):
+    """The real SDK pointed at a backend, with its key and retries off so errors surface as they are."""
     import openai
 
-    return getattr(openai, kind)(base_url=base_url, api_key="any", max_retries=0)
+    return getattr(openai, kind)(base_url=backend.base_url, api_key=backend.api_key, max_retries=0)
 
 
 @pytest.fixture
 async def client(backend):
-    sdk = _sdk("AsyncOpenAI", backend.base_url)
+    sdk = _sdk("AsyncOpenAI", backend)
     yield sdk
     await sdk.close()
 
@@ -105,13 +120,13 @@ def threaded_backend(tmp_path, clock):
 
 @pytest.fixture
 def sync_client(threaded_backend):
-    sdk = _sdk("OpenAI", threaded_backend.base_url)
+    sdk = _sdk("OpenAI", threaded_backend)
     yield sdk
     sdk.close()
 
 
 @pytest.fixture
 async def threaded_aclient(threaded_backend):
-    sdk = _sdk("AsyncOpenAI", threaded_backend.base_url)
+    sdk = _sdk("AsyncOpenAI", threaded_backend)
     yield sdk
     await sdk.close()

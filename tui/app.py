@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Awaitable, Callable, Sequence
 
@@ -133,6 +134,8 @@ class TunedeckApp(App[int]):
         self._unsubscribe: Callable[[], None] | None = None
         self._opening: asyncio.Future | None = None
         self._opened: Service | None = None
+        self.exit_note: str | None = None
+        """Printed after the app exits: jobs that go on training without it, and where."""
 
     def get_default_screen(self) -> JobsScreen:
         return JobsScreen()
@@ -202,7 +205,7 @@ class TunedeckApp(App[int]):
             # short, or a half-opened cache is never closed and its thread outlives the app.
             service, poller, rows = await asyncio.shield(opening)
         except Exception as exc:  # a bad config or an unreadable cache: say so, keep running
-            self.post_message(ServiceFailed(clean(exc)))
+            self.post_message(ServiceFailed(str(exc)))
             return
         if not applied:
             self.post_message(ServiceOpened(service, poller))
@@ -258,7 +261,7 @@ class TunedeckApp(App[int]):
         state.connection_detail = message.message
         state.rows_source = state.rows_source or "cache"
         state.changed.publish(None)
-        self.notify(message.message, title="cannot open tunedeck", severity="error", markup=False, timeout=15)
+        self.notify(clean(message.message), title="cannot open tunedeck", severity="error", markup=False, timeout=15)
 
     def on_jobs_loaded(self, message: JobsLoaded) -> None:
         self.state.show_rows(message.rows, message.source)
@@ -422,6 +425,13 @@ class TunedeckApp(App[int]):
     # -- shutdown ---------------------------------------------------------------------------
 
     async def on_unmount(self) -> None:
+        service = self.state.service
+        if service is not None:
+            from tunedeck.core.local_service import still_training_note
+
+            self.exit_note = still_training_note(
+                service.profile.describe(), service.local_endpoint, [row.job.status for row in self.state.rows]
+            )
         await self._close_service()
 
 
@@ -429,6 +439,8 @@ def run_app(profile: str | None = None) -> int:
     """Run the full-screen app on `profile` (None: the config's default); returns the exit code."""
     app = TunedeckApp(profile=profile)
     app.run()
+    if app.exit_note:  # after the screen is restored, so it stays in the terminal
+        print(app.exit_note, file=sys.stderr)
     return app.return_code or 0
 
 
