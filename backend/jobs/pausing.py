@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from .. import objects
 from ..errors import ApiError, bad_request
 from ..storage.blobs import Blobs
+from ..storage.private import tighten_tree
 from ..trainers.base import TrainingRun, remove_weights
 from .jobspec import final_model_name, raise_if_terminal
 
@@ -108,6 +109,7 @@ def _save_weights(run: TrainingRun, path: Path) -> None:
     (freeing the GPU while paused) and continues from this checkpoint when stepped again."""
     path.parent.mkdir(parents=True, exist_ok=True)
     run.suspend(path)
+    tighten_tree(path)
 
 
 def _publish_pause_checkpoint(phases: Phases, job: dict[str, Any], active: ActiveJob, name: str, weights: Path) -> None:

@@ -26,6 +26,7 @@ from typing import Any, Callable, Sequence, TypeVar
 from .. import objects
 from ..storage.blobs import Blobs
 from ..storage.ids import new_file_id
+from ..storage.private import tighten_tree
 from ..storage.store import TERMINAL_STATUSES, Store
 from ..trainers.base import (
     Hyperparameters,
@@ -447,6 +448,7 @@ def _steps_and_snapshots(run: TrainingRun, job_dir: Path, max_steps: int) -> tup
             if metrics.saves_checkpoint:
                 path = job_dir / f"step-{metrics.step}{run.checkpoint_suffix}"
                 run.save(path)
+                tighten_tree(path)
             results.append((metrics, path))
             if metrics.step >= metrics.total_steps:
                 break

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..storage.private import tighten_tree
 from ..trainers.base import TrainingRun, remove_weights
 
 POINT_PREFIX = "resume-step-"
@@ -76,6 +77,7 @@ def write_point(folder: Path, run: TrainingRun, step: int, engine_state: dict[st
     run.save_state(partial / run_state)
     state = {"step": step, "run_state": run_state, **engine_state}
     (partial / ENGINE_STATE).write_text(json.dumps(state), encoding="utf-8")
+    tighten_tree(partial)
     _fsync_tree(partial)
     final = folder / f"{POINT_PREFIX}{step}"
     remove_weights(final)  # one from an earlier run at this very step; older points stay until the rename

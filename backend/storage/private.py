@@ -58,3 +58,17 @@ def tighten(path: Path, mode: int = FILE_MODE) -> None:
         os.chmod(path, mode)
     except FileNotFoundError:
         pass
+
+
+def tighten_tree(path: Path) -> None:
+    """Make `path` and everything under it owner-only: what trainers write (numpy, a worker
+    process's save_pretrained) is created with the umask's modes, not ours."""
+    if path.is_dir() and not path.is_symlink():
+        tighten(path, DIR_MODE)
+        for root, dirs, files in os.walk(path):
+            for name in dirs:
+                tighten(Path(root) / name, DIR_MODE)
+            for name in files:
+                tighten(Path(root) / name, FILE_MODE)
+    else:
+        tighten(path, FILE_MODE)

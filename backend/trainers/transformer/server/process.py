@@ -37,10 +37,12 @@ class WorkerGone(Exception):
 
 class WorkerProcess:
     def __init__(self, first: dict[str, Any], log_dir: Path, env: dict[str, str] | None = None) -> None:
-        log_dir.mkdir(parents=True, exist_ok=True)
+        log_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         _prune_logs(log_dir)
         self.log_path = log_dir / f"worker-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{id(self):x}.log"
-        self._log = open(self.log_path, "w", encoding="utf-8")  # noqa: SIM115 (closed in close())
+        # Owner-only, like everything the backend keeps: a worker's log may quote training data.
+        log_fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        self._log = open(log_fd, "w", encoding="utf-8")  # noqa: SIM115 (closed in close())
         self._closed = False
         self._lock = threading.Lock()
         self.notices: list[tuple[str, str]] = []
