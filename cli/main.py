@@ -141,7 +141,7 @@ def _print_profiles() -> int:
 async def _jobs(args: argparse.Namespace) -> int:
     from tunedeck.core.bootstrap import open_service
     from tunedeck.core.cache import CacheError
-    from tunedeck.core.service import PollError
+    from tunedeck.core.service import Notice, PollError
 
     try:
         service = await open_service(args.profile)
@@ -149,7 +149,7 @@ async def _jobs(args: argparse.Namespace) -> int:
         _fail(str(exc))
         return EXIT_FAILED
     # Warnings the core publishes while it works (a list whose paging never ends) go to stderr.
-    service.subscribe(lambda event: _fail(event.message) if isinstance(event, PollError) else None)
+    service.subscribe(lambda event: _fail(event.message) if isinstance(event, (PollError, Notice)) else None)
     told = service.cache.recovery_note
     if told:
         _fail(told)

@@ -106,6 +106,8 @@ class Cache:
         self.busy_timeout = busy_timeout
         self.recovery_note = recovery_note
         """Set when a damaged file was moved aside (at open or later): names both files."""
+        self.on_recovery: Callable[[str], None] | None = None
+        """Told the note when damage is found after opening (the service announces it)."""
         self._identity = cachefile.identity(path)
         self._replacing = asyncio.Lock()
 
@@ -160,6 +162,8 @@ class Cache:
             if cachefile.identity(self.path) == self._identity:
                 moved_to = cachefile.move_aside(self.path)
                 self.recovery_note = cachefile.recovery_note(self.path, moved_to, exc)
+                if self.on_recovery is not None:
+                    self.on_recovery(self.recovery_note)
             # else another process already moved it aside: open what it left there
             self._db = await self._fresh(self.path, self.busy_timeout)
             self._identity = cachefile.identity(self.path)

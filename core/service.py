@@ -71,7 +71,16 @@ class PollError:
     kind: str = ""
 
 
-ServiceEvent = JobsChanged | EventsAdded | ConnectionChanged | JobMissing | PollError
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """Something the user should know that is no failure: a damaged cache was replaced, a
+    launch whose answer was lost found its job. `topic` says what it is about."""
+
+    message: str
+    topic: str = ""
+
+
+ServiceEvent = JobsChanged | EventsAdded | ConnectionChanged | JobMissing | PollError | Notice
 Listener = Callable[[ServiceEvent], None]
 
 
@@ -117,6 +126,9 @@ class Service:
         self._api: Api | None = None
         self._listeners: list[Listener] = []
         self.connection = ConnectionChanged("offline", "showing cached data")
+        # Damage found after opening is announced; a note from the opening itself is read by
+        # the front ends from `cache.recovery_note` once they listen.
+        cache.on_recovery = lambda note: self.publish(Notice(note, "cache"))
 
     # -- listeners ---------------------------------------------------------------------
 
@@ -370,6 +382,8 @@ class Service:
             raise ServiceError(str(exc)) from None
         await self.cache.upsert_jobs(self.profile.name, [created.job])
         self.publish(JobsChanged(await self.cached_rows()))
+        if created.note:
+            self.publish(Notice(created.note, "launch"))
         return Job.from_api(created.job)
 
     async def cancel(self, job_id: str) -> Job:

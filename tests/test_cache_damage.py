@@ -238,3 +238,21 @@ def test_jobs_list_reports_a_locked_cache_with_its_holder(tmp_path):
         assert f"pid {holder.pid}" in done.stderr
     assert took < 30  # the busy timeout (2.5 s) and the process start, not a hang
     assert not damaged_copies(path)
+
+
+async def test_the_app_says_its_cache_was_damaged_and_where_it_went(tmp_path):
+    from tunedeck.core.bootstrap import open_service
+    from tunedeck.core.paths import AppPaths
+    from tunedeck.tui.app import TunedeckApp
+
+    paths = AppPaths(config_dir=tmp_path / "config", cache_dir=tmp_path / "cache", data_dir=tmp_path / "data")
+    paths.cache_dir.mkdir(parents=True)
+    paths.cache_db().write_bytes(b"not a database at all" * 100)
+    app = TunedeckApp(lambda: open_service(paths=paths), poll=False, connect=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        (moved,) = damaged_copies(paths.cache_db())
+        toasts = [n for n in app._notifications if n.title == "cache"]
+        assert len(toasts) == 1 and str(moved) in toasts[0].message and toasts[0].severity == "warning"
+        assert app.state.rows == [] and app.is_running  # a fresh, empty cache; the app goes on

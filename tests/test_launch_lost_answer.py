@@ -13,7 +13,7 @@ from tunedeck.backend.http.faults import plan_from_dict
 from tunedeck.core.api import Api
 from tunedeck.core.bootstrap import open_service
 from tunedeck.core.job_create import LAUNCH_TAG, LIST_WAITS_S, create_job_once
-from tunedeck.core.service import JobsChanged, LaunchRequest, ServiceError
+from tunedeck.core.service import JobsChanged, LaunchRequest, Notice, ServiceError
 
 CREATE = {"method": "POST", "path": "/v1/fine_tuning/jobs"}
 # `should_retry: false`: the SDK's own retries (with their real pauses) stay out of the way.
@@ -69,6 +69,8 @@ async def test_a_lost_answer_yields_the_one_job_that_was_made(service, backend, 
     assert job.raw["metadata"][LAUNCH_TAG]
     assert [row.job.id for row in next(e for e in service.heard if isinstance(e, JobsChanged)).rows] == [job.id]
     assert (await service.cached_job(job.id)) is not None
+    (notice,) = [e for e in service.heard if isinstance(e, Notice)]  # the user hears what happened
+    assert notice.topic == "launch" and job.id in notice.message
 
 
 async def test_an_answer_dropped_before_handling_is_sent_again_once(service, backend, sdk, sft_file):

@@ -48,6 +48,7 @@ from .messages import (
     JobsLoaded,
     LaunchFailed,
     ModelsLoaded,
+    NoticePosted,
     PollFailed,
     ServiceFailed,
     ServiceOpened,
@@ -254,6 +255,8 @@ class TunedeckApp(App[int]):
         state.connection_state = message.service.connection.state
         state.connection_detail = message.service.connection.detail
         state.changed.publish(None)
+        if message.service.cache.recovery_note:  # the cache was damaged and rebuilt at opening
+            self.on_notice_posted(NoticePosted(message.service.cache.recovery_note, "cache"))
 
     def on_service_failed(self, message: ServiceFailed) -> None:
         state = self.state
@@ -290,6 +293,9 @@ class TunedeckApp(App[int]):
             self.state.changed.publish(None)
         severity = "information" if message.kind == "training_not_available" else "warning"
         self.notify(clean(message.message), title="refresh", severity=severity, markup=False)
+
+    def on_notice_posted(self, message: NoticePosted) -> None:
+        self.notify(clean(message.message), title=clean(message.topic), severity="warning", markup=False, timeout=15)
 
     def on_models_loaded(self, message: ModelsLoaded) -> None:
         if message.error is None:

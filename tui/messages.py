@@ -79,6 +79,14 @@ class PollFailed(Message):
 
 
 @dataclass(eq=False, repr=False)
+class NoticePosted(Message):
+    """Something to tell the user that is no failure (core's `Notice`); `topic` titles it."""
+
+    message: str
+    topic: str = ""
+
+
+@dataclass(eq=False, repr=False)
 class JobDetailLoaded(Message):
     """The Job screen's cached job and events (oldest first)."""
 
@@ -138,4 +146,6 @@ def message_for(event: ServiceEvent) -> Message | None:
         return JobNotFound(event.job_id, event.detail)
     if isinstance(event, core.PollError):
         return PollFailed(event.message, event.kind)
+    if isinstance(event, core.Notice):
+        return NoticePosted(event.message, event.topic)
     return None
