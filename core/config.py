@@ -112,9 +112,14 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> AppConf
     if path.is_file():
         source = path
         data = _read_toml(path)
-        for name, table in (data.get("profiles") or {}).items():
+        tables = data.get("profiles", {})
+        if not isinstance(tables, dict):
+            raise ConfigError(f"{path}: profiles must be a table of [profiles.NAME] tables")
+        for name, table in tables.items():
             profiles[name] = _parse_profile(path, name, table)
         default = data.get("default_profile")
+        if default is not None and not isinstance(default, str):
+            raise ConfigError(f"{path}: default_profile must be a profile's name (a string)")
         if default is not None and default not in profiles:
             raise ConfigError(f"{path}: default_profile = {default!r} names no profile")
     if default is None:
@@ -131,6 +136,8 @@ def _read_toml(path: Path) -> dict:
             return tomllib.load(handle)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); TOML files are UTF-8") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
 

@@ -13,7 +13,6 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -95,9 +94,6 @@ def check_config(raw: bytes) -> None:
         assert config.profile().name == config.default_profile  # the default names a real profile
 
 
-# Known failures of core/config.py's load_config, kept strict so the fix shows up here:
-# `profiles = true` raises AttributeError, `default_profile = []` TypeError (unhashable).
-@pytest.mark.xfail(strict=True, reason="load_config: a non-table `profiles` or a non-string `default_profile`")
 @FUZZ
 @given(documents)
 def test_any_toml_document_loads_or_names_the_file(document):
@@ -110,7 +106,6 @@ def test_any_text_loads_or_names_the_file(text):
     check_config(text.encode("utf-8", "surrogatepass"))
 
 
-@pytest.mark.xfail(strict=True, reason="load_config: a file that is not UTF-8 raises tomllib's UnicodeDecodeError")
 @FUZZ
 @given(st.binary(max_size=200))
 def test_any_bytes_load_or_name_the_file(raw):
