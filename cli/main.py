@@ -50,7 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
         "models", help="the open models the local backend can fine-tune (found on disk, offline)"
     )
     local_models.add_argument("--json", action="store_true", help="print JSON")
-    commands.add_parser("profiles", help="list the configured profiles")
+    profiles = commands.add_parser("profiles", help="list the configured profiles")
+    profiles.add_argument(
+        "--confirm",
+        metavar="NAME",
+        help="agree once that the built-in profile NAME may send its key where it says",
+    )
     add_data_parser(commands)
     return parser
 
@@ -67,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "models":
             return _print_local_models(args.json)
         if args.command == "profiles":
-            return _print_profiles()
+            return _confirm_profile(args.confirm) if args.confirm else _print_profiles()
         if args.command == "data":
             return run_data(args)
         return asyncio.run(_jobs(args))
@@ -134,7 +139,23 @@ def _print_profiles() -> int:
     config = load_app_config()
     for name, profile in sorted(config.profiles.items()):
         marker = "*" if name == config.default_profile else " "
-        print(f"{marker} {name:<16} {profile.backend:<11} {profile.describe()}")
+        origin = "  (built in)" if profile.builtin and profile.backend != "local" else ""
+        print(f"{marker} {name:<16} {profile.backend:<11} {profile.describe()}{origin}")
+    return EXIT_OK
+
+
+def _confirm_profile(name: str) -> int:
+    from tunedeck.core.bootstrap import load_app_config
+    from tunedeck.core.consent import destination, give_consent, needs_consent
+    from tunedeck.core.paths import AppPaths
+
+    paths = AppPaths.discover()
+    profile = load_app_config(paths).profile(name)
+    if needs_consent(profile, paths) is None:
+        _say(f"profile {name!r} needs no confirmation (configured by you, agreed before, or no key to send)")
+        return EXIT_OK
+    give_consent(profile, paths)
+    _say(f"profile {name!r} may now send ${profile.key_env} to {destination(profile)}")
     return EXIT_OK
 
 
@@ -156,7 +177,10 @@ async def _jobs(args: argparse.Namespace) -> int:
     try:
         if not args.offline:
             await service.connect()
-            if service.connection.state != "online":
+            if service.connection.state == "consent":
+                _fail(f"{service.connection.detail} To agree: tunedeck profiles --confirm {service.profile.name}")
+                _fail("not sent; showing cached data")
+            elif service.connection.state != "online":
                 _fail(f"{service.connection.detail}; showing cached data")
         if args.jobs_command == "list":
             return await _jobs_list(service, args)

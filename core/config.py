@@ -54,6 +54,7 @@ class Profile:
     api_key_env: str | None = None
     port: int = 0
     time_scale: float = 1.0
+    builtin: bool = False  # made by tunedeck, not the user's config: its key needs consent (consent.py)
 
     @property
     def key_env(self) -> str | None:
@@ -68,7 +69,7 @@ class Profile:
     def describe(self) -> str:
         """Where this profile points, for the header; never includes the key."""
         if self.backend == "local":
-            return "local backend (built-in, no key)"
+            return "local backend"
         if self.backend == "azure":
             return f"Azure {self.endpoint or '?'}"
         if self.backend == "compatible":
@@ -104,9 +105,9 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> AppConf
     config, the default is `local`, so a newcomer gets a working app with no setup.
     """
     env = os.environ if environ is None else environ
-    profiles: dict[str, Profile] = {LOCAL_PROFILE: Profile(name=LOCAL_PROFILE, backend="local")}
+    profiles: dict[str, Profile] = {LOCAL_PROFILE: Profile(name=LOCAL_PROFILE, backend="local", builtin=True)}
     if env.get("OPENAI_API_KEY"):
-        profiles["openai"] = Profile(name="openai", backend="openai")
+        profiles["openai"] = Profile(name="openai", backend="openai", builtin=True)
     default: str | None = None
     source: Path | None = None
     if path.is_file():

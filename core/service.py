@@ -49,7 +49,8 @@ class EventsAdded:
 
 @dataclass(frozen=True, slots=True)
 class ConnectionChanged:
-    """`state` is one of: offline, connecting, online, error."""
+    """`state` is one of: offline, connecting, online, error, consent (a built-in profile
+    waits for the user to agree to send its key; `detail` is the question)."""
 
     state: str
     detail: str = ""
@@ -179,6 +180,10 @@ class Service:
         """
         if self._api is not None:
             return
+        question = self.consent_question()
+        if question is not None:  # a built-in profile's key goes nowhere before the user agrees
+            self._set_connection("consent", question)
+            return
         self._set_connection("connecting", self.profile.describe())
         try:
             api = await asyncio.to_thread(self._build_api)
@@ -190,6 +195,20 @@ class Service:
             return
         self._api = api
         self._set_connection("online", self.profile.describe())
+
+    def consent_question(self) -> str | None:
+        """What to ask before this profile sends its key (None: nothing to ask)."""
+        from .consent import needs_consent
+
+        return needs_consent(self.profile, self._paths) if self._paths is not None else None
+
+    async def give_consent_and_connect(self) -> None:
+        """The user agreed to send this built-in profile's key: remember it, then connect."""
+        from .consent import give_consent
+
+        if self._paths is not None:
+            await asyncio.to_thread(give_consent, self.profile, self._paths)
+        await self.connect()
 
     def _build_api(self) -> Api:
         from .api import build_client

@@ -283,6 +283,31 @@ class TunedeckApp(App[int]):
         state.changed.publish(None)
         if message.state == "error" and previous != "error":
             self.notify(clean(message.detail), title="connection", severity="error", markup=False, timeout=10)
+        if message.state == "consent":
+            self._ask_consent(message.detail)
+
+    def _ask_consent(self, question: str) -> None:
+        """A built-in profile would send a key the user may have meant for somewhere else."""
+        from .screens.confirm import ConfirmScreen
+
+        def answered(agreed: bool | None) -> None:
+            if agreed:
+                self._consent_given()
+                return
+            self.state.connection_state = "offline"
+            self.state.connection_detail = "the key was not sent; p switches profile, r asks again"
+            self.state.changed.publish(None)
+
+        self.push_screen(ConfirmScreen(question, yes_label="Send it", no_label="Stay offline"), answered)
+
+    @work(group=STARTUP_WORKERS, exclusive=True, exit_on_error=False, description="connect after consent")
+    async def _consent_given(self) -> None:
+        service, poller = self.state.service, self.poller
+        if service is None or poller is None:
+            return
+        await service.give_consent_and_connect()
+        if service.is_connected:
+            self._start_polling(poller)
 
     def on_poll_failed(self, message: PollFailed) -> None:
         # The poller reports each distinct failure once until a poll succeeds.

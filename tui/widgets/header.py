@@ -13,6 +13,7 @@ CONNECTION_LOOK = {
     "connecting": ("◌", "bold yellow"),
     "offline": ("○", "dim"),
     "error": ("✖", "bold red"),
+    "consent": ("?", "bold yellow"),  # a built-in profile waits for the user to agree to send its key
 }
 
 
