@@ -74,7 +74,8 @@ class Profile:
             return f"Azure {self.endpoint or '?'}"
         if self.backend == "compatible":
             return self.base_url or "?"
-        return "api.openai.com"
+        # Without a base_url the SDK sends requests (and the key) to OPENAI_BASE_URL when set.
+        return self.base_url or os.environ.get("OPENAI_BASE_URL") or "api.openai.com"
 
 
 @dataclass(frozen=True, slots=True)

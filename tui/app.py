@@ -471,7 +471,7 @@ def run_app(profile: str | None = None) -> int:
     app = TunedeckApp(profile=profile)
     app.run()
     if app.exit_note:  # after the screen is restored, so it stays in the terminal
-        print(app.exit_note, file=sys.stderr)
+        print(clean(app.exit_note), file=sys.stderr)  # names the profile's URL: outside text
     return app.return_code or 0
 
 

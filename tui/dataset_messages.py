@@ -36,7 +36,8 @@ class IndexAdvanced(Message):
 
 @dataclass(eq=False, repr=False)
 class DatasetTaskFailed(Message):
-    """A background task on the open file failed; `task` names it ("index", "validation"…)."""
+    """A background task on the open file failed; `task` names it ("index", "validation"…).
+    `message` is the error as raised (it may quote the file's name): shown through `safe_text`."""
 
     generation: int
     task: str

@@ -2,10 +2,13 @@
 
 Two dangers, both measured on Textual 8.2.8: markup in a string is parsed by most widgets
 (`[@click=app.quit]` becomes a live action, `[/` crashes), and ESC sequences such as OSC 52
-reach the terminal untouched. `safe()` answers both: control characters become visible
-placeholders (core's `strip_controls`) and the result is a `rich.text.Text`, which no
-widget parses as markup. This module is the TUI's one funnel for such text; plain-text
-helpers that need no rich live in core.
+reach the terminal untouched. `safe()` answers both: control characters, bidi controls and
+zero-width characters become visible placeholders (core's `strip_controls`) and the result
+is a `rich.text.Text`, which no widget parses as markup. This module is the TUI's one funnel
+for such text; plain-text helpers that need no rich live in core. Where a widget takes only
+a `str` (a toast: `notify(clean(...), markup=False)`; an `Input`'s value: `PathInput`), the
+string goes through `clean()`. `tests/test_tui_hostile_text.py` checks every screen by the
+bytes it would write to the terminal.
 """
 
 from __future__ import annotations

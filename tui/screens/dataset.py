@@ -225,7 +225,7 @@ class DatasetScreen(Screen):
         try:
             result = write_clean_copy(path, fmt, bad_lines=bad_lines, cancelled=stopper(file_closed))
         except CleanCopyError as exc:
-            self.post_message(DatasetTaskFailed(generation, "cleaned copy", clean(exc)))
+            self.post_message(DatasetTaskFailed(generation, "cleaned copy", str(exc)))
             return
         summary = f"wrote {result.target.name}: {result.kept:,} lines kept, {result.dropped:,} invalid left out"
         self.post_message(DatasetWritten("clean", summary, [result.target]))
@@ -238,7 +238,7 @@ class DatasetScreen(Screen):
             result = split_file(path, share)
         except (SplitError, ValueError, OSError) as exc:
             hint = " (write a cleaned copy with w, then split that)" if getattr(exc, "data_error", False) else ""
-            self.post_message(DatasetTaskFailed(generation, "split", clean(exc) + hint))
+            self.post_message(DatasetTaskFailed(generation, "split", f"{exc}{hint}"))
             return
         by = f", stratified by {result.stratified_by}" if result.stratified_by else ""
         summary = (
@@ -252,7 +252,8 @@ class DatasetScreen(Screen):
 
     def on_dataset_task_failed(self, message: DatasetTaskFailed) -> None:
         if message.generation == self.browser.generation:
-            self.notify(message.message, title=f"{message.task} failed", severity="error", markup=False, timeout=10)
+            failed = f"{message.task} failed"
+            self.notify(clean(message.message), title=failed, severity="error", markup=False, timeout=10)
 
     def on_dataset_written(self, message: DatasetWritten) -> None:
         self.written[message.kind] = message.paths

@@ -11,11 +11,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
-from textual.suggester import SuggestFromList
 from textual.widgets import DirectoryTree, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
 from ..safe_text import one_line, safe
+from ..widgets.path_input import PathInput
 
 DATA_SUFFIXES = (".jsonl", ".json", ".ndjson", ".txt")
 
@@ -73,7 +73,7 @@ class OpenDatasetScreen(ModalScreen[Path | None]):
     def compose(self) -> ComposeResult:
         with Vertical(id="open-box", classes="dialog"):
             yield Static(Text("Open a JSONL dataset", style="bold"))
-            yield Input(placeholder="path/to/train.jsonl", id="open-path", suggester=SuggestFromList(self.recent, case_sensitive=True))
+            yield PathInput(placeholder="path/to/train.jsonl", id="open-path", offered=self.recent)
             yield Static(id="open-error")
             yield Static(Text("recent files" if self.recent else "no recent files yet", style="dim"), id="open-recent-title")
             options = [Option(one_line(path), id=str(n)) for n, path in enumerate(self.recent)]
@@ -82,7 +82,7 @@ class OpenDatasetScreen(ModalScreen[Path | None]):
 
     def on_mount(self) -> None:
         self.query_one("#open-recent").display = bool(self.recent)
-        self.query_one("#open-path", Input).focus()
+        self.query_one("#open-path", PathInput).focus()
 
     async def action_browse(self) -> None:
         # Mounted on demand: a directory tree keeps a loader worker alive while it exists.
@@ -96,11 +96,11 @@ class OpenDatasetScreen(ModalScreen[Path | None]):
         if tree.display:
             tree.focus()
         else:
-            self.query_one("#open-path", Input).focus()
+            self.query_one("#open-path", PathInput).focus()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
-        self._choose(event.value.strip())
+        self._choose(self.query_one("#open-path", PathInput).path_text.strip())
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         event.stop()

@@ -19,6 +19,7 @@ from ..safe_text import one_line, safe
 from ..service_actions import LAUNCH_WORKERS, MODELS_WORKERS
 from ..state import AppState, host
 from ..widgets.header import AppHeader
+from ..widgets.path_input import PathInput
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..state import WorkerFailure
@@ -65,14 +66,14 @@ class LaunchScreen(Screen):
         with VerticalScroll(id="launch-form"):
             with Grid(id="launch-grid"):
                 yield Label("Training file", classes="field-label")
-                yield Input(
+                yield PathInput(
                     self._initial_path,
                     placeholder="path/to/train.jsonl",
                     id="training-path",
                     tooltip="A JSONL file of chat examples",
                 )
                 yield Label("Validation file", classes="field-label")
-                yield Input(
+                yield PathInput(
                     self._initial_validation,
                     placeholder="optional: path/to/valid.jsonl (gives the validation loss curve)",
                     id="validation-path",
@@ -145,7 +146,7 @@ class LaunchScreen(Screen):
     def action_launch(self) -> None:
         if self.launching:
             return
-        raw_path = self.query_one("#training-path", Input).value.strip()
+        raw_path = self.query_one("#training-path", PathInput).path_text.strip()
         if not raw_path:
             self.show_error("Enter the path of a JSONL training file.")
             self.query_one("#training-path", Input).focus()
@@ -170,8 +171,8 @@ class LaunchScreen(Screen):
 
     def _optional_path(self, selector: str) -> Path | None | bool:
         """The path typed in an optional field: None when empty, False (error shown) when missing."""
-        field = self.query_one(selector, Input)
-        raw = field.value.strip()
+        field = self.query_one(selector, PathInput)
+        raw = field.path_text.strip()
         if not raw:
             return None
         path = Path(raw).expanduser().absolute()

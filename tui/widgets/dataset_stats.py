@@ -174,7 +174,7 @@ class DatasetStats(VerticalScroll):
         title = "labels" + (f" (from {distributions.labels_from})" if distributions.labels_from else "")
         if distributions.sampled:
             title += f" · first {distributions.examples:,} examples"
-        self.query_one("#labels-title", Static).update(Text(title, style="bold"))
+        self.query_one("#labels-title", Static).update(one_line(title, "bold"))
         self.query_one("#stats-labels", Static).update(labels_text(distributions))
 
     def on_select_changed(self, event: Select.Changed) -> None:

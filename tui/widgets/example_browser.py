@@ -178,7 +178,7 @@ class ExampleBrowser(Vertical):
             complete = index.build(stop, progressed)
         except (OSError, ValueError) as exc:
             if not stop():
-                self.post_message(DatasetTaskFailed(generation, "index", clean(exc)))
+                self.post_message(DatasetTaskFailed(generation, "index", str(exc)))
             return
         if complete:
             self.post_message(IndexAdvanced(generation, complete=True))
@@ -200,7 +200,7 @@ class ExampleBrowser(Vertical):
         except ValidationCancelled:
             return
         except (DatasetIOError, ValueError) as exc:
-            self.post_message(DatasetTaskFailed(generation, "validation", clean(exc)))
+            self.post_message(DatasetTaskFailed(generation, "validation", str(exc)))
             return
         self.post_message(ValidationFinished(generation, report))
 
@@ -215,7 +215,7 @@ class ExampleBrowser(Vertical):
                 lambda: sample(index, report.checked_as, report.encoding, cancelled=stop, skip=bad)
             )
         except (OSError, ValueError) as exc:
-            self.post_message(DatasetTaskFailed(generation, "stats", clean(exc)))
+            self.post_message(DatasetTaskFailed(generation, "stats", str(exc)))
             return
         self.post_message(DistributionsLoaded(generation, distributions))
 
@@ -231,7 +231,7 @@ class ExampleBrowser(Vertical):
         try:
             cancelled = search(index, text, start_line, lambda: cancel.is_set() or stop(), progressed).cancelled
         except (OSError, ValueError) as exc:
-            self.post_message(DatasetTaskFailed(generation, "search", clean(exc)))
+            self.post_message(DatasetTaskFailed(generation, "search", str(exc)))
             cancelled = True
         done = SearchProgress(array("q"), index.size, index.size, True)
         self.post_message(SearchProgressed(generation, search_id, done, finished=True, cancelled=cancelled))
@@ -300,7 +300,7 @@ class ExampleBrowser(Vertical):
         message.stop()
         if message.generation != self.generation:
             return
-        self.notify(message.message, title=f"{message.task} failed", severity="error", markup=False, timeout=10)
+        self.notify(clean(message.message), title=f"{message.task} failed", severity="error", markup=False, timeout=10)
         if message.task != "search":  # a search's end comes with its last SearchProgressed, which names the search
             self._task_stopped(message.task)
 

@@ -44,8 +44,8 @@ class Mark:
         return len(self.parts) >= len(prefix) and tuple(self.parts[: len(prefix)]) == prefix
 
     def text(self) -> Text:
-        label = f" ✖ {self.field} " if self.field else " ✖ "
-        return Text.assemble((label, MARK_STYLE), " ", safe(self.message, "bold red"))
+        label = Text.assemble(" ✖ ", one_line(self.field), " " if self.field else "", style=MARK_STYLE)
+        return Text.assemble(label, " ", safe(self.message, "bold red"))
 
 
 # -- pieces ----------------------------------------------------------------------------------
@@ -91,7 +91,7 @@ def part_text(part: Any) -> Text:
         text = Text("▣ image ", style="bold blue", end="")
         text.append_text(url_text(url))
         if detail:
-            text.append(f" (detail {detail})", style="dim")
+            text.append_text(one_line(f" (detail {detail})", "dim"))
         return text
     if kind == "input_audio" and isinstance(part.get("input_audio"), dict):
         audio = part["input_audio"]

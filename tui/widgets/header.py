@@ -20,9 +20,9 @@ CONNECTION_LOOK = {
 def connection_text(state: str, detail: str = "") -> Text:
     mark, style = CONNECTION_LOOK.get(state, ("?", ""))
     text = Text(f"{mark} {state}", style=style, end="")
-    if state == "error" and detail:
+    if detail and state in ("error", "offline"):  # why: what failed, or why nothing was sent
         text.append(": ")
-        text.append(one_line(detail, "red"))
+        text.append(one_line(detail, "red" if state == "error" else "dim"))
     return text
 
 
