@@ -7,6 +7,7 @@ when a client is built, never at start-up (it costs ~0.4 s to import).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -86,6 +87,12 @@ def _status_error(exc: Any) -> ApiError:
     return ApiError(kind, f"HTTP {status}: {message}", status, code)
 
 
+def upload_name(path: Path) -> str:
+    """The name a file is uploaded under: its own, with characters that cannot travel in a
+    multipart header (controls, undecodable bytes) replaced, as servers refuse those."""
+    return "".join(char if char.isprintable() else "_" for char in path.name) or "upload.jsonl"
+
+
 class Api:
     """Thin async wrapper over one SDK client."""
 
@@ -149,8 +156,9 @@ class Api:
 
     async def upload_training_file(self, path: Path) -> dict[str, Any]:
         self.requests += 1
+        content = await asyncio.to_thread(path.read_bytes)  # what the SDK does with a path, off the loop
         with _translate_errors():
-            return _dump(await self._client.files.create(file=path, purpose="fine-tune"))
+            return _dump(await self._client.files.create(file=(upload_name(path), content), purpose="fine-tune"))
 
     async def create_job(self, body: dict[str, Any], idempotency_key: str | None = None) -> dict[str, Any]:
         # No SDK retries: a retried create can start a second (billed) job on a server that

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import openai
 import pytest
 
 from tunedeck.backend import BUILTIN_BASE_MODEL
@@ -253,3 +254,18 @@ async def test_a_failing_poll_is_reported_once_until_a_poll_succeeds(service, mo
     await poller.poll_now()
     assert len([e for e in service.heard if isinstance(e, PollError)]) == 2
     assert poller.polls == 4
+
+
+async def test_a_file_named_with_control_characters_uploads_under_a_name_a_header_can_carry(
+    service, manual_backend, sft_file
+):
+    """A multipart header cannot carry ESC or undecodable bytes: servers refuse the upload."""
+    hostile = sft_file.with_name("evil\x1b]0;pwned\x07\u202egnp.jsonl")
+    hostile.write_bytes(sft_file.read_bytes())
+    job = await service.launch(LaunchRequest(training_path=hostile, model=BUILTIN_BASE_MODEL))
+    sdk = openai.AsyncOpenAI(base_url=manual_backend.base_url, api_key=manual_backend.api_key, max_retries=0)
+    try:
+        uploaded = await sdk.files.retrieve(job.raw["training_file"])
+    finally:
+        await sdk.close()
+    assert uploaded.filename == "evil_]0;pwned__gnp.jsonl"
