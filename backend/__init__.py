@@ -40,7 +40,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .http.faults import FaultConfigError
     from .local_backend import LocalBackend, serve
     from .ownership import BackendBusy
-    from .storage.api_key import api_key_file, load_or_create_api_key
+    from .storage.api_key import ApiKeyFileError, api_key_file, load_or_create_api_key
     from .trainers.transformer.server.catalog import default_models_dirs, models_report
 
 # name -> the module that defines it, imported on first use
@@ -49,6 +49,7 @@ _LAZY = {
     "serve": ".local_backend",
     "BackendBusy": ".ownership",
     "FaultConfigError": ".http.faults",
+    "ApiKeyFileError": ".storage.api_key",
     "api_key_file": ".storage.api_key",
     "load_or_create_api_key": ".storage.api_key",
     "DaemonError": ".daemon",
@@ -62,6 +63,7 @@ _LAZY = {
 
 __all__ = [
     "BUILTIN_BASE_MODEL",
+    "ApiKeyFileError",
     "BackendBusy",
     "DaemonError",
     "FaultConfigError",

@@ -13,7 +13,6 @@ anyone. The endpoint file then says where it listens and which process it is.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -23,12 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .ownership import ENDPOINT_NAME, LOCK_NAME
-
-try:  # POSIX
-    import fcntl
-except ImportError:  # pragma: no cover
-    fcntl = None  # type: ignore[assignment]
+from .ownership import is_served, read_endpoint
+from .storage.private import open_private, private_dir
 
 SERVE_LOG = Path("logs") / "serve.log"
 START_TIMEOUT_S = 60.0  # a cold start imports aiohttp and numpy; a slow disk takes its time
@@ -54,33 +49,15 @@ class RunningBackend:
         return self.data_dir / SERVE_LOG
 
 
-def is_served(data_dir: Path) -> bool:
-    """True while some live process holds the data directory's lock."""
-    lock = data_dir / LOCK_NAME
-    if fcntl is None or not lock.exists():  # pragma: no cover - Windows: trust the endpoint file
-        return fcntl is None and (data_dir / ENDPOINT_NAME).exists()
-    with lock.open("a+") as handle:
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-        return False
-
-
 def find_running(data_dir: Path) -> RunningBackend | None:
     """The service that serves `data_dir`, or None when none does (or it has not said where yet)."""
     data_dir = Path(data_dir)
     if not is_served(data_dir):
         return None
-    try:
-        endpoint = json.loads((data_dir / ENDPOINT_NAME).read_text(encoding="utf-8"))
-        base_url, pid = endpoint["base_url"], int(endpoint["pid"])
-    except (OSError, ValueError, KeyError, TypeError):
+    endpoint = read_endpoint(data_dir)
+    if endpoint is None:
         return None  # starting: it holds the lock but has not published its address
-    if not isinstance(base_url, str):
-        return None
-    return RunningBackend(base_url=base_url, pid=pid, data_dir=data_dir)
+    return RunningBackend(base_url=endpoint[0], pid=endpoint[1], data_dir=data_dir)
 
 
 def start_detached(
@@ -95,21 +72,19 @@ def start_detached(
     returned. Raises `DaemonError` quoting the log when the service exits or never answers."""
     data_dir = Path(data_dir)
     log_path = data_dir / SERVE_LOG
-    log_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_dir(log_path.parent)
     _rotate(log_path)
-    log_fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    try:
-        os.write(log_fd, f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting: {' '.join(command)}\n".encode())
+    with open_private(log_path, append=True) as log:
+        log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting: {' '.join(command)}\n".encode())
+        log.flush()
         process = subprocess.Popen(
             list(command),
             stdin=subprocess.DEVNULL,
-            stdout=log_fd,
+            stdout=log,
             stderr=subprocess.STDOUT,
             close_fds=True,
             **_detached_kwargs(),
         )
-    finally:
-        os.close(log_fd)
     deadline = time.monotonic() + timeout
     while True:
         running = find_running(data_dir)

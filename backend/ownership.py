@@ -52,6 +52,9 @@ class Ownership:
         except BlockingIOError:
             handle.close()
             raise BackendBusy(data_dir, running_base_url(data_dir)) from None
+        # An endpoint file left by a process that died points at a dead address and pid: gone
+        # before anyone can read it beside a live lock (`publish` writes ours once listening).
+        (data_dir / ENDPOINT_NAME).unlink(missing_ok=True)
         return cls(data_dir, handle)
 
     def publish(self, base_url: str) -> None:
@@ -65,8 +68,32 @@ class Ownership:
             self._handle = None
 
 
-def running_base_url(data_dir: Path) -> str | None:
+def is_served(data_dir: Path) -> bool:
+    """True while some live process holds the data directory's lock (probed, not taken)."""
+    lock = data_dir / LOCK_NAME
+    if fcntl is None:  # pragma: no cover - Windows: trust the endpoint file
+        return (data_dir / ENDPOINT_NAME).exists()
+    if not lock.exists():
+        return False
+    with lock.open("a+") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        return False
+
+
+def read_endpoint(data_dir: Path) -> tuple[str, int] | None:
+    """The base URL and pid the serving process published (None: none, or not yet)."""
     try:
-        return json.loads((data_dir / ENDPOINT_NAME).read_text(encoding="utf-8")).get("base_url")
-    except (OSError, ValueError, AttributeError):
+        endpoint = json.loads((data_dir / ENDPOINT_NAME).read_text(encoding="utf-8"))
+        base_url, pid = endpoint["base_url"], int(endpoint["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
         return None
+    return (base_url, pid) if isinstance(base_url, str) else None
+
+
+def running_base_url(data_dir: Path) -> str | None:
+    endpoint = read_endpoint(data_dir)
+    return endpoint[0] if endpoint else None

@@ -188,9 +188,7 @@ async def _jobs(args: argparse.Namespace) -> int:
     except (ApiError, ServiceError, CacheError) as exc:
         _fail(str(exc))
         return EXIT_FAILED
-    finally:
-        if service.cache.recovery_note not in (None, told):  # damage met after opening
-            _fail(service.cache.recovery_note)
+    finally:  # damage met after opening was told as a Notice, above
         await service.close()
 
 

@@ -87,6 +87,16 @@ def add_serve_parser(commands: Any) -> None:
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    from tunedeck.backend import ApiKeyFileError
+
+    try:
+        return _run(args)
+    except ApiKeyFileError as exc:
+        _fail(str(exc))
+        return EXIT_FAILED
+
+
+def _run(args: argparse.Namespace) -> int:
     from tunedeck.core.paths import AppPaths
 
     # By default the same store as the app's `local` profile: a running `tunedeck` attaches to it.

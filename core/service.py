@@ -223,7 +223,7 @@ class Service:
 
     def _find_or_start_local_backend(self) -> LocalEndpoint:
         """The background service of this profile: found, or started (it outlives the app)."""
-        from tunedeck.backend import DaemonError
+        from tunedeck.backend import ApiKeyFileError, DaemonError
 
         from .local_service import find_or_start
 
@@ -233,6 +233,8 @@ class Service:
             return find_or_start(self._paths, self.profile)
         except DaemonError as exc:
             raise ApiError("connection", f"cannot start the local backend: {exc}") from None
+        except ApiKeyFileError as exc:
+            raise ApiError("config", str(exc)) from None
         except OSError as exc:
             raise ApiError("connection", f"cannot start the local backend: {exc.strerror or exc}") from None
 

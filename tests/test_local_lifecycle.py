@@ -201,3 +201,24 @@ async def test_a_crashing_trainer_fails_its_job_not_the_server(tmp_path, sft_fil
     finally:
         await client.close()
         await backend.stop_async()
+
+
+def test_an_endpoint_file_left_by_a_dead_backend_is_never_read_beside_a_live_lock(tmp_path):
+    """A killed backend leaves its endpoint file; the next one takes the lock before it
+    listens. In between, nothing may read the dead address and pid (stop would signal a
+    stranger's process)."""
+    from tunedeck.backend import find_running
+    from tunedeck.backend.ownership import ENDPOINT_NAME, Ownership
+
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    (data_dir / ENDPOINT_NAME).write_text(json.dumps({"base_url": "http://127.0.0.1:9/v1", "pid": 999_999}))
+    claimed = Ownership.claim(data_dir)
+    try:
+        assert find_running(data_dir) is None  # served, but not yet listening anywhere
+        claimed.publish("http://127.0.0.1:10/v1")
+        running = find_running(data_dir)
+        assert running is not None and (running.base_url, running.pid) == ("http://127.0.0.1:10/v1", os.getpid())
+    finally:
+        claimed.release()
+    assert find_running(data_dir) is None

@@ -245,3 +245,19 @@ async def test_a_background_backend_with_nothing_to_do_exits_by_itself(isolated_
 
     await _eventually(gone, "the idle backend to exit", timeout=30)
     assert "idle for 1 s with no job to train: stopping" in running.log_file.read_text(encoding="utf-8")
+
+
+async def test_a_key_file_that_holds_no_key_is_named_not_a_traceback(isolated_home):
+    data_dir = AppPaths.discover().local_backend_dir("local")
+    data_dir.mkdir(parents=True)
+    (data_dir / "api-key").write_bytes(b"\xff\xfe not a key")
+    printed = _cli("serve", "--print-key")
+    assert printed.returncode == 1 and "Traceback" not in printed.stderr
+    assert str(data_dir / "api-key") in printed.stderr and "delete it" in printed.stderr
+
+    service = await open_service()
+    try:
+        await service.connect()
+        assert service.connection.state == "error" and str(data_dir / "api-key") in service.connection.detail
+    finally:
+        await service.close()

@@ -19,6 +19,10 @@ KEY_PREFIX = "tdk-"  # recognisable as a tunedeck key, as `sk-` is for OpenAI's
 KEY_RANDOM_BYTES = 32
 
 
+class ApiKeyFileError(ValueError):
+    """The key file holds no usable key; the message names it and says what to do."""
+
+
 def api_key_file(data_dir: Path | str) -> Path:
     """Where the backend of `data_dir` keeps its API key."""
     return Path(data_dir) / KEY_FILE
@@ -64,11 +68,13 @@ def _read(path: Path) -> str | None:
     except FileNotFoundError:
         return None
     except UnicodeDecodeError:
-        raise ValueError(f"{path} does not hold an API key (it is not text); delete it to make a new one") from None
+        raise ApiKeyFileError(
+            f"{path} does not hold an API key (it is not text); delete it to make a new one"
+        ) from None
     if not text:
         return None
     if not text.isascii() or not text.isprintable() or any(ch.isspace() for ch in text):
-        raise ValueError(
+        raise ApiKeyFileError(
             f"{path} does not hold a usable API key (one line of visible ASCII); delete it to make a new one"
         )
     tighten(path)  # a copy restored from a backup may have come back readable by others
