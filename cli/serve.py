@@ -147,24 +147,25 @@ def _foreground(data_dir: Path, models_dir: Path, args: argparse.Namespace) -> i
 
 def _detach(data_dir: Path, args: argparse.Namespace) -> int:
     from tunedeck.backend import DaemonError, api_key_file, find_running, start_detached
+    from tunedeck.core.local_service import serve_command
 
     running = find_running(data_dir)
     if running is not None:
         _say(f"already running at {running.base_url} (pid {running.pid}); log: {running.log_file}")
         return EXIT_OK
-    command = [sys.executable, "-P", "-m", "tunedeck.cli", "serve", "--data-dir", str(data_dir)]
-    command += ["--host", args.host, "--port", str(args.port), "--time-scale", repr(args.time_scale)]
+    options = ["--host", args.host, "--port", str(args.port), "--time-scale", repr(args.time_scale)]
     if args.idle_exit is not None:
-        command += ["--idle-exit", repr(args.idle_exit)]
+        options += ["--idle-exit", repr(args.idle_exit)]
     if args.training_not_available:
-        command.append("--training-not-available")
+        options.append("--training-not-available")
     if args.faults is not None:
-        command += ["--faults", str(args.faults.resolve())]
+        options += ["--faults", str(args.faults.resolve())]
     for host in args.allow_host:
-        command += ["--allow-host", host]
+        options += ["--allow-host", host]
     for origin in args.allow_origin:
-        command += ["--allow-origin", origin]
-    command += ["--storage-limit-gb", repr(args.storage_limit_gb)]
+        options += ["--allow-origin", origin]
+    options += ["--storage-limit-gb", repr(args.storage_limit_gb)]
+    command = serve_command(data_dir, *options)
     try:
         running = start_detached(data_dir, command)
     except DaemonError as exc:

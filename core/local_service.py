@@ -25,35 +25,16 @@ class LocalEndpoint:
     base_url: str
     api_key: str
     pid: int
-    data_dir: Path
     started: bool
 
-    def describe(self) -> str:
-        how = "started" if self.started else "running"
-        return f"local backend at {self.base_url} (pid {self.pid}, {how})"
 
-
-def serve_command(profile: Profile, data_dir: Path, idle_exit: float | None = IDLE_EXIT_S) -> list[str]:
-    """The foreground `tunedeck serve` that the background service runs.
+def serve_command(data_dir: Path, *options: str) -> list[str]:
+    """The foreground `tunedeck serve` of `data_dir` that a background service runs, with
+    `options` (`--port`, `--idle-exit`...) after it; the app and `serve --detach` build it here.
 
     `-P`: the service must import the installed tunedeck, not a folder of that name in
     whatever directory the app was started from."""
-    command = [
-        sys.executable,
-        "-P",
-        "-m",
-        "tunedeck.cli",
-        "serve",
-        "--data-dir",
-        str(data_dir),
-        "--port",
-        str(profile.port),
-        "--time-scale",
-        repr(float(profile.time_scale)),
-    ]
-    if idle_exit is not None:
-        command += ["--idle-exit", repr(float(idle_exit))]
-    return command
+    return [sys.executable, "-P", "-m", "tunedeck.cli", "serve", "--data-dir", str(data_dir), *options]
 
 
 def find_or_start(paths: AppPaths, profile: Profile) -> LocalEndpoint:
@@ -67,17 +48,14 @@ def find_or_start(paths: AppPaths, profile: Profile) -> LocalEndpoint:
     running = find_running(data_dir)
     started = running is None
     if running is None:
-        running = start_detached(data_dir, serve_command(profile, data_dir))
+        options = ("--port", str(profile.port), "--time-scale", repr(float(profile.time_scale)))
+        running = start_detached(data_dir, serve_command(data_dir, *options, "--idle-exit", repr(float(IDLE_EXIT_S))))
     return LocalEndpoint(
-        base_url=running.base_url,
-        api_key=load_or_create_api_key(data_dir),
-        pid=running.pid,
-        data_dir=data_dir,
-        started=started,
+        base_url=running.base_url, api_key=load_or_create_api_key(data_dir), pid=running.pid, started=started
     )
 
 
-TRAINING_STATUSES = ("validating_files", "queued", "running")
+TRAINING_STATUSES = ("validating_files", "queued", "running")  # not paused: a paused job waits for the user
 
 
 def still_training_note(where: str, endpoint: LocalEndpoint | None, statuses: list[str]) -> str | None:

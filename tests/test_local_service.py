@@ -187,7 +187,7 @@ async def test_a_killed_backend_is_restarted_and_its_job_resumes(isolated_home, 
 def test_quitting_says_which_jobs_go_on_and_where():
     from tunedeck.core.local_service import LocalEndpoint, still_training_note
 
-    endpoint = LocalEndpoint("http://127.0.0.1:5000/v1", "k", 4242, Path("d"), started=False)
+    endpoint = LocalEndpoint("http://127.0.0.1:5000/v1", "k", 4242, started=False)
     assert still_training_note("local backend", endpoint, ["succeeded", "failed"]) is None
     assert still_training_note("local backend", endpoint, ["paused"]) is None
     note = still_training_note("local backend", endpoint, ["running", "queued", "succeeded"])
