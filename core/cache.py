@@ -25,10 +25,12 @@ import aiosqlite
 
 from . import cachefile
 from .cachefile import CacheError, DamagedRow
+from .records import TERMINAL_STATUSES
 
 __all__ = ["BUSY_TIMEOUT_S", "SCHEMA_VERSION", "Cache", "CacheError"]
 
 SCHEMA_VERSION = 1
+_TERMINAL_SQL = "(" + ", ".join(f"'{status}'" for status in sorted(TERMINAL_STATUSES)) + ")"
 BUSY_TIMEOUT_S = 2.5  # how long a read or write waits for another process's lock
 
 _SCHEMA = """
@@ -170,16 +172,20 @@ class Cache:
 
     # -- jobs ------------------------------------------------------------------------------
 
-    async def upsert_jobs(self, profile: str, jobs: Iterable[dict[str, Any]]) -> None:
+    async def upsert_jobs(self, profile: str, jobs: Iterable[dict[str, Any]], *, hold_finishing: bool = False) -> None:
+        """Store jobs as the API gave them. `hold_finishing`: keep a cached unfinished job as it
+        is when the new state is final (the caller stores that once its last events are in)."""
         rows = [(profile, j["id"], int(j.get("created_at") or 0), str(j.get("status")), json.dumps(j)) for j in jobs]
+        sql = (
+            "INSERT INTO jobs (profile, id, created_at, status, body) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (profile, id) DO UPDATE SET created_at=excluded.created_at, "
+            "status=excluded.status, body=excluded.body"
+        )
+        if hold_finishing:
+            sql += f" WHERE NOT (excluded.status IN {_TERMINAL_SQL} AND jobs.status NOT IN {_TERMINAL_SQL})"
 
         async def write(db: aiosqlite.Connection) -> None:
-            await db.executemany(
-                "INSERT INTO jobs (profile, id, created_at, status, body) VALUES (?, ?, ?, ?, ?) "
-                "ON CONFLICT (profile, id) DO UPDATE SET created_at=excluded.created_at, "
-                "status=excluded.status, body=excluded.body",
-                rows,
-            )
+            await db.executemany(sql, rows)
             await db.commit()
 
         await self._run(write)
@@ -195,15 +201,6 @@ class Cache:
         async def read(db: aiosqlite.Connection) -> list[dict[str, Any]]:
             async with db.execute(sql, params) as cursor:
                 return [_body(row[0]) async for row in cursor]
-
-        return await self._run(read)
-
-    async def statuses(self, profile: str) -> dict[str, str]:
-        """Every cached job's status by id (no bodies decoded: cheap on each poll)."""
-
-        async def read(db: aiosqlite.Connection) -> dict[str, str]:
-            async with db.execute("SELECT id, status FROM jobs WHERE profile = ?", (profile,)) as cursor:
-                return {row[0]: row[1] async for row in cursor}
 
         return await self._run(read)
 

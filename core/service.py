@@ -20,7 +20,7 @@ from .cache import Cache
 from .config import Profile
 from .job_create import LAUNCH_TAG, CreateUncertain, Sleep, create_job_once
 from .paging import EVENTS_MAX_PAGES, JOBS_MAX_PAGES, CursorWalk
-from .records import TERMINAL_STATUSES, Job, JobEvent, JobRow
+from .records import Job, JobEvent, JobRow
 
 if TYPE_CHECKING:  # pragma: no cover
     from tunedeck.backend import LocalBackend
@@ -315,14 +315,7 @@ class Service:
         state: `follow` stores that once the job's last events are cached too. Otherwise a
         poll cut short between the list and the events (a failure, the app quitting) leaves
         a finished job whose last events no later poll would fetch."""
-        cached = await self.cache.statuses(self.profile.name)
-
-        def finishing(job: dict[str, Any]) -> bool:
-            before = cached.get(job["id"])
-            finished = str(job.get("status")) in TERMINAL_STATUSES
-            return finished and before is not None and before not in TERMINAL_STATUSES
-
-        await self.cache.upsert_jobs(self.profile.name, [job for job in jobs if not finishing(job)])
+        await self.cache.upsert_jobs(self.profile.name, jobs, hold_finishing=True)
 
     async def refresh_all_jobs(self, max_pages: int = JOBS_MAX_PAGES) -> list[JobRow]:
         """Walk every page of the job list (the CLI's `jobs list`).
@@ -376,7 +369,8 @@ class Service:
         """Sync one job's events (and its state, unless `known` is fresh); announce what is new."""
         job = known or await self.refresh_job(job_id)
         events = await self.sync_events(job_id)
-        await self.cache.upsert_jobs(self.profile.name, [job.raw])  # its state, now that its events are in
+        if job.is_terminal:  # its final state, held back until now that its last events are in
+            await self.cache.upsert_jobs(self.profile.name, [job.raw])
         if events:
             self.publish(EventsAdded(job, events))
         return events
