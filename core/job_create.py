@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .api import Api, ApiError
+from .paging import CursorWalk
 
 LAUNCH_TAG = "tunedeck_launch"  # the metadata key
 LIST_WAITS_S = (0.5, 2.0)  # pauses before the 2nd and 3rd try of the listing
@@ -86,15 +87,10 @@ async def find_launched(api: Api, tag: str, lost: ApiError, sleep: Sleep) -> dic
 
 
 async def _search(api: Api, tag: str) -> dict[str, Any] | None:
-    after = None
-    for _ in range(LIST_PAGES):
-        jobs, has_more = await api.list_jobs(limit=LIST_PAGE_SIZE, after=after)
-        for job in jobs:
-            if (job.get("metadata") or {}).get(LAUNCH_TAG) == tag:
-                return job
-        if not has_more or not jobs:
-            return None
-        after = jobs[-1]["id"]
+    walk = CursorWalk("the job list", LIST_PAGES)  # the newest pages: the job was just made
+    async for job in api.iter_jobs(LIST_PAGE_SIZE, walk=walk):
+        if (job.get("metadata") or {}).get(LAUNCH_TAG) == tag:
+            return job
     return None
 
 
