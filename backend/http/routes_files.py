@@ -100,7 +100,7 @@ async def _read_upload(
     declared = request.content_length
     if declared is not None and declared > MAX_FILE_BYTES + FORM_ALLOWANCE:
         raise _too_large()  # refused before a byte is read
-    meter = budget.meter(max((declared or 0) - FORM_ALLOWANCE, 0))
+    meter = await budget.meter(max((declared or 0) - FORM_ALLOWANCE, 0))
     fields: dict[str, str] = {}
     received: tuple[Path, int, str] | None = None
     try:

@@ -41,7 +41,7 @@ def upload_routes(registry: UploadRegistry, store: Store, blobs: Blobs, budget: 
     async def create(request: web.Request) -> web.Response:
         body = await read_json(request)
         size = _declared_bytes(body.get("bytes"))
-        budget.meter(size)  # refuse now an upload that cannot fit, rather than at its last part
+        await budget.meter(size)  # refuse now an upload that cannot fit, rather than at its last part
         upload = registry.create(
             size=size,
             filename=_filename(body.get("filename")),
@@ -129,7 +129,7 @@ async def _receive_part(request: web.Request, target: Path, budget: DiskBudget) 
     declared = request.content_length or 0
     if declared > MAX_PART_BYTES + FORM_ALLOWANCE:
         raise _part_too_large()  # refused before a byte is read
-    meter = budget.meter(max(declared - FORM_ALLOWANCE, 0))
+    meter = await budget.meter(max(declared - FORM_ALLOWANCE, 0))
     received = False
     try:
         form = await FormReader.open(request)

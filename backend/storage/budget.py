@@ -9,6 +9,7 @@ kept; one already streaming is stopped at the byte that passes either line.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 from collections.abc import Sequence
@@ -18,6 +19,7 @@ from ..errors import ApiError
 
 DEFAULT_STORAGE_LIMIT_BYTES = 100 * 2**30
 DEFAULT_MIN_FREE_DISK_BYTES = 2**30
+FREE_RECHECK_BYTES = 64 * 2**20
 
 
 class DiskBudget:
@@ -51,30 +53,41 @@ class DiskBudget:
     def free(self) -> int:
         return shutil.disk_usage(self.data_dir).free
 
-    def meter(self, expected: int = 0) -> Meter:
-        """Start receiving about `expected` bytes: refused now when they cannot fit."""
-        meter = Meter(self, self.used())
-        meter.check(expected, self.free())
+    async def meter(self, expected: int = 0) -> Meter:
+        """Start receiving about `expected` bytes: refused now when they cannot fit. The walk
+        of the folders runs off the event loop (models/ may hold many checkpoints)."""
+        used, free = await asyncio.to_thread(lambda: (self.used(), self.free()))
+        meter = Meter(self, used, free)
+        meter.check(expected, free)
         return meter
 
     def require_free(self, more: int) -> None:
         """Refuse writing `more` bytes that only pass through (assembling an upload's parts)."""
-        Meter(self, 0, count_budget=False).check(more, self.free())
+        free = self.free()
+        Meter(self, 0, free, count_budget=False).check(more, free)
 
 
 class Meter:
     """Bytes being received by one request, checked against the budget as they come."""
 
-    def __init__(self, budget: DiskBudget, used: int, *, count_budget: bool = True) -> None:
+    def __init__(self, budget: DiskBudget, used: int, free: int, *, count_budget: bool = True) -> None:
         self._budget = budget
         self._used = used
         self._received = 0
         self._count_budget = count_budget
+        self._free = free  # as last asked of the disk; less what this request wrote since
+        self._unasked = 0
 
     def add(self, size: int) -> None:
-        """`size` more bytes are about to be written."""
+        """`size` more bytes are about to be written. The disk is asked again only after each
+        FREE_RECHECK_BYTES (it is one system call, and chunks are 1 MiB); in between, what
+        this request wrote is taken off the last answer."""
         self._received += size
-        self.check(0, self._budget.free() - size)
+        self._unasked += size
+        if self._unasked >= FREE_RECHECK_BYTES:
+            self._free, self._unasked = self._budget.free(), size
+        self._free -= size
+        self.check(0, self._free)
 
     def check(self, more: int, free: int) -> None:
         budget = self._budget
