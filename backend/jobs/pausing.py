@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from .. import objects
 from ..errors import ApiError, bad_request
 from ..storage.blobs import Blobs
-from ..storage.private import tighten_tree
+from ..storage.private import private_dir, tighten_tree
 from ..trainers.base import TrainingRun, remove_weights
 from .jobspec import final_model_name, raise_if_terminal
 
@@ -107,7 +107,7 @@ def paused_weights_path(phases: Phases, job_id: str, step: int, run: TrainingRun
 def _save_weights(run: TrainingRun, path: Path) -> None:
     """Save the pause checkpoint. A run that can `suspend` also stops its worker process here
     (freeing the GPU while paused) and continues from this checkpoint when stepped again."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     run.suspend(path)
     tighten_tree(path)
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..storage.private import tighten_tree
+from ..storage.private import private_dir, tighten_tree
 from ..trainers.base import TrainingRun, remove_weights
 
 POINT_PREFIX = "resume-step-"
@@ -69,10 +69,10 @@ def write_point(folder: Path, run: TrainingRun, step: int, engine_state: dict[st
     """Write the run's state at `step` as the job's only point (executor thread); returns the
     seconds it took."""
     started = time.monotonic()
-    folder.mkdir(parents=True, exist_ok=True)
+    private_dir(folder)
     partial = folder / f".{POINT_PREFIX}{step}{PARTIAL_SUFFIX}"
     remove_weights(partial)
-    partial.mkdir()
+    private_dir(partial)
     run_state = f"{RUN_STATE}{run.checkpoint_suffix}"
     run.save_state(partial / run_state)
     state = {"step": step, "run_state": run_state, **engine_state}

@@ -11,6 +11,7 @@ the engine's crash-recovery point; a run started with `resume_from` continues fr
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -22,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tunedeck.backend.storage.private import open_private, private_dir
 from tunedeck.backend.trainers.base import LOSS_FIELDS, StepMetrics, TrainingFailure, TrainingRun
 
 WORKER_MODULE = "tunedeck.backend.trainers.transformer.worker.main"
@@ -37,12 +39,11 @@ class WorkerGone(Exception):
 
 class WorkerProcess:
     def __init__(self, first: dict[str, Any], log_dir: Path, env: dict[str, str] | None = None) -> None:
-        log_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        private_dir(log_dir)
         _prune_logs(log_dir)
         self.log_path = log_dir / f"worker-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{id(self):x}.log"
         # Owner-only, like everything the backend keeps: a worker's log may quote training data.
-        log_fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        self._log = open(log_fd, "w", encoding="utf-8")  # noqa: SIM115 (closed in close())
+        self._log = io.TextIOWrapper(open_private(self.log_path), encoding="utf-8")
         self._closed = False
         self._lock = threading.Lock()
         self.notices: list[tuple[str, str]] = []
