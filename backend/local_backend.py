@@ -31,7 +31,6 @@ Layout of `data_dir` (owner-only: folders 0700, files 0600):
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import signal
 import threading
 import time
@@ -43,7 +42,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from .http.faults import FaultPlan, fault_middleware, load_fault_plan
-from .http.guard import RequestGuard
+from .http.guard import RequestGuard, is_loopback
 from .http.idempotency import Idempotency
 from .http.routes_files import UPLOAD_PATH, file_routes
 from .http.routes_graders import grader_routes
@@ -374,17 +373,6 @@ def _usable_key(key: str) -> str:
     if not isinstance(key, str) or not key or not key.isascii() or not key.isprintable() or " " in key:
         raise ValueError("api_key must be a non-empty string of visible ASCII characters")
     return key
-
-
-def is_loopback(host: str) -> bool:
-    """Whether binding `host` keeps the backend on this machine."""
-    name = host.strip("[]").lower()
-    if name == "localhost" or name.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
 
 
 def _switch_notices(plan: FaultPlan) -> list[str]:

@@ -112,13 +112,9 @@ class RequestGuard:
 
     def host_allowed(self, host: str) -> bool:
         name = host_name(host)
-        if name in self._hosts or name == "localhost" or name.endswith(".localhost"):
+        if name in self._hosts or is_loopback(name):
             return True
-        try:
-            address = ipaddress.ip_address(name)
-        except ValueError:
-            return False
-        return address.is_loopback or self._any_ip_host
+        return self._any_ip_host and _is_ip_address(name)
 
     def _key_refusal(self, authorization: str | None) -> ApiError | None:
         scheme, _, given = (authorization or "").strip().partition(" ")
@@ -164,6 +160,25 @@ def host_name(host: str) -> str:
     if colon and port.isdigit() and ":" not in name:
         host = name
     return host.rstrip(".")
+
+
+def is_loopback(name: str) -> bool:
+    """Whether a host name (see `host_name`; a bind address is one too) stays on this machine."""
+    name = host_name(name)
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def _is_ip_address(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
 
 
 def _origin(origin: str) -> str:
