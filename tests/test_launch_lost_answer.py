@@ -10,7 +10,7 @@ import pytest
 
 from tunedeck.backend import BUILTIN_BASE_MODEL
 from tunedeck.backend.http.faults import plan_from_dict
-from tunedeck.core.api import Api
+from tunedeck.core.api import Api, ApiError
 from tunedeck.core.bootstrap import open_service
 from tunedeck.core.job_create import LAUNCH_TAG, LIST_WAITS_S, create_job_once
 from tunedeck.core.service import JobsChanged, LaunchRequest, Notice, ServiceError
@@ -114,7 +114,7 @@ async def test_two_lost_creates_that_made_nothing_end_in_the_same_warning(servic
 
 
 async def test_a_refused_create_is_not_reconciled(service, backend, sft_file):
-    with pytest.raises(Exception) as info:
+    with pytest.raises(ApiError) as info:
         await service.launch(LaunchRequest(training_path=sft_file, model="no-such-model"), sleep=Sleeps())
     assert "may or may not exist" not in str(info.value)
     assert service.api_requests == 2  # the upload and one create: a 4xx is an answer

@@ -58,8 +58,7 @@ async def crash_and_restart(backend: LocalBackend, tmp_path: Path, clock) -> tup
 
 async def sdk_for(backend: LocalBackend) -> openai.AsyncOpenAI:
     base_url = await backend.start_async()
-    # The key the copied data directory holds, where the backend requires one.
-    return openai.AsyncOpenAI(base_url=base_url, api_key=getattr(backend, "api_key", None) or "any", max_retries=0)
+    return openai.AsyncOpenAI(base_url=base_url, api_key=backend.api_key, max_retries=0)  # the copy's own key
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ import openai
 import pytest
 from conftest import generate_dataset
 
-from tunedeck.backend import BUILTIN_BASE_MODEL
+from tunedeck.backend import BUILTIN_BASE_MODEL, load_or_create_api_key
 
 T = TypeVar("T")
 DEADLINE_S = 30.0
@@ -41,8 +41,7 @@ class Server:
         with log.open("w") as out:
             self.process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         base_url = self.wait_for("its address", self._endpoint)
-        key_file = data_dir / "api-key"  # where the backend keeps its key, once it requires one
-        key = key_file.read_text().strip() if key_file.exists() else "any"
+        key = load_or_create_api_key(data_dir)  # made before the address was published
         self.client = openai.OpenAI(base_url=base_url, api_key=key, max_retries=0)
 
     def _endpoint(self) -> str | None:
