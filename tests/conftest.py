@@ -3,9 +3,17 @@ manual time (jobs advance only when a test says so; nothing sleeps)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import inspect
 import io
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -30,14 +38,37 @@ def _stop_background_backends(root: Path) -> None:
     """A background backend a test started (the app starts one per local profile) must not
     outlive the test: it would keep its port and its process after the suite. Each one
     publishes an endpoint file in its data directory while it serves."""
-    import os
-
     from tunedeck.backend import find_running, stop_running
 
     for endpoint in root.rglob("endpoint.json"):
         running = find_running(endpoint.parent)
         if running is not None and running.pid != os.getpid():  # never the test process's own backend
             stop_running(endpoint.parent, timeout=30)
+
+
+def run_cli(*argv: str, home: Path | None = None, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+    """`python -m tunedeck.cli ARGV` in a process of its own (the isolated home unless `home`
+    says another), bounded by `timeout`: several of the bugs these runs catch were hangs."""
+    env = {**os.environ, **({"TUNEDECK_HOME": str(home)} if home is not None else {})}
+    return subprocess.run(
+        [sys.executable, "-m", "tunedeck.cli", *argv], capture_output=True, text=True, env=env, timeout=timeout
+    )
+
+
+async def eventually(check: Callable[[], Any], what: str, timeout: float = 90, pause: Callable[[], Any] | None = None):
+    """Await until `check()` (sync or async) gives something truthy, and return it; fail naming
+    `what` at the deadline. `pause()` lets the app (or the loop) run between looks. For waits
+    on other processes, whose time a test cannot drive."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        await (pause() if pause is not None else asyncio.sleep(0.1))
 
 
 def generate_dataset(kind: str, n: int, out: Path, *extra: str) -> Path:

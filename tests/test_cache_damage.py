@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import run_cli
 
 from tunedeck.core.cache import Cache, CacheError
 
@@ -188,19 +189,6 @@ async def test_open_blocked_by_an_exclusive_holder_names_it(tmp_path):
 # -- the command line ------------------------------------------------------------------------------
 
 
-def run_cli(home: Path, *argv: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "TUNEDECK_HOME": str(home)}
-    return subprocess.run(
-        [sys.executable, "-m", "tunedeck.cli", *argv],
-        check=False,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=CLI_TIMEOUT_S,  # the bug was a hang: the failed open left aiosqlite's thread running
-        stdin=subprocess.DEVNULL,
-    )
-
-
 @pytest.mark.parametrize("damage", ["garbage", "truncated"])
 @pytest.mark.parametrize("offline", [True, False], ids=["offline", "online"])
 def test_jobs_list_survives_a_damaged_cache_and_names_the_file(tmp_path, damage, offline):
@@ -212,7 +200,7 @@ def test_jobs_list_survives_a_damaged_cache_and_names_the_file(tmp_path, damage,
     data = path.read_bytes()
     path.write_bytes(os.urandom(4096) if damage == "garbage" else data[: len(data) // 3])
     # Online, the local profile starts its background backend: conftest's `isolated_home` stops it.
-    done = run_cli(home, "jobs", "list", *(["--offline"] if offline else []))
+    done = run_cli("jobs", "list", *(["--offline"] if offline else []), home=home, timeout=CLI_TIMEOUT_S)
     assert "Traceback" not in done.stderr
     assert done.returncode == 0, done.stderr
     (moved,) = damaged_copies(path)
@@ -228,7 +216,7 @@ def test_jobs_list_reports_a_locked_cache_with_its_holder(tmp_path):
     holder = Holder(path, "exclusive-mode")
     try:
         started = time.monotonic()
-        done = run_cli(home, "jobs", "list", "--offline")
+        done = run_cli("jobs", "list", "--offline", home=home, timeout=CLI_TIMEOUT_S)
         took = time.monotonic() - started
     finally:
         holder.close()

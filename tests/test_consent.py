@@ -7,15 +7,13 @@ test, which must hear nothing, and no key, until the user agrees."""
 from __future__ import annotations
 
 import asyncio
-import os
 import stat
-import subprocess
-import sys
 import threading
 from typing import Self
 
 import pytest
 from aiohttp import web
+from conftest import run_cli
 
 from tunedeck.core.bootstrap import open_service
 from tunedeck.core.config import load_config
@@ -116,19 +114,13 @@ async def test_nothing_is_sent_before_the_user_agrees(api):
         await again.close()
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "tunedeck.cli", *args], capture_output=True, text=True, timeout=60, env=os.environ
-    )
-
-
 def test_the_cli_asks_how_to_agree_and_sends_nothing_until_then(api):
-    refused = _cli("jobs", "list")
+    refused = run_cli("jobs", "list")
     assert refused.returncode == 0 and "tunedeck profiles --confirm openai" in refused.stderr
     assert api.authorizations == []
-    agreed = _cli("profiles", "--confirm", "openai")
+    agreed = run_cli("profiles", "--confirm", "openai")
     assert agreed.returncode == 0 and "may now send $OPENAI_API_KEY" in agreed.stdout
-    listed = _cli("jobs", "list")
+    listed = run_cli("jobs", "list")
     assert listed.returncode == 0, listed.stderr
     assert api.authorizations and set(api.authorizations) == {f"Bearer {KEY}"}
 

@@ -11,13 +11,12 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import openai
 import pytest
+from conftest import eventually, run_cli
 
 from tunedeck.backend import BUILTIN_BASE_MODEL, find_running, load_or_create_api_key, stop_running
 from tunedeck.core.bootstrap import open_service
@@ -26,13 +25,6 @@ from tunedeck.core.service import ConnectionChanged, LaunchRequest
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX sessions and signals")
 
-DEADLINE_S = 90.0
-
-
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "tunedeck.cli", *args], capture_output=True, text=True, timeout=DEADLINE_S
-    )
 
 
 def _slow_local_profile(home: Path, time_scale: float = 2.0) -> None:
@@ -40,18 +32,6 @@ def _slow_local_profile(home: Path, time_scale: float = 2.0) -> None:
     config = home / "config" / "config.toml"
     config.parent.mkdir(parents=True, exist_ok=True)
     config.write_text(f'[profiles.local]\nbackend = "local"\ntime_scale = {time_scale}\n', encoding="utf-8")
-
-
-async def _eventually(check, what: str, timeout: float = DEADLINE_S):
-    """Await `check()` until it returns something truthy; fail naming `what` at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = await check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.1)
 
 
 def _metric_steps(client: openai.OpenAI, job_id: str) -> list[int]:
@@ -66,11 +46,11 @@ def _client(data_dir: Path) -> openai.OpenAI:
 
 
 def test_serve_detach_status_and_stop(isolated_home):
-    started = _cli("serve", "--detach", "--port", "0")
+    started = run_cli("serve", "--detach", "--port", "0")
     assert started.returncode == 0, started.stderr
     assert "in the background" in started.stdout and "serve stop" in started.stdout
 
-    status = _cli("serve", "status", "--json")
+    status = run_cli("serve", "status", "--json")
     report = json.loads(status.stdout)
     assert status.returncode == 0 and report["running"] is True
     pid = report["pid"]
@@ -78,18 +58,18 @@ def test_serve_detach_status_and_stop(isolated_home):
     assert report["jobs"] == {} and report["jobs_error"] is None
     assert Path(report["log_file"]).is_file()
 
-    again = _cli("serve", "--detach", "--port", "0")
+    again = run_cli("serve", "--detach", "--port", "0")
     assert again.returncode == 0 and f"already running at {report['base_url']} (pid {pid})" in again.stdout
 
-    key = _cli("serve", "--print-key").stdout.strip()
+    key = run_cli("serve", "--print-key").stdout.strip()
     models = openai.OpenAI(base_url=report["base_url"], api_key=key, max_retries=0).models.list()
     assert BUILTIN_BASE_MODEL in {m.id for m in models.data}
 
-    stopped = _cli("serve", "stop")
+    stopped = run_cli("serve", "stop")
     assert stopped.returncode == 0 and f"pid {pid}" in stopped.stdout
-    after = _cli("serve", "status")
+    after = run_cli("serve", "status")
     assert after.returncode == 1 and "not running" in after.stdout
-    assert _cli("serve", "stop").stdout.startswith("not running")
+    assert run_cli("serve", "stop").stdout.startswith("not running")
 
 
 async def test_training_outlives_the_app_and_the_next_start_attaches(isolated_home, sft_file):
@@ -108,11 +88,11 @@ async def test_training_outlives_the_app_and_the_next_start_attaches(isolated_ho
         steps = await asyncio.to_thread(_metric_steps, client, job.id)
         return steps if steps and steps[-1] > n else None
 
-    await _eventually(lambda: steps_beyond(1), "the job's first steps")
+    await eventually(lambda: steps_beyond(1), "the job's first steps")
     await first.close()  # the app quits
 
     seen = _metric_steps(client, job.id)[-1]
-    await _eventually(lambda: steps_beyond(seen), "training to go on while the app is closed")
+    await eventually(lambda: steps_beyond(seen), "training to go on while the app is closed")
     assert find_running(data_dir).pid == pid
 
     second = await open_service()
@@ -124,7 +104,7 @@ async def test_training_outlives_the_app_and_the_next_start_attaches(isolated_ho
         async def finished():
             return (await second.refresh_job(job.id)).status == "succeeded"
 
-        await _eventually(finished, "the job to finish")
+        await eventually(finished, "the job to finish")
         await second.sync_events(job.id)
         cached = [e for e in await second.cached_events(job.id) if e.type == "metrics"]
         steps = [e.data["step"] for e in cached]
@@ -169,13 +149,13 @@ async def test_a_killed_backend_is_restarted_and_its_job_resumes(isolated_home, 
         async def trained_some():
             return len(await asyncio.to_thread(_metric_steps, client, job.id)) >= 3
 
-        await _eventually(trained_some, "a few steps before the crash")
+        await eventually(trained_some, "a few steps before the crash")
         os.kill(service.local_endpoint.pid, signal.SIGKILL)  # a crash: no chance to pause or save
 
         async def finished():
             return (await service.refresh_job(job.id)).status == "succeeded"
 
-        await _eventually(finished, "the restarted backend to finish the job")
+        await eventually(finished, "the restarted backend to finish the job")
         assert service.local_endpoint.started
         await service.sync_events(job.id)
         steps = [e.data["step"] for e in await service.cached_events(job.id) if e.type == "metrics"]
@@ -210,7 +190,7 @@ async def test_the_app_reconnects_by_itself_and_says_on_quit_that_training_goes_
             await pilot.pause()
             return app.state.connection_state == wanted
 
-        await _eventually(lambda: state("online"), "the app to connect")
+        await eventually(lambda: state("online"), "the app to connect")
         first = app.service.local_endpoint
         stop_running(data_dir)  # the backend the app attached to goes away
 
@@ -218,11 +198,11 @@ async def test_the_app_reconnects_by_itself_and_says_on_quit_that_training_goes_
             return await state("online") and app.service.local_endpoint.pid != first.pid
 
         await pilot.press("r")
-        await _eventually(reconnected, "a reconnect")
+        await eventually(reconnected, "a reconnect")
         assert "reconnected" in app.state.connection_detail
         await app.service.launch(LaunchRequest(training_path=sft_file, model=BUILTIN_BASE_MODEL))
         await pilot.press("r")
-        await _eventually(lambda: _has_rows(pilot, app), "the job in the list")
+        await eventually(lambda: _has_rows(pilot, app), "the job in the list")
         await pilot.press("q")
     assert app.exit_note is not None and app.exit_note.startswith("1 job continues training in the local backend")
     assert find_running(data_dir) is not None  # quitting left it training
@@ -234,7 +214,7 @@ async def _has_rows(pilot, app) -> bool:
 
 
 async def test_a_background_backend_with_nothing_to_do_exits_by_itself(isolated_home):
-    started = _cli("serve", "--detach", "--port", "0", "--idle-exit", "1")
+    started = run_cli("serve", "--detach", "--port", "0", "--idle-exit", "1")
     assert started.returncode == 0, started.stderr
     data_dir = AppPaths.discover().local_backend_dir("local")
     running = find_running(data_dir)
@@ -243,7 +223,7 @@ async def test_a_background_backend_with_nothing_to_do_exits_by_itself(isolated_
     async def gone():
         return find_running(data_dir) is None
 
-    await _eventually(gone, "the idle backend to exit", timeout=30)
+    await eventually(gone, "the idle backend to exit", timeout=30)
     assert "idle for 1 s with no job to train: stopping" in running.log_file.read_text(encoding="utf-8")
 
 
@@ -251,7 +231,7 @@ async def test_a_key_file_that_holds_no_key_is_named_not_a_traceback(isolated_ho
     data_dir = AppPaths.discover().local_backend_dir("local")
     data_dir.mkdir(parents=True)
     (data_dir / "api-key").write_bytes(b"\xff\xfe not a key")
-    printed = _cli("serve", "--print-key")
+    printed = run_cli("serve", "--print-key")
     assert printed.returncode == 1 and "Traceback" not in printed.stderr
     assert str(data_dir / "api-key") in printed.stderr and "delete it" in printed.stderr
 

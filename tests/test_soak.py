@@ -24,15 +24,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import sqlite3
-import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import openai
 import pytest
-from conftest import generate_dataset
+from conftest import eventually, generate_dataset
 
 from tunedeck.backend import BUILTIN_BASE_MODEL, LocalBackend
 from tunedeck.core.bootstrap import open_service
@@ -169,20 +167,6 @@ def raw_event_ids(cache_path, profile: str, job_id: str) -> list[str]:
             "SELECT id FROM events WHERE profile = ? AND job_id = ? ORDER BY seq", (profile, job_id)
         ).fetchall()
     return [row[0] for row in rows]
-
-
-async def eventually(check: Callable[[], bool | Awaitable[bool]], what: str, timeout: float, pause) -> None:
-    """Until `check()` holds; `pause()` lets the app (or the loop) run between looks."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        await pause()
 
 
 # -- the core soak ---------------------------------------------------------------------------------
@@ -394,15 +378,15 @@ async def test_the_app_shows_errors_then_recovers_by_itself_when_the_faults_stop
             def header() -> str:
                 return app.screen.query_one("#header").header_text().plain
 
-            await eventually(lambda: app.poller is not None and app.service is not None, "the cache", 10, look)
+            await eventually(lambda: app.poller is not None and app.service is not None, "the cache", 10, pause=look)
             app.service.subscribe(heard.append)
             app.poller.active_interval = app.poller.idle_interval = UI_POLL_S
             app.poller.request()  # a loop already waiting on the product's interval wakes now
 
             # Polls through the weather while jobs train, then a hard outage: every list fails.
-            await eventually(lambda: app.polls >= 3, "a few polls through the faults", UI_DEADLINE_S, look)
+            await eventually(lambda: app.polls >= 3, "a few polls through the faults", UI_DEADLINE_S, pause=look)
             faults.storm("drop", seed=SEED, times=None)
-            await eventually(lambda: "✖ error" in header(), "the header to show the error", UI_DEADLINE_S, look)
+            await eventually(lambda: "✖ error" in header(), "the header to show the error", UI_DEADLINE_S, pause=look)
             assert app.state.connection_state == "error"
             assert any(isinstance(e, PollError) and e.kind == "connection" for e in heard)
 
@@ -414,7 +398,7 @@ async def test_the_app_shows_errors_then_recovers_by_itself_when_the_faults_stop
                 rows = {row.job.id: row.job.status for row in app.state.rows}
                 return "● online" in header() and all(rows.get(job_id) == "succeeded" for job_id in ids)
 
-            await eventually(recovered, "the app to come back online with final states", UI_DEADLINE_S, look)
+            await eventually(recovered, "the app to come back online with final states", UI_DEADLINE_S, pause=look)
             table = app.screen.query_one(JobsTable)
             for job_id in ids:
                 cells = [cell.plain for cell in table.get_row(job_id)]
