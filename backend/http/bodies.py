@@ -7,6 +7,10 @@
   declared length before a byte is read). A multipart form is streamed: files go to disk,
   and the small fields kept in memory are capped in number and in total size, so a form of
   a million tiny fields costs no more than one of four.
+- Disk: a form's file (`receive_form_file`, for both /v1/files and upload parts) is capped
+  by its endpoint, refused from the declared length when that already says too much,
+  counted against the disk budget as it arrives, and removed on any failure, so no partial
+  file stays.
 - Names: a form part's filename must be UTF-8, whether sent raw or as RFC 5987 `filename*=`
   (checked as each part is met, before any of its bytes are written).
 
@@ -19,13 +23,17 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import unquote_to_bytes
 
 from aiohttp import BodyPartReader, MultipartReader, hdrs, web
 
 from ..errors import ApiError, bad_request
+from ..storage.budget import DiskBudget, Meter
+from ..storage.private import open_private
 
 T = TypeVar("T")
 READ_TIMEOUT = web.AppKey("read_timeout", float)  # seconds allowed between two chunks of a body
@@ -33,6 +41,8 @@ MAX_JSON_BODY = 8 * 1024 * 1024  # job bodies are small; uploads stream and are 
 MAX_FORM_PARTS = 32  # the Files API sends 2 to 4 (purpose, file, expires_after[...])
 MAX_FORM_FIELD_BYTES = 4096  # one field's value
 MAX_FORM_FIELDS_BYTES = 64 * 1024  # all non-file fields of one form together
+FORM_ALLOWANCE = 1024 * 1024  # what a form may add to its file: the other fields and the part headers
+FILE_CHUNK_BYTES = 1024 * 1024
 # aiohttp 3.14 wants typed keys on requests; older ones (pyproject allows 3.9) take strings
 BODY_KEY: Any = web.RequestKey("body", bytes) if hasattr(web, "RequestKey") else "tunedeck.body"
 FILENAME_STAR = re.compile(r"(?:^|;)\s*filename\*\s*=\s*([^;]*)", re.IGNORECASE)
@@ -159,6 +169,82 @@ class FormReader:
         """Read and drop a part that is not used (each chunk within the read timeout)."""
         while await self.chunk(part, 2**16):
             pass
+
+    async def save(
+        self, part: BodyPartReader, target: Path, *, max_bytes: int, too_large: Callable[[], ApiError], meter: Meter
+    ) -> int:
+        """Write a file part into `target`, a new file, and return its size. The caller
+        removes `target` when this fails: it may hold the bytes written so far."""
+        loop = asyncio.get_running_loop()
+        size = 0
+        with open_private(target, exclusive=True) as out:
+            while chunk := await self.chunk(part, FILE_CHUNK_BYTES):
+                size += len(chunk)
+                if size > max_bytes:
+                    raise too_large()
+                meter.add(len(chunk))
+                await loop.run_in_executor(None, out.write, chunk)  # disk writes off the event loop
+        return size
+
+
+@dataclass(frozen=True)
+class FormFile:
+    """A form's file part, received into `path`, and the form's text fields."""
+
+    path: Path
+    size: int
+    filename: str | None  # as the part named it, unchecked as a path
+    fields: dict[str, str]
+
+
+async def receive_form_file(
+    request: web.Request,
+    budget: DiskBudget,
+    target: Path,
+    *,
+    field: str,
+    max_bytes: int,
+    too_large: Callable[[], ApiError],
+    keep_fields: bool,
+    refuse_second_file: bool,
+) -> FormFile:
+    """Stream the multipart part named `field` into `target` (a new file), at most
+    `max_bytes` and within the disk budget; `too_large` is the endpoint's answer past that.
+    `keep_fields`: the other named parts are text fields, kept (within the caps above);
+    otherwise they are read and dropped, as unnamed parts always are.
+    `refuse_second_file`: a second `field` part is a 400; otherwise it is read and dropped.
+    Nothing of the file stays on disk when anything goes wrong, cancellation included."""
+    declared = request.content_length or 0
+    if declared > max_bytes + FORM_ALLOWANCE:
+        raise too_large()  # refused before a byte is read
+    meter = await budget.meter(max(declared - FORM_ALLOWANCE, 0))
+    fields: dict[str, str] = {}
+    size: int | None = None  # of the file part, once received
+    filename: str | None = None
+    try:
+        form = await FormReader.open(request)
+        while (part := await form.next_part()) is not None:
+            if part.name == field and size is None:
+                filename = part.filename
+                size = await form.save(part, target, max_bytes=max_bytes, too_large=too_large, meter=meter)
+            elif part.name == field and refuse_second_file:
+                raise bad_request(f"Send one '{field}' per upload.", param=field)
+            elif part.name and part.name != field and keep_fields:
+                fields[part.name] = await form.field(part)
+            else:
+                await form.drain(part)
+    except ApiError:
+        target.unlink(missing_ok=True)
+        raise
+    except Exception as exc:  # noqa: BLE001 - a malformed body: aiohttp raises several kinds
+        target.unlink(missing_ok=True)
+        raise bad_request(f"Could not read the multipart body: {exc}", param=field) from None
+    except BaseException:  # cancelled: nothing of the file stays
+        target.unlink(missing_ok=True)
+        raise
+    if size is None:
+        raise bad_request(f"Missing required parameter: '{field}'.", param=field)
+    return FormFile(target, size, filename, fields)
 
 
 def _check_disposition(part: BodyPartReader) -> None:

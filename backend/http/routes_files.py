@@ -3,28 +3,24 @@ content, delete."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from aiohttp import BodyPartReader, web
+from aiohttp import web
 
 from .. import objects
 from ..errors import ApiError, bad_request, not_found
 from ..storage.blobs import Blobs
-from ..storage.budget import DiskBudget, Meter
+from ..storage.budget import DiskBudget
 from ..storage.ids import new_file_id
-from ..storage.private import open_private
 from ..storage.store import Store
-from .bodies import FormReader
+from .bodies import FormFile, receive_form_file
 from .paging import list_body, parse_after, parse_limit
 from .server import json_response
 
 UPLOAD_PURPOSES = ("assistants", "batch", "fine-tune", "vision", "user_data", "evals")
 MAX_FILE_BYTES = 512 * 1024 * 1024  # the Files API's limit
-CHUNK_BYTES = 1024 * 1024
-FORM_ALLOWANCE = 1024 * 1024  # what a form may add to its file: the other fields and the part headers
 MIN_EXPIRY, MAX_EXPIRY = 3600, 2_592_000
 MAX_FILENAME = 255
 FILES_PAGE_DEFAULT = FILES_PAGE_MAX = 10_000
@@ -36,18 +32,18 @@ def file_routes(store: Store, blobs: Blobs, clock: Callable[[], float], budget: 
 
     @routes.post(UPLOAD_PATH)
     async def upload(request: web.Request) -> web.Response:
-        fields, received = await _read_upload(request, blobs, budget)
-        incoming, size, filename = received
+        received = await _read_upload(request, blobs, budget)
         try:
-            purpose = _purpose(fields.get("purpose"))
+            filename = Path(received.filename or "upload").name[:MAX_FILENAME] or "upload"
+            purpose = _purpose(received.fields.get("purpose"))
             created = int(clock())
-            expires_at = _expires_at(fields, created)
-        except ApiError:
-            incoming.unlink(missing_ok=True)
+            expires_at = _expires_at(received.fields, created)
+        except BaseException:  # the upload is not kept: its file goes too
+            received.path.unlink(missing_ok=True)
             raise
         file_id = new_file_id()
-        blobs.keep(incoming, file_id)
-        file = objects.file_object(file_id, size, created, filename, purpose, expires_at)
+        blobs.keep(received.path, file_id)
+        file = objects.file_object(file_id, received.size, created, filename, purpose, expires_at)
         store.add_file(file)
         return json_response(file)
 
@@ -90,70 +86,25 @@ def _require_file(store: Store, file_id: str) -> dict[str, Any]:
     return file
 
 
-async def _read_upload(
-    request: web.Request, blobs: Blobs, budget: DiskBudget
-) -> tuple[dict[str, str], tuple[Path, int, str]]:
+async def _read_upload(request: web.Request, blobs: Blobs, budget: DiskBudget) -> FormFile:
     """Small form fields in memory (bounded, bodies.py); the `file` part streamed to an
-    incoming file on disk, removed again if anything goes wrong before the upload is kept."""
+    incoming file on disk, which the caller removes if the upload is not kept."""
     if not request.content_type.startswith("multipart/"):
         raise bad_request("Expected a multipart/form-data body with the fields 'purpose' and 'file'.", param="file")
-    declared = request.content_length
-    if declared is not None and declared > MAX_FILE_BYTES + FORM_ALLOWANCE:
-        raise _too_large()  # refused before a byte is read
-    meter = await budget.meter(max((declared or 0) - FORM_ALLOWANCE, 0))
-    fields: dict[str, str] = {}
-    received: tuple[Path, int, str] | None = None
-    try:
-        form = await FormReader.open(request)
-        while (part := await form.next_part()) is not None:
-            if part.name == "file":
-                if received is not None:
-                    raise bad_request("Send one 'file' per upload.", param="file")
-                received = await _receive_file(form, part, blobs, meter)
-            elif part.name:
-                fields[part.name] = await form.field(part)
-            else:
-                await form.drain(part)
-    except ApiError:
-        _discard(received)
-        raise
-    except Exception as exc:  # noqa: BLE001 - a malformed body: aiohttp raises several kinds
-        _discard(received)
-        raise bad_request(f"Could not read the multipart body: {exc}", param="file") from None
-    except BaseException:  # cancelled: nothing of the upload stays
-        _discard(received)
-        raise
-    if received is None:
-        raise bad_request("Missing required parameter: 'file'.", param="file")
-    return fields, received
-
-
-async def _receive_file(form: FormReader, part: BodyPartReader, blobs: Blobs, meter: Meter) -> tuple[Path, int, str]:
-    filename = Path(part.filename or "upload").name[:MAX_FILENAME] or "upload"
-    incoming = blobs.new_incoming()
-    loop = asyncio.get_running_loop()
-    size = 0
-    try:
-        with open_private(incoming, exclusive=True) as out:
-            while chunk := await form.chunk(part, CHUNK_BYTES):
-                size += len(chunk)
-                if size > MAX_FILE_BYTES:
-                    raise _too_large()
-                meter.add(len(chunk))
-                await loop.run_in_executor(None, out.write, chunk)  # disk writes off the event loop
-    except BaseException:
-        incoming.unlink(missing_ok=True)
-        raise
-    return incoming, size, filename
+    return await receive_form_file(
+        request,
+        budget,
+        blobs.new_incoming(),
+        field="file",
+        max_bytes=MAX_FILE_BYTES,  # read on each call: tests lower it
+        too_large=_too_large,
+        keep_fields=True,  # purpose, expires_after[...]
+        refuse_second_file=True,
+    )
 
 
 def _too_large() -> ApiError:
     return ApiError(413, f"The file is larger than the {MAX_FILE_BYTES // 2**20} MB limit.", param="file")
-
-
-def _discard(received: tuple[Path, int, str] | None) -> None:
-    if received is not None:
-        received[0].unlink(missing_ok=True)
 
 
 def _purpose(value: str | None) -> str:

@@ -14,21 +14,19 @@ import re
 from pathlib import Path
 from typing import Any
 
-from aiohttp import BodyPartReader, web
+from aiohttp import web
 
 from .. import objects
 from ..errors import ApiError, bad_request
 from ..storage.blobs import Blobs
-from ..storage.budget import DiskBudget, Meter
+from ..storage.budget import DiskBudget
 from ..storage.ids import new_file_id
-from ..storage.private import open_private
 from ..storage.store import Store
 from ..storage.uploads import MAX_PART_BYTES, MAX_UPLOAD_BYTES, UploadRecord, UploadRegistry, assemble
-from .bodies import FormReader, read_json
-from .routes_files import FORM_ALLOWANCE, MAX_EXPIRY, MAX_FILENAME, MIN_EXPIRY, UPLOAD_PURPOSES
+from .bodies import read_json, receive_form_file
+from .routes_files import MAX_EXPIRY, MAX_FILENAME, MIN_EXPIRY, UPLOAD_PURPOSES
 from .server import json_response
 
-CHUNK_BYTES = 1024 * 1024
 MAX_MIME_TYPE = 255
 MD5_HEX = re.compile(r"[0-9a-fA-F]{32}")
 PARTS_PATH = "/v1/uploads/{upload_id}/parts"  # takes a multipart body, not JSON
@@ -123,46 +121,20 @@ async def _assemble_file(
 
 async def _receive_part(request: web.Request, target: Path, budget: DiskBudget) -> Path:
     """Stream the multipart field `data` into `target`; other fields are read and dropped.
-    Nothing of the part stays on disk when anything goes wrong."""
+    Nothing of the part stays on disk when anything goes wrong (bodies.py)."""
     if not request.content_type.startswith("multipart/"):
         raise bad_request("Expected a multipart/form-data body with the field 'data'.", param="data")
-    declared = request.content_length or 0
-    if declared > MAX_PART_BYTES + FORM_ALLOWANCE:
-        raise _part_too_large()  # refused before a byte is read
-    meter = await budget.meter(max(declared - FORM_ALLOWANCE, 0))
-    received = False
-    try:
-        form = await FormReader.open(request)
-        while (part := await form.next_part()) is not None:
-            if part.name == "data" and not received:
-                await _write_part(form, part, target, meter)
-                received = True
-            else:
-                await form.drain(part)
-    except ApiError:
-        target.unlink(missing_ok=True)
-        raise
-    except Exception as exc:  # noqa: BLE001 - a malformed body: aiohttp raises several kinds
-        target.unlink(missing_ok=True)
-        raise bad_request(f"Could not read the multipart body: {exc}", param="data") from None
-    except BaseException:  # cancelled: nothing of the part stays
-        target.unlink(missing_ok=True)
-        raise
-    if not received:
-        raise bad_request("Missing required parameter: 'data'.", param="data")
-    return target
-
-
-async def _write_part(form: FormReader, part: BodyPartReader, target: Path, meter: Meter) -> None:
-    loop = asyncio.get_running_loop()
-    size = 0
-    with open_private(target, exclusive=True) as out:
-        while chunk := await form.chunk(part, CHUNK_BYTES):
-            size += len(chunk)
-            if size > MAX_PART_BYTES:
-                raise _part_too_large()
-            meter.add(len(chunk))
-            await loop.run_in_executor(None, out.write, chunk)  # disk writes off the event loop
+    received = await receive_form_file(
+        request,
+        budget,
+        target,
+        field="data",
+        max_bytes=MAX_PART_BYTES,  # read on each call: tests lower it
+        too_large=_part_too_large,
+        keep_fields=False,
+        refuse_second_file=False,  # a part's form carries only `data`; the first one counts
+    )
+    return received.path
 
 
 def _part_too_large() -> ApiError:
