@@ -23,8 +23,8 @@ from ..trainers.base import Trainer
 from .jobspec import new_job, parse_job_request, raise_if_terminal
 from .pausing import pause_dir, pause_running_job, require_status_for, resumed_message
 from .phases import ActiveJob, Phases
-from .recorded_steps import recorded_metrics
-from .resume_points import ResumePoint, latest_point, remove_points, usable_point
+from .restarts import Restart, find_restart
+from .resume_points import remove_points
 
 PHASE_STEPS = 20  # validating_files and queued each last as long as this many steps
 MAX_RUNNING_JOBS = 2  # jobs training at once in auto mode; the rest wait in `queued`
@@ -146,7 +146,7 @@ class JobEngine:
         point = None
         if not in_memory:
             self._active.pop(job_id, None)
-            point = self._resume_point(job_id)
+            point = self._find_restart(job_id).point
             if point is None:
                 self._forget_files(job_id)
         job["status"] = "queued"
@@ -171,10 +171,12 @@ class JobEngine:
         self._phases.blobs.remove_job_dir(job_id)
         remove_points(pause_dir(self._phases.blobs, job_id))
 
-    def _resume_point(self, job_id: str) -> ResumePoint | None:
-        """The job's resume point, if a restarted run can continue from it."""
-        reported_through = max(recorded_metrics(self._store, job_id), default=0)
-        return usable_point(latest_point(pause_dir(self._phases.blobs, job_id)), reported_through)
+    def _find_restart(self, job_id: str) -> Restart:
+        """The steps the job's events report and its resume point, if a restarted run can
+        continue from it: read once here, and kept for the run's start (`Phases._start`)."""
+        restart = find_restart(self._store, pause_dir(self._phases.blobs, job_id), job_id)
+        self._active.setdefault(job_id, ActiveJob()).restart = restart
+        return restart
 
     def _forget(self, job_id: str) -> None:
         active = self._active.pop(job_id, None)
@@ -195,7 +197,7 @@ class JobEngine:
 
     def _requeue(self, job: dict[str, Any]) -> None:
         was_running = job["status"] == "running"
-        point = self._resume_point(job["id"])
+        point = self._find_restart(job["id"]).point
         job.update(status="queued", estimated_finish=None)
         message = "The local backend restarted; job re-queued"
         if point is not None:

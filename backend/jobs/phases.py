@@ -40,8 +40,7 @@ from ..trainers.base import (
 from ..trainers.options import TunedeckOptions
 from .jobspec import base_model_name, final_model_name, resolve_hyperparameters, set_hyperparameters
 from .pausing import pause_dir
-from .recorded_steps import recorded_metrics
-from .restarts import start_run
+from .restarts import Restart, find_restart, start_run
 from .resume_points import Cadence, ResumePoint, remove_points, write_point
 from .training_data import Dataset, DatasetError, load_dataset
 
@@ -73,6 +72,9 @@ class ActiveJob:
     # Steps the job's events reported before a restart that the run has not re-trained yet:
     # when it does, they are not reported again (their reported values stay the result's).
     reported: dict[int, StepMetrics] = field(default_factory=dict)
+    # What a job that trains again already has (its reported steps, its resume point), as the
+    # engine found it when it re-queued or resumed the job; the run's start uses it up.
+    restart: Restart | None = None
     cadence: Cadence | None = None  # when the next resume point is due
     point_step: int = 0  # the step of the job's latest resume point
 
@@ -180,9 +182,12 @@ class Phases:
         if trainer is None:
             self.fail(job["id"], "model_not_found", "model", f"The model `{job['model']}` is no longer available")
             return
-        reported = recorded_metrics(self.store, job["id"])  # by an earlier process, before a restart
-        folders = pause_dir(self.blobs, job["id"]), self.blobs.job_dir(job["id"])
-        start = await self.off_loop(start_run, trainer, self._spec(job, active), *folders, max(reported, default=0))
+        points = pause_dir(self.blobs, job["id"])
+        restart = active.restart if active.restart is not None else find_restart(self.store, points, job["id"])
+        active.restart = None  # used up: what the engine found holds for this start only
+        reported = restart.reported  # by an earlier process, before a restart
+        folders = points, self.blobs.job_dir(job["id"])
+        start = await self.off_loop(start_run, trainer, self._spec(job, active), *folders, restart.point)
         run, point = start.run, start.point
         job = self._reread(job, "queued")
         if job is None:

@@ -47,7 +47,7 @@ from ..base import StepMetrics, TrainingRun, TrainingSpec, Turn
 from ..batches import EpochBatches
 from .features import Featurized
 from .policy import answer_tokens, save_model, starting_model
-from .run_state import load_run_state, save_run_state
+from .run_state import PolicyRunStateMixin, RunState
 from .sequences import RowAdagrad, answer_features, gradient, score
 
 BASE_LEARNING_RATE = 1.0
@@ -73,9 +73,7 @@ class PairStats:
     reward_accuracy: float
 
 
-class DpoRun(TrainingRun):
-    resumable = True
-
+class DpoRun(PolicyRunStateMixin, TrainingRun):
     def __init__(self, spec: TrainingSpec) -> None:
         hyper = spec.hyperparameters
         beta = hyper.extra.get("beta", DEFAULT_BETA)
@@ -143,22 +141,13 @@ class DpoRun(TrainingRun):
     def save(self, path: Path) -> None:
         save_model(self.model, path, self._steps_done)
 
-    def save_state(self, path: Path) -> None:
-        values = {
-            "steps_done": self._steps_done,
-            "optimizer_steps": self._optimizer.steps,
-            "valid_cursor": self._valid_cursor,
-        }
-        save_run_state(path, self.model.vocabulary, self._state_arrays(), values)
+    # -- the saved state (besides the model and optimiser PolicyRunStateMixin saves) ---------
 
-    def _state_arrays(self) -> dict[str, np.ndarray]:
-        return {"weights": self.model.weights, "accumulator": self._optimizer.accumulator}
+    def _state_values(self) -> dict[str, Any]:
+        return {**super()._state_values(), "valid_cursor": self._valid_cursor}
 
-    def _restore(self, path: Path) -> None:
-        state = load_run_state(path, self.model.vocabulary, self._state_arrays())
-        self.model.weights = state.arrays["weights"]
-        self._optimizer.restore(state.arrays["accumulator"], int(state.values["optimizer_steps"]))
-        self._steps_done = int(state.values["steps_done"])
+    def _restore_state(self, state: RunState) -> None:
+        super()._restore_state(state)
         self._valid_cursor = int(state.values["valid_cursor"])
 
     # -- maths ----------------------------------------------------------------------------

@@ -51,7 +51,7 @@ from ..base import StepMetrics, TrainingRun, TrainingSpec, Turn
 from ..batches import EpochBatches
 from .features import END_TOKEN, local_feature_names, tokenize
 from .policy import UNKNOWN_ID, TokenModel, detokenize, save_model, starting_model
-from .run_state import load_run_state, save_run_state
+from .run_state import PolicyRunStateMixin, RunState
 from .sequences import RowAdagrad, answer_features, gradient, probabilities_under, score
 
 BASE_LEARNING_RATE = 1.0
@@ -70,9 +70,7 @@ class Prompt:
     item: dict[str, Any]
 
 
-class RftRun(TrainingRun):
-    resumable = True
-
+class RftRun(PolicyRunStateMixin, TrainingRun):
     def __init__(self, spec: TrainingSpec) -> None:
         hyper = spec.hyperparameters
         self.grader: Grader = compile_grader(spec.method_config.get("grader"), "method.reinforcement.grader")
@@ -130,23 +128,13 @@ class RftRun(TrainingRun):
     def save(self, path: Path) -> None:
         save_model(self.model, path, self._steps_done)
 
-    def save_state(self, path: Path) -> None:
-        values = {
-            "steps_done": self._steps_done,
-            "optimizer_steps": self._optimizer.steps,
-            "since_eval": self._since_eval,
-            "rng": self._rng.bit_generator.state,
-        }
-        save_run_state(path, self.model.vocabulary, self._state_arrays(), values)
+    # -- the saved state (besides the model and optimiser PolicyRunStateMixin saves) ---------
 
-    def _state_arrays(self) -> dict[str, np.ndarray]:
-        return {"weights": self.model.weights, "accumulator": self._optimizer.accumulator}
+    def _state_values(self) -> dict[str, Any]:
+        return {**super()._state_values(), "since_eval": self._since_eval, "rng": self._rng.bit_generator.state}
 
-    def _restore(self, path: Path) -> None:
-        state = load_run_state(path, self.model.vocabulary, self._state_arrays())
-        self.model.weights = state.arrays["weights"]
-        self._optimizer.restore(state.arrays["accumulator"], int(state.values["optimizer_steps"]))
-        self._steps_done = int(state.values["steps_done"])
+    def _restore_state(self, state: RunState) -> None:
+        super()._restore_state(state)
         self._since_eval = [float(v) for v in state.values["since_eval"]]
         self._rng.bit_generator.state = state.values["rng"]
 

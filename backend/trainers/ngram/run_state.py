@@ -6,18 +6,25 @@ the validation cursor, a random generator's state). Everything else a run holds 
 reference log-probabilities) is rebuilt from the job's files, so the state stays as small
 as the model itself. The vocabulary is kept to refuse a state that does not match the data
 it would continue on.
+
+`RunStateMixin` is the runs' `save_state` and their restore: each saves its step, its
+weights and optimiser accumulator, and through its hooks the values of its own (SFT and DPO
+the validation cursor, RFT its random generator and the rewards since its last evaluation).
 """
 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .policy import TokenModel
+    from .sequences import RowAdagrad
 
 STATE_FORMAT = "tunedeck-ngram-state"
 
@@ -31,17 +38,16 @@ class RunState:
 def save_run_state(
     path: Path, vocabulary: Sequence[str], arrays: dict[str, np.ndarray], values: dict[str, Any]
 ) -> None:
-    """Write the state atomically (a temporary name, then a rename)."""
+    """Write the state to `path` directly: the engine writes it into a partial resume point
+    and renames that into place (`jobs/resume_points.write_point`), which makes it atomic."""
     meta = {"format": STATE_FORMAT, **values}
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as handle:
+    with path.open("wb") as handle:
         np.savez(
             handle,
             vocabulary=np.asarray(list(vocabulary), dtype=str),
             meta=np.asarray(json.dumps(meta)),
             **{f"array_{name}": array for name, array in arrays.items()},
         )
-    os.replace(tmp, path)
 
 
 def load_run_state(path: Path, vocabulary: Sequence[str], arrays: dict[str, np.ndarray]) -> RunState:
@@ -65,3 +71,55 @@ def load_run_state(path: Path, vocabulary: Sequence[str], arrays: dict[str, np.n
             )
     meta.pop("format")
     return RunState(loaded, meta)
+
+
+class RunStateMixin:
+    """`save_state` and the restore of a resumed run (`_restore`), for a `TrainingRun` that
+    counts its steps in `_steps_done`. The hooks say what else it saves: `_state_arrays` (the
+    live arrays, whose shapes and dtypes a saved state must have, over `_state_vocabulary`),
+    `_state_values` (JSON values of its own) and `_restore_state` (takes both back)."""
+
+    resumable = True
+    _steps_done: int
+
+    def save_state(self, path: Path) -> None:
+        values = {"steps_done": self._steps_done, **self._state_values()}
+        save_run_state(path, self._state_vocabulary(), self._state_arrays(), values)
+
+    def _restore(self, path: Path) -> None:
+        state = load_run_state(path, self._state_vocabulary(), self._state_arrays())
+        self._steps_done = int(state.values["steps_done"])
+        self._restore_state(state)
+
+    def _state_vocabulary(self) -> Sequence[str]:
+        raise NotImplementedError
+
+    def _state_arrays(self) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def _state_values(self) -> dict[str, Any]:
+        return {}
+
+    def _restore_state(self, state: RunState) -> None:
+        raise NotImplementedError
+
+
+class PolicyRunStateMixin(RunStateMixin):
+    """The same for a run of a `TokenModel` trained by `RowAdagrad` (DPO, RFT): its weights, the
+    accumulator and the optimiser's step count; subclasses add their own values with `super()`."""
+
+    model: TokenModel
+    _optimizer: RowAdagrad
+
+    def _state_vocabulary(self) -> Sequence[str]:
+        return self.model.vocabulary
+
+    def _state_arrays(self) -> dict[str, np.ndarray]:
+        return {"weights": self.model.weights, "accumulator": self._optimizer.accumulator}
+
+    def _state_values(self) -> dict[str, Any]:
+        return {"optimizer_steps": self._optimizer.steps}
+
+    def _restore_state(self, state: RunState) -> None:
+        self.model.weights = state.arrays["weights"]
+        self._optimizer.restore(state.arrays["accumulator"], int(state.values["optimizer_steps"]))

@@ -22,7 +22,7 @@ resumed from its saved state (`save_state`: weights, accumulators, step) continu
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -32,7 +32,7 @@ from . import kernels
 from .features import Featurized, Featurizer, build_vocabulary
 from .model import MAX_VOCABULARY, hash_rows, save_weights
 from .policy import extend_vocabulary, load_model
-from .run_state import load_run_state, save_run_state
+from .run_state import RunState, RunStateMixin
 
 BASE_LEARNING_RATE = 2.0
 INITIAL_ACCUMULATOR = 0.1  # Adagrad: damps the very first steps of each row
@@ -41,9 +41,7 @@ VALID_EVALS_PER_EPOCH = 10  # cadence of the small-batch `valid_loss`
 MIN_VALID_BATCH = 8  # examples in that small validation batch (at least the batch size)
 
 
-class SftRun(TrainingRun):
-    resumable = True
-
+class SftRun(RunStateMixin, TrainingRun):
     def __init__(self, spec: TrainingSpec) -> None:
         hyper = spec.hyperparameters
         vocabulary = build_vocabulary(spec.training, MAX_VOCABULARY)
@@ -98,17 +96,19 @@ class SftRun(TrainingRun):
     def save(self, path: Path) -> None:
         save_weights(path, self.featurizer, self.weights, self.base_model, self._steps_done)
 
-    def save_state(self, path: Path) -> None:
-        values = {"steps_done": self._steps_done, "valid_cursor": self._valid_cursor}
-        save_run_state(path, self.featurizer.vocabulary, self._state_arrays(), values)
+    # -- the saved state (RunStateMixin's hooks: save_state and _restore are the mixin's) -----
+
+    def _state_vocabulary(self) -> Sequence[str]:
+        return self.featurizer.vocabulary
 
     def _state_arrays(self) -> dict[str, np.ndarray]:
         return {"weights": self.weights, "accumulator": self._accumulator}
 
-    def _restore(self, path: Path) -> None:
-        state = load_run_state(path, self.featurizer.vocabulary, self._state_arrays())
+    def _state_values(self) -> dict[str, Any]:
+        return {"valid_cursor": self._valid_cursor}
+
+    def _restore_state(self, state: RunState) -> None:
         self.weights, self._accumulator = state.arrays["weights"], state.arrays["accumulator"]
-        self._steps_done = int(state.values["steps_done"])
         self._valid_cursor = int(state.values["valid_cursor"])
 
     # -- maths ----------------------------------------------------------------------------
