@@ -6,14 +6,12 @@ test, which must hear nothing, and no key, until the user agrees."""
 
 from __future__ import annotations
 
-import asyncio
 import stat
-import threading
-from typing import Self
 
 import pytest
 from aiohttp import web
 from conftest import run_cli
+from threaded_api import ThreadedApi
 
 from tunedeck.core.bootstrap import open_service
 from tunedeck.core.config import load_config
@@ -23,41 +21,16 @@ from tunedeck.core.paths import AppPaths
 KEY = "sk-meant-for-a-compatible-endpoint"
 
 
-class RecordingApi:
-    """An empty OpenAI-shaped API in a thread of its own; records each request's Authorization."""
+class RecordingApi(ThreadedApi):
+    """An empty OpenAI-shaped API; records each request's Authorization."""
 
     def __init__(self) -> None:
         self.authorizations: list[str | None] = []
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self.base_url = ""
+        super().__init__({("GET", "/v1/fine_tuning/jobs"): self._empty_list, ("GET", "/v1/models"): self._empty_list})
 
-    def _serve(self) -> None:
-        async def empty_list(request: web.Request) -> web.Response:
-            self.authorizations.append(request.headers.get("Authorization"))
-            return web.json_response({"object": "list", "data": [], "has_more": False})
-
-        app = web.Application()
-        app.router.add_get("/v1/fine_tuning/jobs", empty_list)
-        app.router.add_get("/v1/models", empty_list)
-        runner = web.AppRunner(app)
-        self._loop.run_until_complete(runner.setup())
-        self._loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", 0).start())
-        self.base_url = f"http://127.0.0.1:{runner.addresses[0][1]}/v1"
-        self._ready.set()
-        self._loop.run_forever()
-        self._loop.run_until_complete(runner.cleanup())
-        self._loop.close()
-
-    def __enter__(self) -> Self:
-        self._thread.start()
-        self._ready.wait(10)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
+    async def _empty_list(self, request: web.Request) -> web.Response:
+        self.authorizations.append(request.headers.get("Authorization"))
+        return web.json_response({"object": "list", "data": [], "has_more": False})
 
 
 @pytest.fixture

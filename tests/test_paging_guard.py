@@ -4,13 +4,12 @@ written here, reached through the real SDK."""
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from collections.abc import Callable
-from typing import Any, Self
+from typing import Any
 
 import pytest
 from aiohttp import web
+from threaded_api import ThreadedApi
 
 from tunedeck.cli.main import main
 from tunedeck.core.api import Api, build_client
@@ -46,50 +45,28 @@ def endless(after: str | None) -> tuple[list[str], bool]:
     return [f"ftjob-{n + 1}", f"ftjob-{n + 2}"], True  # always new ids: only the cap stops it
 
 
-class FakeApi:
-    """An OpenAI-shaped job list and events list, served in a thread of their own (the CLI runs
-    its own event loop); counts the requests."""
+class FakeApi(ThreadedApi):
+    """An OpenAI-shaped job list and events list; counts the requests."""
 
     def __init__(self, jobs: Page, events: Page | None = None) -> None:
         self.jobs, self.events = jobs, events or (lambda after: ([], False))
         self.requests = 0
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self.base_url = ""
+        super().__init__(
+            {
+                ("GET", "/v1/fine_tuning/jobs"): self._list_jobs,
+                ("GET", "/v1/fine_tuning/jobs/{job_id}/events"): self._list_events,
+            }
+        )
 
-    def _serve(self) -> None:
-        async def list_jobs(request: web.Request) -> web.Response:
-            self.requests += 1
-            ids, more = self.jobs(request.query.get("after"))
-            return web.json_response({"object": "list", "data": [job(i, "running") for i in ids], "has_more": more})
+    async def _list_jobs(self, request: web.Request) -> web.Response:
+        self.requests += 1
+        ids, more = self.jobs(request.query.get("after"))
+        return web.json_response({"object": "list", "data": [job(i, "running") for i in ids], "has_more": more})
 
-        async def list_events(request: web.Request) -> web.Response:
-            self.requests += 1
-            ids, more = self.events(request.query.get("after"))
-            return web.json_response({"object": "list", "data": [event(i) for i in ids], "has_more": more})
-
-        app = web.Application()
-        app.router.add_get("/v1/fine_tuning/jobs", list_jobs)
-        app.router.add_get("/v1/fine_tuning/jobs/{job_id}/events", list_events)
-        runner = web.AppRunner(app)
-        self._loop.run_until_complete(runner.setup())
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        self._loop.run_until_complete(site.start())
-        self.base_url = f"http://127.0.0.1:{runner.addresses[0][1]}/v1"
-        self._ready.set()
-        self._loop.run_forever()
-        self._loop.run_until_complete(runner.cleanup())
-        self._loop.close()
-
-    def __enter__(self) -> Self:
-        self._thread.start()
-        self._ready.wait(10)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
+    async def _list_events(self, request: web.Request) -> web.Response:
+        self.requests += 1
+        ids, more = self.events(request.query.get("after"))
+        return web.json_response({"object": "list", "data": [event(i) for i in ids], "has_more": more})
 
 
 def profile(base_url: str) -> Profile:
