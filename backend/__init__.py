@@ -16,6 +16,9 @@ This module is the backend's front door: the app, the CLI and the tests outside
 - `BUILTIN_BASE_MODEL`: the model the built-in CPU trainer fine-tunes.
 - `default_models_dirs(fallback)` and `models_report(models_dirs)`: where the transformer
   trainer looks for open models and what it finds there (`tunedeck models`).
+- `check_grader(grader)` and `run_grader(grader, model_sample, item)`: the RFT grader code
+  without HTTP (the app's grader editor): the error `graders/validate` would answer (None
+  when valid), and the body `graders/run` would (`{"error": ...}` when it refuses).
 
 Inside: `local_backend.py` wires `http/` (the aiohttp server and its routes) to
 `storage/` (SQLite store, blobs, uploads) and `jobs/` (the engine and each job state's
@@ -37,6 +40,7 @@ BUILTIN_BASE_MODEL = "tunedeck-ngram"
 
 if TYPE_CHECKING:  # pragma: no cover
     from .daemon import DaemonError, RunningBackend, find_running, start_detached, stop_running
+    from .graders.grader import check_grader, run_grader
     from .http.faults import FaultConfigError
     from .local_backend import LocalBackend, serve
     from .ownership import BackendBusy
@@ -59,6 +63,8 @@ _LAZY = {
     "stop_running": ".daemon",
     "default_models_dirs": ".trainers.transformer.server.catalog",
     "models_report": ".trainers.transformer.server.catalog",
+    "check_grader": ".graders.grader",
+    "run_grader": ".graders.grader",
 }
 
 __all__ = [
@@ -70,10 +76,12 @@ __all__ = [
     "LocalBackend",
     "RunningBackend",
     "api_key_file",
+    "check_grader",
     "default_models_dirs",
     "find_running",
     "load_or_create_api_key",
     "models_report",
+    "run_grader",
     "serve",
     "start_detached",
     "stop_running",

@@ -84,8 +84,15 @@ def file_object(
     }
 
 
-def model_object(model_id: str, created: int, owned_by: str) -> dict[str, Any]:
-    return {"id": model_id, "object": "model", "created": created, "owned_by": owned_by, "shutdown_date": None}
+def model_object(
+    model_id: str, created: int, owned_by: str, details: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """A `Model`; `details` (size, where a base model was found) go under `tunedeck`, a field
+    of our own that SDKs keep as an extra."""
+    model = {"id": model_id, "object": "model", "created": created, "owned_by": owned_by, "shutdown_date": None}
+    if details:
+        model["tunedeck"] = details
+    return model
 
 
 def results_csv(rows: list[StepMetrics]) -> bytes:

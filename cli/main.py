@@ -14,6 +14,7 @@ import sys
 from typing import Any, Sequence
 
 from tunedeck.cli.data import add_data_parser, run_data
+from tunedeck.cli.jobs_create import add_create_parser, run_create
 from tunedeck.cli.serve import add_serve_parser, run_serve
 from tunedeck.core import __version__
 from tunedeck.core.api import ApiError
@@ -44,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("job_id")
     show.add_argument("--json", action="store_true", help="print JSON")
     show.add_argument("--offline", action="store_true", help="only what is cached; no network")
+    add_create_parser(jobs)
 
     commands.add_parser("paths", help="print where config, cache and data live")
     local_models = commands.add_parser(
@@ -175,13 +177,15 @@ async def _jobs(args: argparse.Namespace) -> int:
     if told:
         _fail(told)
     try:
-        if not args.offline:
+        if not getattr(args, "offline", False):
             await service.connect()
             if service.connection.state == "consent":
                 _fail(f"{service.connection.detail} To agree: tunedeck profiles --confirm {service.profile.name}")
                 _fail("not sent; showing cached data")
             elif service.connection.state != "online":
                 _fail(f"{service.connection.detail}; showing cached data")
+        if args.jobs_command == "create":
+            return await run_create(service, args)
         if args.jobs_command == "list":
             return await _jobs_list(service, args)
         return await _jobs_show(service, args)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import io
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,6 +22,10 @@ if TYPE_CHECKING:  # pragma: no cover
     import openai
 
 EVENTS_PAGE_SIZE = 100
+
+Progress = Callable[[int], None]
+"""Told the bytes of a body handed to the connection so far (it starts again at 0 when the
+SDK sends the request again)."""
 
 
 class ApiError(Exception):
@@ -93,6 +98,35 @@ def upload_name(path: Path) -> str:
     return "".join(char if char.isprintable() else "_" for char in path.name) or "upload.jsonl"
 
 
+class _ReportingFile(io.FileIO):
+    """A file opened for reading that reports its position after each read. httpx seeks it to
+    0 before each send (the SDK's retries included), so the position is the bytes sent."""
+
+    def __init__(self, path: Path, progress: Progress | None) -> None:
+        super().__init__(path, "rb")
+        self._progress = progress
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = super().read(size)
+        if self._progress is not None:
+            self._progress(self.tell())
+        return chunk
+
+
+class _ReportingBytes(io.BytesIO):
+    """A part's bytes, reporting the position after each read as `_ReportingFile` does."""
+
+    def __init__(self, data: bytes, progress: Progress | None) -> None:
+        super().__init__(data)
+        self._progress = progress
+
+    def read(self, size: int | None = -1) -> bytes:
+        chunk = super().read(size)
+        if self._progress is not None:
+            self._progress(self.tell())
+        return chunk
+
+
 class Api:
     """Thin async wrapper over one SDK client."""
 
@@ -155,10 +189,66 @@ class Api:
         return EventsPage([_dump(e) for e in page.data], bool(page.has_more))
 
     async def upload_training_file(self, path: Path) -> dict[str, Any]:
+        return await self.upload_file(path, "fine-tune")
+
+    async def upload_file(
+        self, path: Path, purpose: str = "fine-tune", progress: Progress | None = None
+    ) -> dict[str, Any]:
+        """Upload `path` in one request (`POST /files`), streamed from disk: the SDK hands the
+        open file to httpx, which reads it in 64 KiB chunks as the connection takes them, so
+        memory stays flat and `progress` hears each chunk as it goes out."""
         self.requests += 1
-        content = await asyncio.to_thread(path.read_bytes)  # what the SDK does with a path, off the loop
+        reader = await asyncio.to_thread(_ReportingFile, path, progress)
+        try:
+            with _translate_errors():
+                return _dump(await self._client.files.create(file=(upload_name(path), reader), purpose=purpose))
+        finally:
+            reader.close()
+
+    async def retrieve_file(self, file_id: str) -> dict[str, Any]:
+        """The File object; an `ApiError` of kind `not_found` once it was deleted."""
+        self.requests += 1
         with _translate_errors():
-            return _dump(await self._client.files.create(file=(upload_name(path), content), purpose="fine-tune"))
+            return _dump(await self._client.files.retrieve(file_id))
+
+    async def delete_file(self, file_id: str) -> dict[str, Any]:
+        self.requests += 1
+        with _translate_errors():
+            return _dump(await self._client.files.delete(file_id))
+
+    async def create_upload(
+        self, bytes: int, filename: str, purpose: str, mime_type: str = "text/jsonl"
+    ) -> dict[str, Any]:
+        """Start an Uploads-API upload of `bytes` bytes; it takes parts for an hour (`expires_at`)."""
+        self.requests += 1
+        with _translate_errors():
+            upload = await self._client.uploads.create(
+                bytes=bytes, filename=filename, purpose=purpose, mime_type=mime_type
+            )
+        return _dump(upload)
+
+    async def add_upload_part(self, upload_id: str, data: bytes, progress: Progress | None = None) -> dict[str, Any]:
+        """Send one part (at most 64 MB). The SDK's retries may leave a part on the server
+        that nobody heard of: harmless, as only the parts listed at completion count."""
+        self.requests += 1
+        with _translate_errors():
+            part = await self._client.uploads.parts.create(upload_id, data=("part", _ReportingBytes(data, progress)))
+        return _dump(part)
+
+    async def complete_upload(self, upload_id: str, part_ids: Sequence[str], md5: str | None = None) -> dict[str, Any]:
+        """Assemble the parts, in this order, into a File (the answer's `file`). With `md5`,
+        the server checks the assembled bytes against it."""
+        self.requests += 1
+        kwargs: dict[str, Any] = {"part_ids": list(part_ids)}
+        if md5 is not None:
+            kwargs["md5"] = md5
+        with _translate_errors():
+            return _dump(await self._client.uploads.complete(upload_id, **kwargs))
+
+    async def cancel_upload(self, upload_id: str) -> dict[str, Any]:
+        self.requests += 1
+        with _translate_errors():
+            return _dump(await self._client.uploads.cancel(upload_id))
 
     async def create_job(self, body: dict[str, Any], idempotency_key: str | None = None) -> dict[str, Any]:
         # No SDK retries: a retried create can start a second (billed) job on a server that
@@ -170,7 +260,18 @@ class Api:
             return _dump(await client.fine_tuning.jobs.create(**body, extra_headers=headers))
 
     async def list_model_ids(self) -> list[str]:
+        return sorted(m["id"] for m in await self.list_models())
+
+    async def list_models(self) -> list[dict[str, Any]]:
+        """Every model the provider lists, as its JSON (`shutdown_date` and extras kept)."""
         self.requests += 1
         with _translate_errors():
             page = await self._client.models.list()
-        return sorted(m.id for m in page.data)
+        return [_dump(m) for m in page.data]
+
+    async def run_grader(self, grader: dict[str, Any], model_sample: str, item: dict[str, Any]) -> dict[str, Any]:
+        """`graders/run`: grade one answer for one dataset row (the grader editor's test run)."""
+        self.requests += 1
+        with _translate_errors():
+            graders = self._client.fine_tuning.alpha.graders
+            return _dump(await graders.run(grader=grader, model_sample=model_sample, item=item))  # type: ignore[arg-type]

@@ -2,6 +2,11 @@
 
 It stores the API's JSON as it came (jobs and events, per profile) and nothing secret:
 no keys, no request headers. SQLite in WAL mode so the CLI can read while the app writes.
+Per profile it also remembers the files it uploaded, by content (`uploaded_files`: an
+identical file is reused, not sent again), and the Uploads-API uploads still in progress
+(`upload_sessions`: the parts the server accepted, so an upload resumes after a restart).
+A lost row there costs a second upload, never a wrong one: a remembered file is looked up
+on the server before it is reused.
 
 A damaged file (not a database, truncated, malformed) is moved aside and replaced by a
 fresh one, at open or at the first read or write that meets the damage; `recovery_note`
@@ -18,6 +23,7 @@ import contextlib
 import json
 import sqlite3
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -27,9 +33,11 @@ from . import cachefile
 from .cachefile import CacheError, DamagedRow
 from .records import TERMINAL_STATUSES
 
-__all__ = ["BUSY_TIMEOUT_S", "SCHEMA_VERSION", "Cache", "CacheError"]
+__all__ = ["BUSY_TIMEOUT_S", "SCHEMA_VERSION", "Cache", "CacheError", "UploadSession", "UploadedFile"]
 
-SCHEMA_VERSION = 1
+# 2: uploaded_files and upload_sessions. Every statement in `_SCHEMA` is "IF NOT EXISTS", so an
+# older cache gains the new tables on open and keeps its rows.
+SCHEMA_VERSION = 2
 _TERMINAL_SQL = "(" + ", ".join(f"'{status}'" for status in sorted(TERMINAL_STATUSES)) + ")"
 BUSY_TIMEOUT_S = 2.5  # how long a read or write waits for another process's lock
 
@@ -55,6 +63,28 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_by_seq ON events (profile, job_id, seq);
 CREATE INDEX IF NOT EXISTS events_by_type ON events (profile, type, job_id, seq);
+CREATE TABLE IF NOT EXISTS uploaded_files (
+    profile TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    purpose TEXT NOT NULL,
+    bytes INTEGER NOT NULL,
+    file_id TEXT NOT NULL,
+    filename TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (profile, sha256, purpose)
+);
+CREATE TABLE IF NOT EXISTS upload_sessions (
+    profile TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    purpose TEXT NOT NULL,
+    path TEXT NOT NULL,
+    bytes INTEGER NOT NULL,
+    upload_id TEXT NOT NULL,
+    part_size INTEGER NOT NULL,
+    part_ids TEXT NOT NULL,
+    expires_at REAL NOT NULL,
+    PRIMARY KEY (profile, sha256, purpose)
+);
 """
 
 T = TypeVar("T")
@@ -90,6 +120,46 @@ def _body(text: str) -> dict[str, Any]:
     if not isinstance(data, dict) or not isinstance(data.get("id"), str):
         raise DamagedRow("a cached row is not an object with an id")
     return data
+
+
+@dataclass(frozen=True, slots=True)
+class UploadedFile:
+    """A file this profile uploaded, by its content: what lets an identical file be reused."""
+
+    sha256: str
+    purpose: str
+    bytes: int
+    file_id: str
+    filename: str
+    created_at: int
+    """When it was uploaded (the File's `created_at`, Unix seconds)."""
+
+
+@dataclass(frozen=True, slots=True)
+class UploadSession:
+    """An Uploads-API upload in progress: enough to send the remaining parts after a dropped
+    connection or a restart, within the upload's hour."""
+
+    sha256: str
+    purpose: str
+    path: str
+    bytes: int
+    upload_id: str
+    part_size: int
+    part_ids: tuple[str, ...]
+    """The parts the server accepted, in file order: part `i` holds bytes from `i * part_size`."""
+    expires_at: float
+    """When the server forgets the upload, on this machine's clock (Unix seconds)."""
+
+
+def _part_ids(text: str) -> tuple[str, ...]:
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise DamagedRow("a cached upload's part ids are not JSON") from None
+    if not isinstance(data, list) or not all(isinstance(item, str) for item in data):
+        raise DamagedRow("a cached upload's part ids are not a list of ids")
+    return tuple(data)
 
 
 class Cache:
@@ -291,3 +361,123 @@ class Cache:
             await db.commit()
 
         await self._run(write)
+
+    # -- uploaded files --------------------------------------------------------------------
+
+    async def known_file(self, profile: str, sha256: str, purpose: str) -> UploadedFile | None:
+        """The file this profile uploaded with this content and purpose, if it remembers one."""
+
+        async def read(db: aiosqlite.Connection) -> UploadedFile | None:
+            async with db.execute(
+                "SELECT bytes, file_id, filename, created_at FROM uploaded_files "
+                "WHERE profile = ? AND sha256 = ? AND purpose = ?",
+                (profile, sha256, purpose),
+            ) as cur:
+                row = await cur.fetchone()
+            if row is None:
+                return None
+            size, file_id, filename, created_at = row
+            if not (isinstance(size, int) and isinstance(created_at, int) and isinstance(file_id, str)):
+                raise DamagedRow("a cached uploaded file is not a size, an id and a time")
+            return UploadedFile(sha256, purpose, size, file_id, str(filename), created_at)
+
+        return await self._run(read)
+
+    async def remember_file(self, profile: str, file: UploadedFile) -> None:
+        """Record an uploaded file; a newer upload of the same content replaces the older one."""
+
+        async def write(db: aiosqlite.Connection) -> None:
+            await db.execute(
+                "INSERT INTO uploaded_files (profile, sha256, purpose, bytes, file_id, filename, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (profile, sha256, purpose) DO UPDATE SET "
+                "bytes=excluded.bytes, file_id=excluded.file_id, filename=excluded.filename, "
+                "created_at=excluded.created_at",
+                (profile, file.sha256, file.purpose, file.bytes, file.file_id, file.filename, file.created_at),
+            )
+            await db.commit()
+
+        await self._run(write)
+
+    async def forget_file(self, profile: str, sha256: str, purpose: str) -> None:
+        async def write(db: aiosqlite.Connection) -> None:
+            await db.execute(
+                "DELETE FROM uploaded_files WHERE profile = ? AND sha256 = ? AND purpose = ?",
+                (profile, sha256, purpose),
+            )
+            await db.commit()
+
+        await self._run(write)
+
+    # -- uploads in progress ---------------------------------------------------------------
+
+    async def upload_session(self, profile: str, sha256: str, purpose: str) -> UploadSession | None:
+        async def read(db: aiosqlite.Connection) -> UploadSession | None:
+            async with db.execute(
+                f"SELECT {_SESSION_COLUMNS} FROM upload_sessions WHERE profile = ? AND sha256 = ? AND purpose = ?",
+                (profile, sha256, purpose),
+            ) as cur:
+                row = await cur.fetchone()
+            return _session(row) if row else None
+
+        return await self._run(read)
+
+    async def upload_sessions(self, profile: str) -> list[UploadSession]:
+        """Every upload in progress for this profile (to clear ones a changed file left behind)."""
+
+        async def read(db: aiosqlite.Connection) -> list[UploadSession]:
+            async with db.execute(
+                f"SELECT {_SESSION_COLUMNS} FROM upload_sessions WHERE profile = ? ORDER BY path, sha256",
+                (profile,),
+            ) as cursor:
+                return [_session(row) async for row in cursor]
+
+        return await self._run(read)
+
+    async def save_upload_session(self, profile: str, session: UploadSession) -> None:
+        """Store the upload's state; called after every part, so a crash loses at most the part in flight."""
+
+        async def write(db: aiosqlite.Connection) -> None:
+            await db.execute(
+                f"INSERT INTO upload_sessions (profile, {_SESSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (profile, sha256, purpose) DO UPDATE SET path=excluded.path, bytes=excluded.bytes, "
+                "upload_id=excluded.upload_id, part_size=excluded.part_size, part_ids=excluded.part_ids, "
+                "expires_at=excluded.expires_at",
+                (
+                    profile,
+                    session.sha256,
+                    session.purpose,
+                    session.path,
+                    session.bytes,
+                    session.upload_id,
+                    session.part_size,
+                    json.dumps(list(session.part_ids)),
+                    session.expires_at,
+                ),
+            )
+            await db.commit()
+
+        await self._run(write)
+
+    async def drop_upload_session(self, profile: str, sha256: str, purpose: str) -> None:
+        async def write(db: aiosqlite.Connection) -> None:
+            await db.execute(
+                "DELETE FROM upload_sessions WHERE profile = ? AND sha256 = ? AND purpose = ?",
+                (profile, sha256, purpose),
+            )
+            await db.commit()
+
+        await self._run(write)
+
+
+_SESSION_COLUMNS = "sha256, purpose, path, bytes, upload_id, part_size, part_ids, expires_at"
+
+
+def _session(row: Any) -> UploadSession:
+    sha256, purpose, path, size, upload_id, part_size, part_ids, expires_at = row
+    numbers = (size, part_size, expires_at)
+    if not (all(isinstance(n, (int, float)) for n in numbers) and isinstance(upload_id, str) and part_size > 0):
+        raise DamagedRow("a cached upload is not sizes, an id and a time")
+    return UploadSession(
+        str(sha256), str(purpose), str(path), int(size), upload_id, int(part_size), _part_ids(str(part_ids)),
+        float(expires_at),
+    )  # fmt: skip

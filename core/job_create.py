@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from .api import Api, ApiError
+from .datasets.jobrules import LAUNCH_TAG_KEY as LAUNCH_TAG  # the metadata key
 from .paging import CursorWalk
 
-LAUNCH_TAG = "tunedeck_launch"  # the metadata key
 LIST_WAITS_S = (0.5, 2.0)  # pauses before the 2nd and 3rd try of the listing
 LIST_PAGES, LIST_PAGE_SIZE = 2, 100  # the job was just made: it is among the newest
 

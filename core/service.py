@@ -10,21 +10,25 @@ thread.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from .api import Api, ApiError
 from .cache import Cache
 from .config import Profile
-from .job_create import LAUNCH_TAG, CreateUncertain, Sleep, create_job_once
+from .job_create import CreateUncertain, Sleep, create_job_once
+from .launch.launching import CheckedLaunch, LaunchProgress, stamps_of
+from .launch.request import LaunchRequest
 from .paging import EVENTS_MAX_PAGES, JOBS_MAX_PAGES, CursorWalk
 from .records import Job, JobEvent, JobRow
 
 if TYPE_CHECKING:  # pragma: no cover
     from tunedeck.backend import LocalBackend
 
+    from .launch.models import ModelChoice
     from .local_service import LocalEndpoint
     from .paths import AppPaths
 
@@ -86,24 +90,15 @@ Listener = Callable[[ServiceEvent], None]
 
 
 class ServiceError(Exception):
-    """A user-facing failure with a message that says what to do."""
+    """A user-facing failure with a message that says what to do; `kind` says what sort
+    ("preflight": the request or its files would be refused; "cancelled"; "" otherwise)."""
+
+    def __init__(self, message: str, kind: str = "") -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
-@dataclass(frozen=True, slots=True)
-class LaunchRequest:
-    training_path: Path
-    model: str
-    method: str = "supervised"
-    validation_path: Path | None = None
-    suffix: str | None = None
-    n_epochs: int | str = "auto"
-    metadata: dict[str, str] = field(default_factory=dict)
-    batch_size: int | str = "auto"
-    learning_rate_multiplier: float | str = "auto"
-    # tunedeck's own options for the local backend's transformer trainer (`training_type`,
-    # `lora_rank`...): sent as the request's `tunedeck` field, only when given, since other
-    # providers refuse fields they do not know.
-    options: dict[str, Any] = field(default_factory=dict)
+__all__ = ["CheckedLaunch", "LaunchProgress", "LaunchRequest", "Service", "ServiceError"]
 
 
 class Service:
@@ -126,6 +121,9 @@ class Service:
         self._closed = False
         self._api: Api | None = None
         self._listeners: list[Listener] = []
+        self.upload_sizes: tuple[int, int] | None = None
+        """(multipart threshold, part size) in bytes for uploads; None: the API's (64 MB
+        each). Tests set small ones to send a few KB in parts."""
         self.connection = ConnectionChanged("offline", "showing cached data")
         # Damage found after opening is announced; a note from the opening itself is read by
         # the front ends from `cache.recovery_note` once they listen.
@@ -375,22 +373,68 @@ class Service:
             self.publish(EventsAdded(job, events))
         return events
 
-    async def launch(self, request: LaunchRequest, *, sleep: Sleep = asyncio.sleep) -> Job:
-        """Upload the file(s) and create a job. Errors name the file or the field.
+    async def preflight(
+        self, request: LaunchRequest, model: ModelChoice | None = None, *, look_up_model: bool = True
+    ) -> CheckedLaunch:
+        """Everything about a launch before anything is spent (`launch/preflight.py`), run in
+        a thread: the validator reads whole files. `model` is the chosen model as listed
+        (its retirement date); without it the list is asked for when connected, unless
+        `look_up_model` is False (what it adds are warnings, which never block)."""
+        from .launch.launching import request_files
+        from .launch.preflight import build_preflight
 
-        The create is never duplicated: when its answer is lost, the job is looked for by its
-        launch tag before it is sent again (`job_create.py`; `sleep` paces that, tests drive it).
-        """
-        _check_readable(request.training_path, "training file")
-        if request.validation_path is not None:
-            _check_readable(request.validation_path, "validation file")
-        training = await self._call(lambda a: a.upload_training_file(request.training_path))
-        validation = (
-            await self._call(lambda a: a.upload_training_file(request.validation_path))
-            if request.validation_path
-            else None
+        for role, path in request_files(request):
+            _check_readable(path, f"{role} file")
+        if model is None and look_up_model and self.is_connected:
+            try:
+                model = next((c for c in await self.model_choices() if c.id == request.model), None)
+            except (ApiError, ServiceError):
+                model = None  # the pre-flight says what it could not learn
+        model_info = {"shutdown_date": model.shutdown_date, "fine_tunable": model.fine_tunable} if model else None
+        try:
+            stamps = stamps_of(request)
+        except OSError as exc:
+            raise ServiceError(f"{exc.filename}: {exc.strerror or exc}", "preflight") from None
+        local = self.profile.backend == "local"
+        checked = await asyncio.to_thread(
+            build_preflight, request, local=local, model_info=model_info, today=datetime.date.today()
         )
-        body = _job_body(request, training["id"], validation["id"] if validation else None)
+        return CheckedLaunch(request, checked, stamps)
+
+    async def launch(
+        self,
+        launch: LaunchRequest | CheckedLaunch,
+        *,
+        progress: Callable[[LaunchProgress], None] | None = None,
+        cancel: asyncio.Event | None = None,
+        sleep: Sleep = asyncio.sleep,
+    ) -> Job:
+        """Upload the file(s) and create a job. A bare request is checked first; a checked
+        one must still pass and its files be unchanged since. Errors name the file or field.
+
+        Files go up once (an identical one already on this profile is reused; a big one in
+        parts that resume, `launch/uploads.py`). The create is never duplicated: when its
+        answer is lost, the job is looked for by its launch tag before it is sent again
+        (`job_create.py`; `sleep` paces that, tests drive it).
+        """
+        if isinstance(launch, CheckedLaunch):
+            checked = launch
+        else:
+            checked = await self.preflight(launch, look_up_model=False)
+        request = checked.request
+        if not checked.preflight.ok:
+            raise ServiceError("the pre-flight blocks this launch: " + "; ".join(checked.preflight.blocking), "preflight")
+        changed = checked.changed_files()
+        if changed:
+            names = ", ".join(str(p) for p in changed)
+            raise ServiceError(f"{names} changed since the pre-flight checked it: check it again", "preflight")
+        training = await self._file_for(request.training_path, request.training_file_id, "training", progress, cancel)
+        validation = None
+        if request.validation_path is not None or request.validation_file_id:
+            validation = await self._file_for(
+                request.validation_path, request.validation_file_id, "validation", progress, cancel
+            )
+        body = request.body(training, validation, launch_tag=uuid.uuid4().hex[:16])
         try:
             created = await self._call(lambda a: create_job_once(a, body, sleep=sleep))
         except CreateUncertain as exc:
@@ -400,6 +444,45 @@ class Service:
         if created.note:
             self.publish(Notice(created.note, "launch"))
         return Job.from_api(created.job)
+
+    async def _file_for(
+        self,
+        path: Path | None,
+        file_id: str | None,
+        role: str,
+        progress: Callable[[LaunchProgress], None] | None,
+        cancel: asyncio.Event | None,
+    ) -> str:
+        """The id of the file to train on: the given one (checked to exist), or `path` uploaded."""
+        from .launch.uploads import FileChanged, UploadCancelled, upload_for_training
+
+        if path is None:
+            assert file_id is not None
+            try:
+                await self._call(lambda a: a.retrieve_file(file_id))
+            except ApiError as exc:
+                if exc.kind == "not_found":
+                    raise ServiceError(f"{role} file {file_id}: no such file on {self.profile.describe()}") from None
+                raise
+            return file_id
+        _check_readable(path, f"{role} file")
+        report = (lambda p: progress(LaunchProgress(role, p))) if progress is not None else None
+        sizes = {}
+        if self.upload_sizes is not None:
+            sizes = {"multipart_threshold": self.upload_sizes[0], "part_size": self.upload_sizes[1]}
+        try:
+            result = await self._call(
+                lambda a: upload_for_training(
+                    a, self.cache, self.profile.name, path, progress=report, cancel=cancel, **sizes
+                )
+            )
+        except UploadCancelled:
+            raise ServiceError("the upload was cancelled; nothing was created", "cancelled") from None
+        except FileChanged as exc:
+            raise ServiceError(str(exc), "preflight") from None
+        if result.note:
+            self.publish(Notice(f"{role} file: {result.note}", "upload"))
+        return result.file["id"]
 
     async def cancel(self, job_id: str) -> Job:
         data = await self._call(lambda api: api.cancel_job(job_id))
@@ -413,7 +496,23 @@ class Service:
 
     async def base_models(self) -> list[str]:
         """Models the backend lists, fine-tuned ones included (read, never hard-coded)."""
-        return await self._call(lambda api: api.list_model_ids())
+        return [choice.id for choice in await self.model_choices()]
+
+    async def model_choices(self) -> list[ModelChoice]:
+        """The provider's models as the launch form lists them: fine-tunable ones first,
+        with retirement dates and (on the local backend) sizes."""
+        from .launch.models import model_choices
+
+        return model_choices(await self._call(lambda api: api.list_models()))
+
+    async def run_grader(self, grader: dict[str, Any], sample: str, item: dict[str, Any]) -> dict[str, Any]:
+        """Grade one answer with the provider's `graders/run` (the grader editor's test run)."""
+        return await self._call(lambda api: api.run_grader(grader, sample, item))
+
+    @property
+    def paths(self) -> AppPaths | None:
+        """Where this install keeps its files (presets and saved graders live in the config folder)."""
+        return self._paths
 
 
 def _row(job: Job, metrics: dict[str, Any] | None) -> JobRow:
@@ -430,26 +529,3 @@ def _check_readable(path: Path, what: str) -> None:
             pass
     except OSError as exc:
         raise ServiceError(f"{what} {path}: cannot read ({exc.strerror})") from None
-
-
-def _job_body(request: LaunchRequest, training_id: str, validation_id: str | None) -> dict[str, Any]:
-    hyper: dict[str, Any] = {
-        "n_epochs": request.n_epochs,
-        "batch_size": request.batch_size,
-        "learning_rate_multiplier": request.learning_rate_multiplier,
-    }
-    body: dict[str, Any] = {
-        "model": request.model,
-        "training_file": training_id,
-        "method": {"type": request.method, request.method: {"hyperparameters": hyper}},
-        # A tag of our own, so a create whose answer was lost can be found again by listing
-        # (and its idempotency key); last, so the request's own metadata cannot replace it.
-        "metadata": {**request.metadata, LAUNCH_TAG: uuid.uuid4().hex[:16]},
-    }
-    if validation_id:
-        body["validation_file"] = validation_id
-    if request.suffix:
-        body["suffix"] = request.suffix
-    if request.options:
-        body["extra_body"] = {"tunedeck": dict(request.options)}
-    return body

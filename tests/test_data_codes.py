@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from tunedeck.core.datasets import ERRORS, WARNINGS, check_line, validate_file
-from tunedeck.core.datasets import scan as scan_module
 from tunedeck.core.datasets import reader as reader_module
+from tunedeck.core.datasets import scan as scan_module
 
 SYSTEM = {"role": "system", "content": "Be brief."}
 USER = {"role": "user", "content": "Hi?"}

@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 
-
 def modules_of(package: str, *, skip: tuple[str, ...] = ()) -> list[str]:
     """Every module of `package`, found on disk (a new module is covered without listing it)."""
     root = importlib.import_module(package)

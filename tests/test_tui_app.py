@@ -20,6 +20,7 @@ from tunedeck.tui.screens.help import HelpScreen
 from tunedeck.tui.screens.job import JobScreen
 from tunedeck.tui.screens.jobs import JobsScreen, JobsTable
 from tunedeck.tui.screens.launch import LaunchScreen
+from tunedeck.tui.screens.preflight import PreflightScreen
 from tunedeck.tui.textshot import screen_text
 
 HOSTILE = "loss [@click=app.quit]ok[/] [/ \x1b]52;c;aGVsbG8=\x07 \x1b]0;pwned\x1b\\ done"
@@ -52,8 +53,8 @@ async def type_text(pilot, text: str) -> None:
     await pilot.press(*text)
 
 
-async def launch_through_form(pilot, training: Path, validation: Path | None = None) -> str:
-    """n → type the path → ctrl+s; returns the new job's id (the app shows its screen).
+async def open_preflight(pilot, training: Path, validation: Path | None = None) -> PreflightScreen:
+    """n → type the path(s) → ctrl+s: the pre-flight of that form, checked.
 
     The path is typed relative to the working directory (tests chdir to tmp_path): typing
     costs one Pilot round trip per key.
@@ -64,8 +65,19 @@ async def launch_through_form(pilot, training: Path, validation: Path | None = N
     assert isinstance(app.screen, LaunchScreen)
     await type_text(pilot, os.path.relpath(training))
     if validation is not None:
-        await pilot.press("tab")
+        app.screen.query_one("#validation-path").focus()
         await type_text(pilot, os.path.relpath(validation))
+    await pilot.press("ctrl+s")
+    await settle(pilot)
+    assert isinstance(app.screen, PreflightScreen), getattr(app.screen, "error_text", "")
+    return app.screen
+
+
+async def launch_through_form(pilot, training: Path, validation: Path | None = None) -> str:
+    """The form, its pre-flight, ctrl+s: returns the new job's id (the app shows its screen)."""
+    app = pilot.app
+    preflight = await open_preflight(pilot, training, validation)
+    assert preflight.checked is not None and preflight.checked.preflight.ok, preflight.summary_text
     await pilot.press("ctrl+s")
     await settle(pilot)
     assert isinstance(app.screen, JobScreen), getattr(app.screen, "error_text", "")
@@ -275,15 +287,11 @@ async def test_an_unexpected_worker_error_is_shown_and_the_form_recovers(paths, 
         await settle(pilot)
         working_launch = app.service.launch
 
-        async def broken_launch(request):
+        async def broken_launch(checked, **_):
             raise RuntimeError("disk on fire [@click=app.quit]x[/] \x1b]0;pwned\x07")
 
         monkeypatch.setattr(app.service, "launch", broken_launch)
-        await pilot.press("n")
-        await settle(pilot)
-        form = app.screen
-        assert isinstance(form, LaunchScreen)
-        await type_text(pilot, os.path.relpath(sft_file))
+        form = await open_preflight(pilot, sft_file)
         await pilot.press("ctrl+s")
         try:
             await app.workers.wait_for_complete()
@@ -306,7 +314,7 @@ async def test_an_unexpected_worker_error_is_shown_and_the_form_recovers(paths, 
         assert app.is_running
 
 
-async def test_launch_while_offline_says_so_in_the_form(paths, sft_file):
+async def test_launch_while_offline_says_so_in_the_preflight(paths, sft_file):
     app = make_app(paths, connect=False)
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
@@ -317,26 +325,35 @@ async def test_launch_while_offline_says_so_in_the_form(paths, sft_file):
         form.query_one("#model-custom").value = "tunedeck-ngram"
         await pilot.press("ctrl+s")
         await settle(pilot)
-        assert isinstance(app.screen, LaunchScreen)
-        assert "not connected" in form.error_text and not form.launching
+        preflight = app.screen
+        assert isinstance(preflight, PreflightScreen) and preflight.checked.preflight.ok, preflight.summary_text
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        assert app.screen is preflight
+        assert "not connected" in preflight.error_text and not preflight.launching
 
 
-async def test_a_job_that_fails_validation_shows_its_error(paths, manual_backend, tmp_path):
+async def test_the_preflight_blocks_a_file_with_invalid_lines(paths, manual_backend, tmp_path, sft_file):
+    """A file the validator rejects never reaches the provider: the pre-flight names the
+    line, the launch key does nothing, and no file or job is created."""
     bad = tmp_path / "bad.jsonl"
-    bad.write_text("this is not json [/]\n")
+    lines = sft_file.read_text().splitlines()
+    lines[6] = "this is not json [/]"
+    bad.write_text("\n".join(lines) + "\n")
     app = make_app(paths, manual_backend)
     async with app.run_test(size=(120, 36)) as pilot:
         await settle(pilot)
-        job_id = await launch_through_form(pilot, bad)
-        await asyncio.to_thread(manual_backend.run_until_settled)
-        await poll(pilot)
-        screen = app.screen
-        assert screen.job.status == "failed" and screen.job.error_code
-        shown = screen_text(app)
-        assert "failed" in shown and screen.job.error_code in shown
-        await pilot.press("escape")
+        preflight = await open_preflight(pilot, bad)
+        checked = preflight.checked.preflight
+        assert not checked.ok
+        assert any("bad.jsonl" in line and "line 7" in line for line in checked.blocking), checked.blocking
+        assert "line 7" in screen_text(app) and "this is not json [/]" not in preflight.error_text
+        await pilot.press("ctrl+s")
         await settle(pilot)
-        assert table_row(app, job_id)[3] == "failed"
+        assert app.screen is preflight and not preflight.launching
+        api = app.service._api
+        assert (await api.list_jobs())[0] == []
+        assert (await api._client.files.list()).data == []
 
 
 async def test_an_unreachable_api_shows_in_the_header_and_the_app_goes_on(paths, monkeypatch):
@@ -412,7 +429,7 @@ async def test_help_lists_the_current_screens_keys_first(paths):
         await pilot.press("f1")  # `?` would type into the focused input
         await pilot.pause()
         assert app.screen.sections[0].title == "Launch screen"
-        assert "Upload the file and create the job" in help_text(app)
+        assert "Check everything, then launch" in help_text(app)
         assert "Launch a fine-tuning job" not in help_text(app)
 
 

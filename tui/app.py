@@ -47,9 +47,11 @@ from .messages import (
     JobNotFound,
     JobsLoaded,
     LaunchFailed,
+    LaunchProgressed,
     ModelsLoaded,
     NoticePosted,
     PollFailed,
+    PreflightChecked,
     ServiceFailed,
     ServiceOpened,
     message_for,
@@ -60,6 +62,7 @@ from .service_actions import ServiceActions
 from .state import AppState, WorkerFailure
 
 if TYPE_CHECKING:  # pragma: no cover
+    from tunedeck.core.launch.request import LaunchRequest
     from tunedeck.core.poller import JobPoller
     from tunedeck.core.records import JobRow
     from tunedeck.core.service import Service, ServiceEvent
@@ -324,8 +327,14 @@ class TunedeckApp(App[int]):
 
     def on_models_loaded(self, message: ModelsLoaded) -> None:
         if message.error is None:
-            self.state.models = message.models
+            self.state.model_choices = message.choices
         self.state.models_listed.publish(message)
+
+    def on_preflight_checked(self, message: PreflightChecked) -> None:
+        self.state.preflight_checked.publish(message)
+
+    def on_launch_progressed(self, message: LaunchProgressed) -> None:
+        self.state.launch_progressed.publish(message)
 
     def on_job_launched(self, message: JobLaunched) -> None:
         if self._launch_form_open():
@@ -398,8 +407,12 @@ class TunedeckApp(App[int]):
     def action_switch_profile(self) -> None:
         self._switch_profile()
 
+    def switch_profile(self, keep_launch: LaunchRequest | None = None) -> None:
+        """Open the next profile; `keep_launch` reopens the launch form as it was filled."""
+        self._switch_profile(keep_launch)
+
     @work(group=STARTUP_WORKERS, exclusive=True, exit_on_error=False, description="switch profile")
-    async def _switch_profile(self) -> None:
+    async def _switch_profile(self, keep_launch: LaunchRequest | None = None) -> None:
         """Close this profile's service and open the next one from the config (cache first)."""
         from tunedeck.core.bootstrap import load_app_config
         from tunedeck.core.config import ConfigError
@@ -417,10 +430,14 @@ class TunedeckApp(App[int]):
         while len(self.screen_stack) > 1:
             self.pop_screen()
         await self._close_service()
-        self.state.rows_source, self.state.models, self.state.notice = None, None, None
+        self.state.rows_source, self.state.model_choices, self.state.notice = None, None, None
         self._service_factory = default_service_factory(following.name)
         opening = self._opening = asyncio.ensure_future(self._open_cache())
         self._start_up(opening, applied=False)
+        if keep_launch is not None:
+            from .screens.launch import LaunchScreen
+
+            self.push_screen(LaunchScreen(request=keep_launch))
 
     async def _close_service(self) -> None:
         if self._opening is not None and not self._opening.done():

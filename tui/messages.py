@@ -18,9 +18,11 @@ from typing import TYPE_CHECKING
 from textual.message import Message
 
 if TYPE_CHECKING:  # pragma: no cover
+    from tunedeck.core.launch.models import ModelChoice
+    from tunedeck.core.launch.request import LaunchRequest
     from tunedeck.core.poller import JobPoller
     from tunedeck.core.records import Job, JobEvent, JobRow
-    from tunedeck.core.service import Service, ServiceEvent
+    from tunedeck.core.service import CheckedLaunch, LaunchProgress, Service, ServiceEvent
 
 
 @dataclass(eq=False, repr=False)
@@ -96,10 +98,41 @@ class JobDetailLoaded(Message):
 
 @dataclass(eq=False, repr=False)
 class ModelsLoaded(Message):
-    """Base models the backend lists (empty with `error` set when they could not be read)."""
+    """Models the backend lists, fine-tunable first (empty with `error` set when they could
+    not be read). Plain ids are taken too (a model with nothing more known of it)."""
 
-    models: list[str]
+    choices: list[ModelChoice | str]
     error: str | None = None
+
+    def __post_init__(self) -> None:
+        from tunedeck.core.launch.models import ModelChoice
+
+        self.choices = [c if isinstance(c, ModelChoice) else ModelChoice(id=c) for c in self.choices]
+        super().__post_init__()
+
+    @property
+    def models(self) -> list[str]:
+        return [c.id for c in self.choices]
+
+
+@dataclass(eq=False, repr=False)
+class PreflightChecked(Message):
+    """The pre-flight of `request` finished: `checked` (with its verdict), or `error` when it
+    could not run (a file vanished, the validator refused its arguments)."""
+
+    request: LaunchRequest
+    checked: CheckedLaunch | None
+    error: str | None = None
+
+
+@dataclass(eq=False, repr=False)
+class LaunchProgressed(Message):
+    """How far a launch's upload got; only the latest matters."""
+
+    progress: LaunchProgress
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, LaunchProgressed)
 
 
 @dataclass(eq=False, repr=False)

@@ -10,20 +10,33 @@ below say which action failed).
 
 from __future__ import annotations
 
+import asyncio
 from functools import partial
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .messages import CancelFailed, JobCancelled, JobLaunched, LaunchFailed, ModelsLoaded
+from .messages import (
+    CancelFailed,
+    JobCancelled,
+    JobLaunched,
+    LaunchFailed,
+    LaunchProgressed,
+    ModelsLoaded,
+    PreflightChecked,
+)
 from .safe_text import clean
 
 if TYPE_CHECKING:  # pragma: no cover
     from textual.app import App
 
+    from tunedeck.core.launch.models import ModelChoice
+    from tunedeck.core.launch.request import LaunchRequest
+    from tunedeck.core.service import CheckedLaunch
+
     from .state import AppState
 
 MODELS_WORKERS = "models"
 LAUNCH_WORKERS = "launch"
+PREFLIGHT_WORKERS = "preflight"
 CANCEL_WORKERS = "cancel"
 
 
@@ -31,6 +44,7 @@ class ServiceActions:
     def __init__(self, app: App[Any], state: AppState) -> None:
         self._app = app
         self._state = state
+        self._launch_cancel: asyncio.Event | None = None
 
     def load_models(self) -> None:
         """Ask the backend for its model list (answers with `ModelsLoaded`)."""
@@ -46,29 +60,59 @@ class ServiceActions:
         service = self._state.service
         assert service is not None
         try:
-            models = await service.base_models()
+            choices = await service.model_choices()
         except ApiError as exc:
             self._app.post_message(ModelsLoaded([], error=exc.message))
         except ServiceError as exc:
             self._app.post_message(ModelsLoaded([], error=str(exc)))
         else:
-            self._app.post_message(ModelsLoaded(models))
+            self._app.post_message(ModelsLoaded(list(choices)))
 
-    def launch_job(
-        self, training_path: Path, model: str, method: str = "supervised", validation_path: Path | None = None
-    ) -> None:
-        """Upload and create a job (answers with `JobLaunched` or `LaunchFailed`)."""
+    def run_preflight(self, request: LaunchRequest, model: ModelChoice | None = None) -> None:
+        """Check a launch before anything is spent (answers with `PreflightChecked`)."""
         self._app.run_worker(
-            partial(self._launch, training_path, model, method, validation_path),
+            partial(self._preflight, request, model),
+            group=PREFLIGHT_WORKERS,
+            exclusive=True,
+            exit_on_error=False,
+            description="pre-flight",
+        )
+
+    async def _preflight(self, request: LaunchRequest, model: ModelChoice | None) -> None:
+        from tunedeck.core.service import ServiceError
+
+        service, post = self._state.service, self._app.post_message
+        if service is None:
+            post(PreflightChecked(request, None, "the cache is still opening; try again in a moment"))
+            return
+        try:
+            checked = await service.preflight(request, model)
+        except ServiceError as exc:
+            post(PreflightChecked(request, None, str(exc)))
+        except OSError as exc:
+            post(PreflightChecked(request, None, f"{exc.filename or 'file'}: {exc.strerror or exc}"))
+        else:
+            post(PreflightChecked(request, checked))
+
+    def launch_job(self, checked: CheckedLaunch) -> None:
+        """Upload and create a job (answers with `JobLaunched` or `LaunchFailed`; progress
+        comes as `LaunchProgressed`). `cancel_launch()` stops the upload."""
+        self._launch_cancel = asyncio.Event()
+        self._app.run_worker(
+            partial(self._launch, checked, self._launch_cancel),
             group=LAUNCH_WORKERS,
             exclusive=True,
             exit_on_error=False,
             description="upload and create a job",
         )
 
-    async def _launch(self, training_path: Path, model: str, method: str, validation_path: Path | None) -> None:
+    def cancel_launch(self) -> None:
+        if self._launch_cancel is not None:
+            self._launch_cancel.set()
+
+    async def _launch(self, checked: CheckedLaunch, cancel: asyncio.Event) -> None:
         from tunedeck.core.api import ApiError
-        from tunedeck.core.service import LaunchRequest, ServiceError
+        from tunedeck.core.service import ServiceError
 
         state, post = self._state, self._app.post_message
         service = state.service
@@ -80,16 +124,13 @@ class ServiceActions:
             post(LaunchFailed(f"not connected to {service.profile.describe()} ({where}); press r to retry"))
             return
         try:
-            request = LaunchRequest(
-                training_path=training_path, model=model, method=method, validation_path=validation_path
-            )
-            job = await service.launch(request)
+            job = await service.launch(checked, progress=lambda p: post(LaunchProgressed(p)), cancel=cancel)
         except ApiError as exc:
             post(LaunchFailed(exc.message, exc.kind))
         except ServiceError as exc:
-            post(LaunchFailed(str(exc)))
+            post(LaunchFailed(str(exc), getattr(exc, "kind", "")))
         except OSError as exc:
-            post(LaunchFailed(f"{training_path}: {exc.strerror or exc}"))
+            post(LaunchFailed(f"{exc.filename or 'file'}: {exc.strerror or exc}"))
         else:
             post(JobLaunched(job))
 

@@ -9,7 +9,6 @@ this object and ask for work through `ScreenHost`; none of them imports the app.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, cast
 
 from textual.signal import Signal
@@ -18,10 +17,20 @@ from textual.worker import Worker, WorkerState
 if TYPE_CHECKING:  # pragma: no cover
     from textual.dom import DOMNode
 
+    from tunedeck.core.launch.models import ModelChoice
+    from tunedeck.core.launch.request import LaunchRequest
     from tunedeck.core.records import JobRow
-    from tunedeck.core.service import Service
+    from tunedeck.core.service import CheckedLaunch, Service
 
-    from .messages import EventsArrived, JobLaunched, JobNotFound, LaunchFailed, ModelsLoaded
+    from .messages import (
+        EventsArrived,
+        JobLaunched,
+        JobNotFound,
+        LaunchFailed,
+        LaunchProgressed,
+        ModelsLoaded,
+        PreflightChecked,
+    )
 
 
 @dataclass(frozen=True)
@@ -46,7 +55,8 @@ class AppState:
         self.profile_detail = ""
         self.connection_state = "offline"
         self.connection_detail = "opening cache"
-        self.models: list[str] | None = None
+        self.model_choices: list[ModelChoice] | None = None
+        """The profile's models as last listed (None: not listed yet)."""
         self.notice: str | None = None
         """A calm note for the Jobs screen (e.g. the endpoint offers no fine-tuning)."""
         self.current_job_id: str | None = None
@@ -60,6 +70,8 @@ class AppState:
         self.job_missing: Signal[JobNotFound] = Signal(owner, "missing")
         self.models_listed: Signal[ModelsLoaded] = Signal(owner, "models")
         self.launch_answered: Signal[JobLaunched | LaunchFailed] = Signal(owner, "launch")
+        self.preflight_checked: Signal[PreflightChecked] = Signal(owner, "preflight")
+        self.launch_progressed: Signal[LaunchProgressed] = Signal(owner, "launch progress")
         self.worker_failed: Signal[WorkerFailure] = Signal(owner, "worker failed")
 
     @property
@@ -82,9 +94,11 @@ class ServiceRequests(Protocol):
 
     def load_models(self) -> None: ...
 
-    def launch_job(
-        self, training_path: Path, model: str, method: str = "supervised", validation_path: Path | None = None
-    ) -> None: ...
+    def run_preflight(self, request: LaunchRequest, model: ModelChoice | None = None) -> None: ...
+
+    def launch_job(self, checked: CheckedLaunch) -> None: ...
+
+    def cancel_launch(self) -> None: ...
 
     def confirm_cancel(self, job_id: str) -> None: ...
 
@@ -101,6 +115,9 @@ class ScreenHost(Protocol):
     def watch_job(self, job_id: str) -> None: ...
 
     def unwatch_job(self, job_id: str) -> None: ...
+
+    def switch_profile(self, keep_launch: LaunchRequest | None = None) -> None:
+        """Open the next profile; `keep_launch` reopens the launch form filled as it was."""
 
 
 def host(node: DOMNode) -> ScreenHost:

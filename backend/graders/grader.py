@@ -212,6 +212,17 @@ def validate_grader(raw: Any, param: str = "grader") -> dict[str, Any]:
     return raw
 
 
+def check_grader(raw: Any) -> dict[str, Any] | None:
+    """The front door's check (the app's grader editor): None when a job or
+    `graders/validate` would take `raw` as its grader, else the error the API would answer
+    with, `{"message", "type", "param", "code"}` (the app sees no `ApiError` of ours)."""
+    try:
+        compile_grader(raw)
+    except ApiError as exc:
+        return exc.body()["error"]
+    return None
+
+
 def _compile(raw: Any, param: str, strict_formula: bool, nested: bool) -> Grader:
     if not isinstance(raw, dict):
         raise bad_request(f"Invalid '{param}': expected a grader object with a 'type'.", param=param)
@@ -304,6 +315,17 @@ def _templates(raw: dict[str, Any], param: str) -> tuple[Template, Template]:
 
 
 # -- running ----------------------------------------------------------------------------------
+
+
+def run_grader(raw: Any, model_sample: str, item: Any) -> dict[str, Any]:
+    """`graders/run` without HTTP, for the front door: the response body, or the API's error
+    envelope `{"error": {...}}` when it would refuse the grader with a 400 (an unsupported
+    type included)."""
+    try:
+        grader = compile_grader(raw, strict_formula=False)
+    except ApiError as exc:
+        return exc.body()
+    return run(grader, model_sample, {} if item is None else item)
 
 
 def run(grader: Grader, model_sample: str, item: Any) -> dict[str, Any]:

@@ -69,7 +69,10 @@ def job_routes(engine: JobEngine, store: Store) -> web.RouteTableDef:
     @routes.get("/v1/models")
     async def list_models(request: web.Request) -> web.Response:
         created = objects.BUILTIN_MODEL_CREATED
-        models = [objects.model_object(name, created, BUILTIN_OWNER) for name in engine.base_models()]
+        models = [
+            objects.model_object(name, created, BUILTIN_OWNER, {**engine.model_details(name), "fine_tunable": True})
+            for name in engine.base_models()
+        ]
         models += [objects.model_object(m["id"], m["created"], FINE_TUNED_OWNER) for m in store.final_models()]
         return json_response({"object": "list", "data": models})
 

@@ -64,6 +64,13 @@ class JobEngine:
     def base_models(self) -> list[str]:
         return [name for trainer in self._phases.trainers for name in trainer.base_models()]
 
+    def model_details(self, model: str) -> dict[str, Any]:
+        """What the trainer that lists `model` says of it (`tunedeck` field of `/v1/models`)."""
+        for trainer in self._phases.trainers:
+            if model in trainer.base_models():
+                return trainer.model_details(model)
+        return {}
+
     # -- commands from the API ---------------------------------------------------------------
 
     @property

@@ -3,66 +3,41 @@
 Checks follow the ranges OpenAI's API documents; a bad field is a 400 naming
 it, e.g. param `method.supervised.hyperparameters.n_epochs`. "auto" hyperparameters are
 resolved later, when the job leaves validation and the example count is known.
+
+Every rule (ranges, the auto resolution, the `tunedeck` options) is
+`tunedeck.core.datasets.jobrules`, which the app's launch form checks by too: this module
+only words a refusal as the API does and shapes the job object.
 """
 
 from __future__ import annotations
 
-import math
-import re
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
-from ..checks import integer_between, number_between
+from tunedeck.core.datasets.jobrules import (
+    AUTO,
+    COMMON_HYPERPARAMETERS,
+    MAX_INTEGRATIONS,
+    METHOD_HYPERPARAMETERS,
+    METHODS,
+    SEED_EXPECTED,
+    SUFFIX_EXPECTED,
+    OptionError,
+    auto_batch_size,  # noqa: F401  (the resolution lives with the rules; still named here for older callers)
+    auto_epochs,  # noqa: F401
+    check_options,
+    hyperparameter_problem,
+    metadata_problem,
+    seed_ok,
+    suffix_ok,
+    wandb_ok,
+)
+
 from ..errors import ApiError, bad_request
 from ..graders.grader import compile_grader
 from ..storage.ids import model_tag_for, new_seed
-from ..trainers.options import OptionError, check_options
 
-METHODS = ("supervised", "dpo", "reinforcement")
-AUTO = "auto"
 ORGANIZATION = "local"  # the org slug in `ft:<base>:local:<suffix>:<id>`
-SUFFIX_PATTERN = re.compile(r"[A-Za-z0-9._-]{0,64}")
-MAX_SEED = 2_147_483_647
-MAX_METADATA_PAIRS, MAX_METADATA_KEY, MAX_METADATA_VALUE = 16, 64, 512
-MAX_INTEGRATIONS = 5
-
-# Auto hyperparameters. Epochs: the OpenAI cookbook's heuristic (aim at 3 epochs, more for
-# under 100 examples, fewer above 25,000, within 1..25). Batch size:
-# about 0.2 % of the examples, which matches the small sizes the API reports. Learning rate
-# multiplier: 1, i.e. the trainer's documented base rate.
-TARGET_EPOCHS, MIN_TARGET_EXAMPLES, MAX_TARGET_EXAMPLES = 3, 100, 25_000
-MIN_AUTO_EPOCHS, MAX_AUTO_EPOCHS = 1, 25
-AUTO_BATCH_FRACTION, MAX_BATCH_SIZE = 0.002, 256
-AUTO_LEARNING_RATE_MULTIPLIER = 1.0
-# DPO and RFT autos (the API does not say what it picks): DPO's customary beta; RFT one unit
-# of compute, one sample per validation example, and about AUTO_EVALUATIONS evaluations per run.
-AUTO_METHOD_VALUES = {"beta": 0.1, "compute_multiplier": 1.0, "eval_samples": 1, "reasoning_effort": "default"}
-AUTO_EVALUATIONS = 10
-
-
-# name -> (check, what the error says is expected); "auto" is accepted for all but the effort.
-HYPERPARAMETER_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "n_epochs": (integer_between(1, 50), "an integer from 1 to 50"),
-    "batch_size": (integer_between(1, MAX_BATCH_SIZE), "an integer from 1 to 256"),
-    "learning_rate_multiplier": (number_between(0, 1e6), "a number greater than 0"),
-    "beta": (number_between(0, 2), "a number in (0, 2]"),
-    "compute_multiplier": (number_between(0.00001, 10), "a number in (0.00001, 10]"),
-    "eval_interval": (integer_between(1, 10**9), "a positive integer"),
-    "eval_samples": (integer_between(1, 10**9), "a positive integer"),
-    "reasoning_effort": (lambda v: v in ("default", "low", "medium", "high"), "default, low, medium or high"),
-}
-COMMON_HYPERPARAMETERS = ("n_epochs", "batch_size", "learning_rate_multiplier")
-METHOD_HYPERPARAMETERS = {
-    "supervised": COMMON_HYPERPARAMETERS,
-    "dpo": (*COMMON_HYPERPARAMETERS, "beta"),
-    "reinforcement": (
-        *COMMON_HYPERPARAMETERS,
-        "reasoning_effort",
-        "compute_multiplier",
-        "eval_interval",
-        "eval_samples",
-    ),
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,42 +140,33 @@ def _hyperparameters(body: dict[str, Any], method: str, method_body: dict[str, A
 
 
 def _checked_hyperparameter(prefix: str, name: str, value: Any) -> Any:
-    check, expected = HYPERPARAMETER_RULES[name]
-    if (value == AUTO and name != "reasoning_effort") or check(value):
+    problem = hyperparameter_problem(name, value)
+    if problem is None:
         return value
-    shown = repr(value)[:40]
     param = f"{prefix}.{name}"
-    raise bad_request(f"Invalid '{param}': expected {expected} or 'auto', got {shown}.", param=param)
+    raise bad_request(f"Invalid '{param}': {problem}.", param=param)
 
 
 def _suffix(raw: Any) -> str:
     if raw is None:
         return ""
-    if not isinstance(raw, str) or not SUFFIX_PATTERN.fullmatch(raw):
-        raise bad_request(
-            "Invalid 'suffix': up to 64 characters from letters, digits, '.', '_' and '-'.", param="suffix"
-        )
+    if not suffix_ok(raw):
+        raise bad_request(f"Invalid 'suffix': {SUFFIX_EXPECTED}.", param="suffix")
     return raw
 
 
 def _seed(raw: Any) -> int:
     if raw is None:
         return new_seed()
-    if not integer_between(0, MAX_SEED)(raw):
-        raise bad_request(f"Invalid 'seed': expected an integer from 0 to {MAX_SEED}.", param="seed")
+    if not seed_ok(raw):
+        raise bad_request(f"Invalid 'seed': expected {SEED_EXPECTED}.", param="seed")
     return raw
 
 
 def _metadata(raw: Any) -> dict[str, str] | None:
     if raw is None:
         return None
-    problem = None
-    if not isinstance(raw, dict) or len(raw) > MAX_METADATA_PAIRS:
-        problem = f"expected an object of at most {MAX_METADATA_PAIRS} pairs"
-    elif any(not isinstance(k, str) or len(k) > MAX_METADATA_KEY for k in raw):
-        problem = f"keys must be strings of at most {MAX_METADATA_KEY} characters"
-    elif any(not isinstance(v, str) or len(v) > MAX_METADATA_VALUE for v in raw.values()):
-        problem = f"values must be strings of at most {MAX_METADATA_VALUE} characters"
+    problem = metadata_problem(raw)
     if problem:
         raise bad_request(f"Invalid 'metadata': {problem}.", param="metadata")
     return dict(raw)
@@ -215,7 +181,7 @@ def _integrations(raw: Any) -> list[Any]:
         raise bad_request(message, param="integrations")
     for index, item in enumerate(raw):
         wandb = item.get("wandb") if isinstance(item, dict) and item.get("type") == "wandb" else None
-        if not isinstance(wandb, dict) or not isinstance(wandb.get("project"), str):
+        if not wandb_ok(wandb):
             raise bad_request(
                 f"Invalid 'integrations[{index}]': only type 'wandb' with a 'wandb.project' is supported.",
                 param=f"integrations[{index}]",
@@ -264,36 +230,6 @@ def set_hyperparameters(job: dict[str, Any], values: dict[str, Any]) -> None:
     method = job["method"]["type"]
     job["method"][method]["hyperparameters"] = dict(values)
     job["hyperparameters"] = {k: values[k] for k in COMMON_HYPERPARAMETERS}
-
-
-def resolve_hyperparameters(requested: dict[str, Any], n_examples: int) -> dict[str, Any]:
-    resolved = dict(requested)
-    if resolved.get("n_epochs") == AUTO:
-        resolved["n_epochs"] = auto_epochs(n_examples)
-    if resolved.get("batch_size") == AUTO:
-        resolved["batch_size"] = auto_batch_size(n_examples)
-    if resolved.get("learning_rate_multiplier") == AUTO:
-        resolved["learning_rate_multiplier"] = AUTO_LEARNING_RATE_MULTIPLIER
-    for name, value in AUTO_METHOD_VALUES.items():
-        if resolved.get(name) == AUTO:
-            resolved[name] = value
-    if resolved.get("eval_interval") == AUTO:
-        steps = math.ceil(max(1, n_examples) / resolved["batch_size"]) * resolved["n_epochs"]
-        resolved["eval_interval"] = max(1, steps // AUTO_EVALUATIONS)
-    return resolved
-
-
-def auto_epochs(n_examples: int) -> int:
-    n = max(1, n_examples)
-    if n * TARGET_EPOCHS < MIN_TARGET_EXAMPLES:
-        return min(MAX_AUTO_EPOCHS, MIN_TARGET_EXAMPLES // n)
-    if n * TARGET_EPOCHS > MAX_TARGET_EXAMPLES:
-        return max(MIN_AUTO_EPOCHS, MAX_TARGET_EXAMPLES // n)
-    return TARGET_EPOCHS
-
-
-def auto_batch_size(n_examples: int) -> int:
-    return max(1, min(MAX_BATCH_SIZE, round(n_examples * AUTO_BATCH_FRACTION)))
 
 
 def fine_tuned_model_name(base: str, suffix: str, tag: str) -> str:

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence, TypeVar
 
+from tunedeck.core.datasets.jobrules import resolve_hyperparameters
+
 from .. import objects
 from ..storage.blobs import Blobs
 from ..storage.ids import new_file_id
@@ -38,7 +40,7 @@ from ..trainers.base import (
     remove_weights,
 )
 from ..trainers.options import TunedeckOptions
-from .jobspec import base_model_name, final_model_name, resolve_hyperparameters, set_hyperparameters
+from .jobspec import base_model_name, final_model_name, set_hyperparameters
 from .pausing import pause_dir
 from .restarts import Restart, find_restart, start_run
 from .resume_points import Cadence, ResumePoint, remove_points, write_point
@@ -161,11 +163,11 @@ class Phases:
             self.add_event(job["id"], "Files validated, moving job to queued state")
 
     def _load_datasets(self, job: dict[str, Any]) -> tuple[Dataset, Dataset | None]:
-        method = job["method"]["type"]
-        training = load_dataset(self.blobs.file_path(job["training_file"]), method, "training")
+        method, model = job["method"]["type"], job["model"]  # the model: whose encoding bills the tokens
+        training = load_dataset(self.blobs.file_path(job["training_file"]), method, "training", model)
         validation = None
         if job.get("validation_file"):
-            validation = load_dataset(self.blobs.file_path(job["validation_file"]), method, "validation")
+            validation = load_dataset(self.blobs.file_path(job["validation_file"]), method, "validation", model)
         return training, validation
 
     async def _start(self, job: dict[str, Any], active: ActiveJob) -> None:
@@ -422,7 +424,8 @@ def _snapshot_json(snapshot: Snapshot) -> dict[str, Any]:
 
 
 def _tokens_per_epoch(active: ActiveJob) -> int:
-    """By the run's own tokenizer when it counts (transformers), else the built-in count."""
+    """By the run's own tokenizer when it counts (transformers), else the file's billed
+    tokens as the validator (and so the app's pre-flight) counts them."""
     counted = active.run.tokens_per_epoch if active.run is not None else None
     if counted:
         return int(counted)

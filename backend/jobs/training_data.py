@@ -6,10 +6,15 @@ method needs, and stops at the first error. This module words that error the way
 does, naming the line (and the message or field), e.g. "Invalid file format. Line 7,
 message 2: 'role' is missing", and turns the valid examples into what the trainers consume.
 Files are untrusted: a bad file raises `DatasetError`, nothing else escapes.
+
+It also counts the file's billed tokens the way the validator does (`tokens.example_tokens`
+by the model's encoding, each example capped at the model's context), so the `trained_tokens`
+of a built-in job is the figure the app's pre-flight showed before the launch.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,11 +24,11 @@ from tunedeck.core.datasets.codes import Issue
 from tunedeck.core.datasets.detect import API_METHOD_FORMATS, FORMAT_ROLES, MISSING_KEY_FIELD, line_format
 from tunedeck.core.datasets.grader import MISSING, lookup, parse_path
 from tunedeck.core.datasets.messages import short
+from tunedeck.core.datasets.models import model_info
 from tunedeck.core.datasets.reader import MIN_EXAMPLES, ExampleReader, InvalidExample
-from tunedeck.core.datasets.tokens import PRIMING_TOKENS, TOKENS_PER_MESSAGE
+from tunedeck.core.datasets.tokens import Count, counter, example_tokens
 
 from ..trainers.base import ChatExample, Turn
-from ..trainers.ngram.features import tokenize
 
 #: How job errors name the formats (the core's names: sft, dpo, rft, legacy).
 FORMAT_NAMES = {
@@ -55,21 +60,26 @@ class DatasetError(Exception):
 class Dataset:
     format: str  # the core's format name: "sft", "dpo" or "rft"
     examples: list[Any]  # ChatExample for chat files; the parsed JSON objects otherwise
-    n_tokens: int  # tokens of the whole file by our tokenizer (what `trained_tokens` bills per epoch)
+    n_tokens: int
+    """Billed tokens of the whole file, as the validator counts them (what the built-in
+    trainer's `trained_tokens` bills per epoch)."""
 
     @property
     def n_examples(self) -> int:
         return len(self.examples)
 
 
-def load_dataset(path: Path, method: str, purpose: str = "training") -> Dataset:
-    """Parse and check `path` for a `method` job; `purpose` is "training" or "validation"."""
+def load_dataset(path: Path, method: str, purpose: str = "training", model: str = "") -> Dataset:
+    """Parse and check `path` for a `method` job; `purpose` is "training" or "validation";
+    `model` (the job's) settles the encoding and context its tokens are billed by."""
     param = f"{purpose}_file"
     code = f"invalid_{purpose}_file"
     expected = API_METHOD_FORMATS.get(method, "sft")
     # Blank lines and the targets of image parts are let through: see the reader's module doc.
     reader = ExampleReader(expected, purpose, skip_blank_lines=True, check_image_targets=False)
     convert = CONVERTERS[expected]
+    info = model_info(model)
+    count, context = _counter(info.encoding), info.context
     examples: list[Any] = []
     n_tokens = 0
     try:
@@ -79,9 +89,9 @@ def load_dataset(path: Path, method: str, purpose: str = "training") -> Dataset:
     with handle:
         try:
             for _, obj in reader.read(handle):
-                example, tokens = convert(obj)
-                examples.append(example)
-                n_tokens += tokens
+                examples.append(convert(obj))
+                # The validator bills a longer example as the context it is cut to.
+                n_tokens += min(example_tokens(obj, expected, count), context)
         except InvalidExample as exc:
             message = _line_message(exc.issue, exc.example, expected, method)
             raise DatasetError(code, param, f"Invalid file format. {message}") from None
@@ -193,28 +203,24 @@ def _render_calls(message: dict[str, Any]) -> str:
     return " ".join(f"{call['function']['name']}({call['function'].get('arguments', '')})" for call in calls)
 
 
-def _count_tokens(turns: list[Turn]) -> int:
-    return PRIMING_TOKENS + sum(TOKENS_PER_MESSAGE + len(tokenize(t.text)) for t in turns)
+@functools.lru_cache(maxsize=None)
+def _counter(encoding: str) -> Count:
+    """One counter per encoding for the process: its cache of repeated strings (roles,
+    system prompts) serves every job."""
+    return counter(encoding)
 
 
-def _convert_chat(obj: dict[str, Any]) -> tuple[ChatExample, int]:
-    turns = chat_turns(obj["messages"])
-    return ChatExample(tuple(turns)), _count_tokens(turns)
+def _convert_chat(obj: dict[str, Any]) -> ChatExample:
+    return ChatExample(tuple(chat_turns(obj["messages"])))
 
 
-def _convert_preference(obj: dict[str, Any]) -> tuple[dict[str, Any], int]:
-    turns = chat_turns(obj["input"]["messages"])
-    for key in ("preferred_output", "non_preferred_output"):
-        turns += chat_turns(obj[key])
-    return obj, _count_tokens(turns)
+def _keep_row(obj: dict[str, Any]) -> dict[str, Any]:
+    """DPO and RFT rows stay parsed JSON: their trainers read the messages when they start."""
+    return obj
 
 
-def _convert_reinforcement(obj: dict[str, Any]) -> tuple[dict[str, Any], int]:
-    return obj, _count_tokens(chat_turns(obj["messages"]))
-
-
-CONVERTERS: dict[str, Callable[[dict[str, Any]], tuple[Any, int]]] = {
+CONVERTERS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "sft": _convert_chat,
-    "dpo": _convert_preference,
-    "rft": _convert_reinforcement,
+    "dpo": _keep_row,
+    "rft": _keep_row,
 }

@@ -181,6 +181,11 @@ class Trainer(ABC):
         saying where the trainer looked)."""
         return False
 
+    def model_details(self, model: str) -> dict[str, Any]:
+        """What `GET /v1/models` says of a listed base model besides its id, under the
+        `tunedeck` field (e.g. its size on disk and where it was found), for the launch form."""
+        return {}
+
 
 class ModelPlaces(Protocol):
     def searched(self) -> list[str]:

@@ -1,5 +1,7 @@
-"""tunedeck's own job options: the `tunedeck` field of a job request, typed, with every
-default in one place.
+"""tunedeck's own job options: the `tunedeck` field of a job request, typed.
+
+Each option's check, label and default is a rule of `tunedeck.core.datasets.jobrules`
+(`OPTION_RULES`), the rules the app's launch form checks by too; this module types them.
 
 A request sends them as the SDK's `extra_body={"tunedeck": {...}}`, which leaves OpenAI's
 request shape intact; the job echoes what was given under `tunedeck`. The built-in trainer
@@ -11,27 +13,29 @@ once when the job is created (`check_options`); everything downstream holds a
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Callable
+from typing import Any
 
-from ..checks import integer_between, number_between
-
-DEFAULT_MAX_LENGTH = 2048
-"""Tokens per example unless `max_length` says otherwise; also the context assumed for a
-model whose config does not state one."""
+from tunedeck.core.datasets.jobrules import (  # noqa: F401  (OptionError, check_options: this module's names too)
+    DEFAULT_MAX_LENGTH,
+    OPTION_DEFAULTS,
+    OPTION_RULES,
+    OptionError,
+    check_options,
+)
 
 
 @dataclass(frozen=True, slots=True)
 class TunedeckOptions:
-    training_type: str = "auto"
+    training_type: str = OPTION_DEFAULTS["training_type"]
     """lora, full, or auto: whole-model training for small models, LoRA above that."""
-    lora_rank: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.0
-    max_length: int = DEFAULT_MAX_LENGTH
+    lora_rank: int = OPTION_DEFAULTS["lora_rank"]
+    lora_alpha: int = OPTION_DEFAULTS["lora_alpha"]
+    lora_dropout: float = OPTION_DEFAULTS["lora_dropout"]
+    max_length: int = OPTION_DEFAULTS["max_length"]
     """Tokens per example (longer ones lose their start), capped by the model's context."""
-    max_completion_tokens: int = 64
+    max_completion_tokens: int = OPTION_DEFAULTS["max_completion_tokens"]
     """RFT: the longest answer sampled per prompt."""
-    device: str | None = None
+    device: str | None = OPTION_DEFAULTS["device"]
     """cpu, cuda or cuda:N; None: the first GPU when there is one, else the CPU."""
 
     @classmethod
@@ -44,38 +48,4 @@ class TunedeckOptions:
         return asdict(self)
 
 
-# Each option's check and how its error describes a good value.
-OPTION_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "training_type": (lambda v: v in ("auto", "lora", "full"), "auto, lora or full"),
-    "lora_rank": (integer_between(1, 1024), "an integer from 1 to 1024"),
-    "lora_alpha": (integer_between(1, 4096), "an integer from 1 to 4096"),
-    "lora_dropout": (number_between(0.0, 1.0, low_open=False), "a number from 0 to 1"),
-    "max_length": (integer_between(16, 1_000_000), "an integer from 16 to 1000000 (tokens per example)"),
-    "max_completion_tokens": (integer_between(1, 32_768), "an integer from 1 to 32768 (RFT answer length)"),
-    "device": (lambda v: isinstance(v, str) and (v == "cpu" or v.startswith("cuda")), "cpu, cuda or cuda:N"),
-}
-assert set(OPTION_CHECKS) == {f.name for f in fields(TunedeckOptions)}
-
-
-class OptionError(ValueError):
-    """A bad `tunedeck` field: `param` names it (`tunedeck.lora_rank`)."""
-
-    def __init__(self, message: str, param: str) -> None:
-        super().__init__(message)
-        self.message = message
-        self.param = param
-
-
-def check_options(raw: Any) -> dict[str, Any]:
-    """The options as given, once every key is known and every value in range."""
-    if not isinstance(raw, dict):
-        raise OptionError("Invalid 'tunedeck': expected an object of tunedeck options.", "tunedeck")
-    for key, value in raw.items():
-        if key not in OPTION_CHECKS:
-            known = ", ".join(OPTION_CHECKS)
-            raise OptionError(f"Unknown option 'tunedeck.{str(key)[:40]}'; known: {known}.", f"tunedeck.{key}")
-        check, expected = OPTION_CHECKS[key]
-        if not check(value):
-            shown = repr(value)[:40]
-            raise OptionError(f"Invalid 'tunedeck.{key}': expected {expected}, got {shown}.", f"tunedeck.{key}")
-    return dict(raw)
+assert set(OPTION_RULES) == {f.name for f in fields(TunedeckOptions)}

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .jobrules import auto_epochs  # noqa: F401  (the one "auto" epochs, the local backend's; named here for callers)
+
 PRICE_TABLE_DATE = "2026-11-22"
 PRICE_TABLE_SOURCE = "OpenAI pricing page copy, standard tier (compiled 2026-11-22)"
 
@@ -106,16 +108,3 @@ def models_for(method: str) -> list[str]:
 
 def default_model(fmt: str | None) -> str:
     return DEFAULT_MODELS.get(fmt or "sft", DEFAULT_MODELS["sft"])
-
-
-def auto_epochs(n_examples: int) -> int:
-    """The "auto" epochs, as the server picks them (approximately): 3, raised when epochs x
-    examples would be under 100 (to at most 25), lowered when it would be over 25,000 (to at
-    least 1)."""
-    target, min_target, max_target, min_epochs, max_epochs = 3, 100, 25_000, 1, 25
-    n = max(n_examples, 1)
-    if n * target < min_target:
-        return min(max_epochs, min_target // n)
-    if n * target > max_target:
-        return max(min_epochs, max_target // n)
-    return target

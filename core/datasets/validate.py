@@ -35,7 +35,8 @@ from .checker import BOM, loads
 from .codes import WARNINGS, Issue
 from .detect import FORMAT_NAMES, METHODS, choose, vote
 from .grader import ItemPath, load_grader
-from .models import PRICE_TABLE_DATE, PRICE_TABLE_SOURCE, ModelInfo, auto_epochs, default_model, model_info, models_for
+from .jobrules import auto_epochs
+from .models import PRICE_TABLE_DATE, PRICE_TABLE_SOURCE, ModelInfo, default_model, model_info, models_for
 from .reader import count_issues
 from .report import ValidationReport
 from .scan import MAX_LINE_BYTES, Cancelled, ChunkResult, ScanConfig, _counter, scan_chunk, spill_path
@@ -139,7 +140,7 @@ def _plan(
         if path.is_dir():
             raise DatasetIOError(f"{path} is a directory, not a JSONL file")
         size = path.stat().st_size
-        detected = _detect(path)
+        detected = detect_format(path)
     except DatasetIOError:
         raise
     except OSError as exc:
@@ -185,7 +186,7 @@ def _plan(
     return _Plan(path, size, purpose, method, detected, target, info.name if info.known else name, model is None, info, cfg, issues)
 
 
-def _detect(path: Path) -> str | None:
+def detect_format(path: Path) -> str | None:
     """The format of the file, from the votes of its first lines."""
     votes: list[str | None] = []
     read = 0
@@ -482,7 +483,7 @@ def _assemble(
 
 def _estimate(plan: _Plan, counted: int, billed: int) -> dict[str, Any]:
     info = plan.info
-    epochs = auto_epochs(counted)
+    epochs = auto_epochs(counted)  # the rule the local backend resolves "auto" by
     trained = epochs * billed
     price = info.usd_per_1m_training_tokens
     note = info.note

@@ -209,6 +209,10 @@ class DatasetScreen(Screen):
         self.write_clean(path, report.checked_as, bad, self.browser.generation, self.browser.stop_event)
 
     def action_launch(self) -> None:
+        from dataclasses import replace
+
+        from tunedeck.core.launch.request import FORMAT_METHODS
+
         from .launch import LaunchScreen
 
         if self.browser.path is None:
@@ -216,7 +220,17 @@ class DatasetScreen(Screen):
         split = self.written.get("split")
         training = split[0] if split else (self.written.get("clean") or [self.browser.path])[0]
         validation = str(split[1]) if split else ""
-        self.app.push_screen(LaunchScreen(training_path=str(training), validation_path=validation))
+        # What the browser found (its format picks the method; its errors warn in the form)
+        # describes the file shown: a split or a clean copy written from it is a new file,
+        # checked afresh by the pre-flight.
+        report = self.browser.report if training == self.browser.path else None
+        method = None
+        if report is None and self.browser.report is not None:
+            method = FORMAT_METHODS.get(self.browser.report.format or self.browser.report.checked_as)
+        screen = LaunchScreen(training_path=str(training), validation_path=validation, report=report)
+        if method is not None:
+            screen.initial = replace(screen.initial, method=method)
+        self.app.push_screen(screen)
 
     @work(thread=True, group="dataset-write", exit_on_error=False, description="write a cleaned copy")
     def write_clean(self, path: Path, fmt: str, bad_lines: list[int] | None, generation: int, file_closed: threading.Event) -> None:

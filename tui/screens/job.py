@@ -66,6 +66,7 @@ class JobScreen(Screen):
         Binding("escape", "back", "Back", id="job.back", tooltip="Back to the jobs list"),
         Binding("backspace", "back", "Back", show=False, id="job.back_alt"),
         Binding("c", "cancel_job", "Cancel job", id="job.cancel", tooltip="Cancel this job (asks first)"),
+        Binding("a", "launch_again", "Launch again", id="job.launch_again", tooltip="A launch form filled from this job"),
     ]
 
     HELP = "Job: fields, live events (newest at the bottom) and the loss chart."
@@ -187,3 +188,14 @@ class JobScreen(Screen):
 
     def action_cancel_job(self) -> None:
         host(self).requests.confirm_cancel(self.job_id)
+
+    def action_launch_again(self) -> None:
+        """The launch form filled from this job: its files (by id), model, method, every
+        hyperparameter, suffix, seed, metadata, options and grader."""
+        if self.job is None:
+            return
+        from tunedeck.core.launch.request import LaunchRequest
+
+        from .launch import LaunchScreen
+
+        self.app.push_screen(LaunchScreen(request=LaunchRequest.from_job(self.job.raw)))

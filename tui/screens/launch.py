@@ -1,34 +1,93 @@
-"""Launch form: training file, base model, method (SFT or DPO), then upload and create the job."""
+"""Launch form: files, base model, method with its hyperparameters, job fields, the local
+backend's options, the RFT grader; ctrl+s opens the pre-flight, which uploads and creates.
+
+Fields appear and vanish with the method and the profile: DPO's beta, RFT's effort,
+compute, evaluation and grader; W&B only where the provider has it (OpenAI); tunedeck's
+options only on the local backend. What the user typed becomes a `LaunchRequest` (the one
+the headless `tunedeck jobs create` builds too), checked field by field by the rules the
+backend applies, as they type.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Grid, Horizontal, VerticalScroll
+from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Button, Footer, Input, Label, RadioButton, RadioSet, Select, Static
+from textual.widgets import Button, Footer, Input, Label, RadioSet, Select, Static
 
 from tunedeck.backend import BUILTIN_BASE_MODEL
+from tunedeck.core.launch.request import AUTO, FORMAT_METHODS, METHOD_LABELS, METHODS, LaunchRequest
 
-from ..messages import JobLaunched, LaunchFailed, ModelsLoaded
-from ..safe_text import one_line, safe
-from ..service_actions import LAUNCH_WORKERS, MODELS_WORKERS
+from ..messages import ModelsLoaded
+from ..safe_text import clean, one_line, safe
+from ..service_actions import MODELS_WORKERS
 from ..state import AppState, host
 from ..widgets.header import AppHeader
+from ..widgets.marked_radio import MarkedRadioButton
 from ..widgets.path_input import PathInput
 
 if TYPE_CHECKING:  # pragma: no cover
+    from tunedeck.core.datasets import ValidationReport
+    from tunedeck.core.launch.models import ModelChoice
+
     from ..state import WorkerFailure
 
-METHODS = (
-    ("supervised", "SFT", True),
-    ("dpo", "DPO", True),
-    ("reinforcement", "RFT (needs a grader: not in this form yet)", False),
+
+@dataclass(frozen=True, slots=True)
+class FieldSpec:
+    """One typed field of the form: `key` is where its value goes in the request."""
+
+    key: str
+    label: str
+    kind: str  # int, float, text, choice
+    group: str  # hyper, job, wandb, option
+    methods: tuple[str, ...] = METHODS
+    placeholder: str = ""
+    choices: tuple[str, ...] = ()
+    help: str = ""
+
+
+FIELDS: tuple[FieldSpec, ...] = (
+    FieldSpec("n_epochs", "Epochs", "int", "hyper", placeholder="auto", help="passes over the training file, 1-50"),
+    FieldSpec("batch_size", "Batch size", "int", "hyper", placeholder="auto", help="examples per step, 1-256"),
+    FieldSpec("learning_rate_multiplier", "LR multiplier", "float", "hyper", placeholder="auto", help="> 0"),
+    FieldSpec("beta", "DPO beta", "float", "hyper", ("dpo",), "auto", help="(0, 2]: higher stays closer to the base"),
+    FieldSpec(
+        "reasoning_effort", "Reasoning effort", "choice", "hyper", ("reinforcement",),
+        choices=("auto", "default", "low", "medium", "high"),
+    ),
+    FieldSpec("compute_multiplier", "Compute", "float", "hyper", ("reinforcement",), "auto", help="(0.00001, 10]"),
+    FieldSpec("eval_interval", "Eval interval", "int", "hyper", ("reinforcement",), "auto", help="steps between evals"),
+    FieldSpec("eval_samples", "Eval samples", "int", "hyper", ("reinforcement",), "auto", help="samples per eval"),
+    FieldSpec("suffix", "Suffix", "text", "job", placeholder="optional: in the model's name, e.g. support-v2"),
+    FieldSpec("seed", "Seed", "int", "job", placeholder="random", help="0-2147483647: the same seed repeats a run"),
+    FieldSpec("metadata", "Metadata", "text", "job", placeholder="optional: key=value, key2=value2"),
+    FieldSpec("wandb.project", "W&B project", "text", "wandb", placeholder="optional: Weights & Biases project"),
+    FieldSpec("wandb.entity", "W&B entity", "text", "wandb", placeholder="optional: team or user"),
+    FieldSpec("training_type", "Training type", "choice", "option", choices=("auto", "lora", "full")),
+    FieldSpec("lora_rank", "LoRA rank", "int", "option", placeholder="default 16"),
+    FieldSpec("lora_alpha", "LoRA alpha", "int", "option", placeholder="default 32"),
+    FieldSpec("lora_dropout", "LoRA dropout", "float", "option", placeholder="default 0.0"),
+    FieldSpec("max_length", "Max length", "int", "option", placeholder="default 2048 tokens per example"),
+    FieldSpec(
+        "max_completion_tokens", "Answer tokens", "int", "option", ("reinforcement",), "default 64",
+        help="RFT: the longest answer sampled",
+    ),
+    FieldSpec("device", "Device", "text", "option", placeholder="default: first GPU, else cpu (cpu, cuda, cuda:N)"),
 )
+FIELD_BY_KEY = {f.key: f for f in FIELDS}
+
+
+def field_id(key: str) -> str:
+    return "field-" + key.replace(".", "-").replace("_", "-")
 
 
 def default_model(models: list[str]) -> str | None:
@@ -40,97 +99,340 @@ def default_model(models: list[str]) -> str | None:
     return (base or models or [None])[0]
 
 
+def parse_metadata(text: str) -> dict[str, str]:
+    """`key=value, key2=value2` -> a dict; raises ValueError naming the bad pair."""
+    pairs: dict[str, str] = {}
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        key, sep, value = part.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"metadata: {part!r} is not key=value")
+        pairs[key.strip()] = value.strip()
+    return pairs
+
+
+def format_metadata(metadata: dict[str, str]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in metadata.items())
+
+
 class LaunchScreen(Screen):
     BINDINGS = [
-        Binding("ctrl+s", "launch", "Launch", id="launch.launch", tooltip="Upload the file and create the job"),
+        Binding("ctrl+s", "preflight", "Pre-flight", id="launch.preflight", tooltip="Check everything, then launch"),
+        Binding("ctrl+g", "edit_grader", "Grader", id="launch.grader", tooltip="Edit and test the RFT grader"),
+        Binding("ctrl+o", "pick_file", "Open file", id="launch.pick", tooltip="Pick the training file"),
+        Binding("ctrl+n", "save_preset", "Save preset", id="launch.save_preset", tooltip="Save this form by name"),
+        Binding("ctrl+l", "load_preset", "Presets", id="launch.load_preset", tooltip="Fill the form from a preset"),
         Binding("escape", "back", "Back", id="launch.back", tooltip="Back without launching"),
     ]
 
-    HELP = "Launch: upload a JSONL training file and create a fine-tuning job."
+    HELP = (
+        "Launch: fill in the form (empty hyperparameters are auto), then ctrl+s: the pre-flight checks "
+        "the files for the method, shows tokens, cost and the exact request, and launches."
+    )
 
-    def __init__(self, training_path: str = "", validation_path: str = "") -> None:
+    def __init__(
+        self,
+        training_path: str = "",
+        validation_path: str = "",
+        *,
+        request: LaunchRequest | None = None,
+        report: ValidationReport | None = None,
+    ) -> None:
         super().__init__()
-        self._initial_path = training_path
-        self._initial_validation = validation_path
-        self.launching = False
+        if request is None:
+            method = "supervised"
+            if report is not None:
+                method = FORMAT_METHODS.get(report.format or report.checked_as, "supervised")
+            request = LaunchRequest(
+                training_path=Path(training_path) if training_path else None,
+                validation_path=Path(validation_path) if validation_path else None,
+                method=method,
+            )
+        self.initial = request
+        self.report = report
+        """The dataset browser's validation of the training file, when launched from it."""
+        self.grader: dict[str, Any] | None = request.grader
+        self.response_format: dict[str, Any] | None = request.response_format
+        self.model_choices: list[ModelChoice] = []
+        self.recent: list[str] = []
+        self.method_chosen = report is not None or request.method != "supervised"
+        """The method was picked (by the user, a preset, the browser): typing a file no longer moves it."""
+        self._choosing_method = False
+        self.detected_format: str | None = None
+        """The typed training file's format, from its first lines."""
         self._models_requested = False
         self.error_text = ""
         """The last error shown in the form (plain text; tests read it)."""
+        self.problems: list[str] = []
+        """What the form would refuse now, one line per field (tests read it)."""
 
     @property
     def state(self) -> AppState:
         return host(self).state
 
+    @property
+    def launching(self) -> bool:
+        """True while a pre-flight opened from this form is uploading or creating."""
+        return any(getattr(s, "launching", False) for s in self.app.screen_stack if s is not self)
+
+    # -- layout ---------------------------------------------------------------------------
+
     def compose(self) -> ComposeResult:
+        request = self.initial
         yield AppHeader("Launch", id="header")
         with VerticalScroll(id="launch-form"):
-            with Grid(id="launch-grid"):
+            yield Static(Text("Data", style="bold underline"), classes="launch-section")
+            with Horizontal(classes="launch-row"):
                 yield Label("Training file", classes="field-label")
                 yield PathInput(
-                    self._initial_path,
-                    placeholder="path/to/train.jsonl",
+                    _file_text(request.training_path, request.training_file_id),
+                    compact=True,
+                    placeholder="path/to/train.jsonl, or a file id on the provider (file-…)",
                     id="training-path",
-                    tooltip="A JSONL file of chat examples",
+                    tooltip="A JSONL file (Tab completes the path; ctrl+o picks one)",
                 )
+            yield Static(id="training-note", classes="field-note")
+            with Horizontal(classes="launch-row"):
                 yield Label("Validation file", classes="field-label")
                 yield PathInput(
-                    self._initial_validation,
-                    placeholder="optional: path/to/valid.jsonl (gives the validation loss curve)",
+                    _file_text(request.validation_path, request.validation_file_id),
+                    compact=True,
+                    placeholder="optional: held-out examples (gives the validation loss curve)",
                     id="validation-path",
                     tooltip="Held-out examples in the same format; never trained on",
                 )
-                yield Label("Base model", classes="field-label")
-                yield Select[str]([], prompt="models load when connected", id="model-select", allow_blank=True)
-                yield Label("…or type one", classes="field-label")
-                yield Input(placeholder="model name (overrides the list)", id="model-custom")
+            yield Static(Text("Model and method", style="bold underline"), classes="launch-section")
+            with Horizontal(classes="launch-row"):
                 yield Label("Method", classes="field-label")
                 with RadioSet(id="method"):
-                    for value, label, enabled in METHODS:
-                        yield RadioButton(label, value=value == "supervised", disabled=not enabled, name=value)
+                    for value in METHODS:
+                        yield MarkedRadioButton(METHOD_LABELS[value], value=value == request.method, name=value)
+            with Horizontal(classes="launch-row"):
+                yield Label("Base model", classes="field-label")
+                yield Select[str]([], prompt="models load when connected", id="model-select", allow_blank=True, compact=True)
+            with Horizontal(classes="launch-row"):
+                yield Label("…or type one", classes="field-label")
+                yield Input(
+                    request.model,
+                    placeholder="model id, ft: model or checkpoint (continue training)",
+                    id="model-custom",
+                    compact=True,
+                )
+            yield Static(id="model-note", classes="field-note")
+            with Horizontal(classes="launch-row rft-only", id="grader-row"):
+                yield Label("Grader", classes="field-label")
+                yield Static(id="grader-summary")
+                yield Button("Edit  ctrl+g", id="edit-grader", compact=True)
+            with Horizontal(classes="launch-row rft-only", id="schema-row"):
+                yield Label("Answer format", classes="field-label")
+                yield Static(id="schema-summary")
+                yield Button("Edit", id="edit-schema", compact=True)
+            yield Static(Text("Hyperparameters (empty: auto)", style="bold underline"), classes="launch-section")
+            yield from self._fields("hyper")
+            yield Static(Text("Job", style="bold underline"), classes="launch-section")
+            yield from self._fields("job")
+            yield from self._fields("wandb")
+            yield Static(Text("Local backend options", style="bold underline"), classes="launch-section option-only")
+            yield from self._fields("option")
+            yield Static(id="launch-problems")
             with Horizontal(id="launch-buttons"):
-                yield Button("Launch  ctrl+s", id="launch", variant="primary")
+                yield Button("Pre-flight  ctrl+s", id="launch", variant="primary")
                 yield Button("Back  esc", id="back")
             yield Static(id="launch-status")
         yield Footer()
 
+    def _fields(self, group: str) -> ComposeResult:
+        for spec in (f for f in FIELDS if f.group == group):
+            classes = f"launch-row group-{group}"
+            with Horizontal(classes=classes, id=f"row-{field_id(spec.key)}"):
+                yield Label(spec.label, classes="field-label")
+                value = self._initial_value(spec)
+                if spec.kind == "choice":
+                    yield Select[str](
+                        [(c, c) for c in spec.choices],
+                        value=value if value in spec.choices else spec.choices[0],
+                        allow_blank=False,
+                        id=field_id(spec.key),
+                        compact=True,
+                    )
+                else:
+                    yield Input(
+                        value, placeholder=spec.placeholder, id=field_id(spec.key), tooltip=spec.help or None, compact=True
+                    )
+
+    def _initial_value(self, spec: FieldSpec) -> str:
+        request = self.initial
+        if spec.group == "hyper":
+            value = request.hyperparameters.get(spec.key)
+        elif spec.group == "option":
+            value = request.options.get(spec.key)
+        elif spec.key == "metadata":
+            return format_metadata(request.metadata)
+        elif spec.group == "wandb":
+            value = (request.wandb or {}).get(spec.key.split(".", 1)[1])
+        else:
+            value = getattr(request, spec.key)
+        return "" if value is None or value == AUTO else str(value)
+
     def on_mount(self) -> None:
         state = self.state
         state.models_listed.subscribe(self, self._models_loaded)
-        state.launch_answered.subscribe(self, self._launch_answered)
         state.worker_failed.subscribe(self, self._worker_failed)
-        state.changed.subscribe(self, lambda _: self._maybe_load_models())
+        state.changed.subscribe(self, lambda _: self._on_state_changed())
         self.query_one("#training-path", Input).focus()
-        if state.models is not None:
-            self._fill_models(state.models)
+        if state.model_choices is not None:
+            self._fill_models(state.model_choices)
         self._maybe_load_models()  # again each time: new fine-tuned models appear in the list
+        self._show_method()
+        self._show_profile_fields()
+        self._show_training_note()
+        self._show_grader()
+        self._recheck()
+        self._load_recent()
+        if self.report is None:
+            self._detect_format(self.query_one("#training-path", PathInput).path_text.strip())
+
+    @work(exclusive=True, group="launch-recent", exit_on_error=False, description="recent datasets")
+    async def _load_recent(self) -> None:
+        """The recent datasets, offered as the file fields' suggestions and in the picker."""
+        from tunedeck.core.recent import recent_files
+
+        service = self.state.service
+        if service is None:
+            return
+        self.recent = await recent_files(service.cache)
+        for field in self.query(PathInput):
+            field.offer(self.recent)
+
+    # -- what shows, by method and profile ---------------------------------------------------
+
+    def chosen_method(self) -> str:
+        pressed = self.query_one("#method", RadioSet).pressed_button
+        return pressed.name if pressed is not None and pressed.name else "supervised"
+
+    def _show_method(self) -> None:
+        method = self.chosen_method()
+        for spec in FIELDS:
+            self.query_one(f"#row-{field_id(spec.key)}").display = method in spec.methods and self._group_shown(spec.group)
+        for row in self.query(".rft-only"):
+            row.display = method == "reinforcement"
+
+    def _group_shown(self, group: str) -> bool:
+        backend = self._backend()
+        if group == "option":
+            return backend == "local"
+        if group == "wandb":
+            return backend == "openai"
+        return True
+
+    def _backend(self) -> str:
+        service = self.state.service
+        return service.profile.backend if service is not None else ""
+
+    def _show_profile_fields(self) -> None:
+        for node in self.query(".option-only"):
+            node.display = self._group_shown("option")
+        self._show_method()
+
+    def _on_state_changed(self) -> None:
+        self._show_profile_fields()
+        self._maybe_load_models()
+
+    def on_radio_set_changed(self, event: RadioSet.Changed) -> None:
+        event.stop()
+        if not self._choosing_method:
+            self.method_chosen = True  # by the user: a detected format no longer moves it
+        self._show_method()
+        self._show_model_note()
+        self._show_training_note()
+        self._recheck()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        event.stop()
+        if event.input.id == "training-path":
+            self._show_training_note()
+            self._detect_format(self.query_one("#training-path", PathInput).path_text.strip())
+        elif event.input.id == "model-custom":
+            self._show_model_note()
+        self._recheck()
+
+    @work(thread=True, exclusive=True, group="launch-detect", exit_on_error=False, description="detect the format")
+    def _detect_format(self, raw: str) -> None:
+        """The typed training file's format, from its first lines (a few ms): it picks the
+        method until the user picks one."""
+        from tunedeck.core.datasets.validate import detect_format
+
+        path = Path(raw).expanduser()
+        try:
+            fmt = detect_format(path) if raw and path.is_file() else None
+        except OSError:
+            fmt = None
+        self.app.call_from_thread(self._format_detected, raw, fmt)
+
+    def _format_detected(self, raw: str, fmt: str | None) -> None:
+        if raw != self.query_one("#training-path", PathInput).path_text.strip():
+            return  # typed on since
+        self.detected_format = fmt
+        method = FORMAT_METHODS.get(fmt or "")
+        if method is not None and not self.method_chosen and method != self.chosen_method():
+            self._choosing_method = True
+            try:
+                for button in self.query("#method RadioButton"):
+                    if button.name == method:
+                        button.value = True
+            finally:
+                self.call_after_refresh(self._method_set)
+        self._show_training_note()
+
+    def _method_set(self) -> None:
+        self._choosing_method = False
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        event.stop()
+        if event.select.id == "model-select":
+            self._show_model_note()
+        self._recheck()
+
+    # -- models ---------------------------------------------------------------------------
 
     def _maybe_load_models(self) -> None:
         state = self.state
         if not self._models_requested and state.connected:
             self._models_requested = True
-            if state.models is None:
+            if state.model_choices is None:
                 self.query_one("#model-select", Select).prompt = "loading models…"
             host(self).requests.load_models()
 
     def _models_loaded(self, message: ModelsLoaded) -> None:
+        select = self.query_one("#model-select", Select)
         if message.error is not None:
-            self.query_one("#model-select", Select).prompt = "could not list models: type one below"
+            select.prompt = "could not list models: type one below"
             self._set_status(Text.assemble(("models: ", "yellow"), safe(message.error)))
             return
-        self._fill_models(message.models)
+        self._fill_models(message.choices)
 
-    def _fill_models(self, models: list[str]) -> None:
+    def _fill_models(self, choices: list[ModelChoice]) -> None:
         select = self.query_one("#model-select", Select)
-        if not models:
+        self.model_choices = choices
+        if not choices:
             select.prompt = "no models listed: type one below"
             return
+        today = dt.date.today()
         chosen = select.value
-        select.set_options([(one_line(m), m) for m in models])
-        keep = chosen if isinstance(chosen, str) and chosen in models else default_model(models)
+        ids = [c.id for c in choices]
+        select.prompt = "choose a base model"
+        select.set_options([(one_line(c.label(today)), c.id) for c in choices])
+        typed = self.query_one("#model-custom", Input).value.strip()
+        keep = chosen if isinstance(chosen, str) and chosen in ids else None
+        if keep is None and typed in ids:
+            keep = typed
+            self.query_one("#model-custom", Input).value = ""
+        if keep is None and not typed:
+            keep = default_model(ids)
         if keep is not None:
             select.value = keep
-
-    # -- launching ---------------------------------------------------------------------------
+        self._show_model_note()
 
     def chosen_model(self) -> str:
         custom = self.query_one("#model-custom", Input).value.strip()
@@ -139,77 +441,297 @@ class LaunchScreen(Screen):
         value = self.query_one("#model-select", Select).value
         return value if isinstance(value, str) else ""
 
-    def chosen_method(self) -> str:
-        pressed = self.query_one("#method", RadioSet).pressed_button
-        return pressed.name if pressed is not None and pressed.name else "supervised"
-
-    def action_launch(self) -> None:
-        if self.launching:
-            return
-        raw_path = self.query_one("#training-path", PathInput).path_text.strip()
-        if not raw_path:
-            self.show_error("Enter the path of a JSONL training file.")
-            self.query_one("#training-path", Input).focus()
-            return
-        path = Path(raw_path).expanduser().absolute()
-        if not path.is_file():
-            self.show_error(f"{path}: no such file")
-            self.query_one("#training-path", Input).focus()
-            return
-        validation = self._optional_path("#validation-path")
-        if validation is False:
-            return
+    def _model_choice(self) -> ModelChoice | None:
         model = self.chosen_model()
-        if not model:
-            self.show_error("Choose a base model (or type one).")
-            return
-        self.launching = True
-        self.query_one("#launch", Button).disabled = True
-        self.error_text = ""
-        self._set_status(Text.assemble(("Uploading ", "bold"), safe(path.name), (" and creating the job…", "bold")))
-        host(self).requests.launch_job(path, model, self.chosen_method(), validation or None)
+        return next((c for c in self.model_choices if c.id == model), None)
 
-    def _optional_path(self, selector: str) -> Path | None | bool:
-        """The path typed in an optional field: None when empty, False (error shown) when missing."""
-        field = self.query_one(selector, PathInput)
-        raw = field.path_text.strip()
-        if not raw:
+    def _show_model_note(self) -> None:
+        note = self.query_one("#model-note", Static)
+        choice = self._model_choice()
+        parts: list[tuple[str, str] | Text] = []
+        if choice is not None:
+            warning = choice.shutdown_warning(dt.date.today())
+            if warning:
+                parts.append(("⚠ " + warning + "  ", "yellow"))
+            trains = choice.trains(self.chosen_method())
+            if trains is False:
+                label = METHOD_LABELS[self.chosen_method()]
+                parts.append((f"⚠ {label} is not known to train this model ({', '.join(choice.methods).upper()})", "yellow"))
+        note.update(Text.assemble(*parts) if parts else "")
+        note.display = bool(parts)
+
+    # -- files ------------------------------------------------------------------------------
+
+    def _show_training_note(self) -> None:
+        """What the dataset browser found in this file, when it is the file launched from."""
+        note = self.query_one("#training-note", Static)
+        report = self.report
+        raw = self.query_one("#training-path", PathInput).path_text.strip()
+        if report is None or not raw or Path(raw).expanduser().absolute() != Path(report.path).absolute():
+            fmt, method = self.detected_format, FORMAT_METHODS.get(self.detected_format or "")
+            if fmt is None or not raw:
+                note.display = False
+                return
+            text = Text(f"{fmt.upper()} format (from its first lines)", style="dim")
+            if method is not None and method != self.chosen_method():
+                text.append(f" · ⚠ the method is {METHOD_LABELS[self.chosen_method()]}", style="yellow")
+            note.update(text)
+            note.display = True
+            return
+        fmt = report.format or report.checked_as
+        method = FORMAT_METHODS.get(fmt)
+        parts: list[tuple[str, str]] = []
+        if report.error_count:
+            first = next((i for i in report.errors if i.line is not None), None)
+            where = f" (first: line {first.line}: {first.message})" if first is not None else ""
+            parts.append(
+                (f"✖ {report.error_count:,} invalid line(s){where}: the pre-flight will block; "
+                 "w in the dataset browser writes a clean copy", "red")
+            )
+        else:
+            parts.append((f"✔ {report.valid_examples:,} valid examples", "green"))
+        if fmt:
+            parts.append((f" · {fmt.upper()} format", ""))
+        if method is not None and method != self.chosen_method():
+            parts.append((f" · ⚠ the method is {METHOD_LABELS[self.chosen_method()]}", "yellow"))
+        note.update(Text.assemble(*(safe(t, s) if s else safe(t) for t, s in parts)))
+        note.display = True
+
+    def action_pick_file(self) -> None:
+        from .dataset_prompts import OpenDatasetScreen
+
+        field = self.focused if isinstance(self.focused, PathInput) else self.query_one("#training-path", PathInput)
+
+        def chosen(path: Path | None) -> None:
+            if path is not None:
+                field.value = str(path)
+                field.focus()
+
+        self.app.push_screen(OpenDatasetScreen(self.recent, Path.cwd()), chosen)
+
+    # -- grader and answer format (RFT) -------------------------------------------------------
+
+    def _show_grader(self) -> None:
+        summary = self.query_one("#grader-summary", Static)
+        if self.grader is None:
+            summary.update(Text("none yet: RFT needs one (ctrl+g)", style="yellow"))
+        else:
+            kind = str(self.grader.get("type", "?"))
+            name = str(self.grader.get("name", ""))
+            summary.update(Text.assemble(safe(kind, "bold"), " ", safe(name)))
+        schema = self.query_one("#schema-summary", Static)
+        if self.response_format is None:
+            schema.update(Text("free text (optional: a JSON schema)", style="dim"))
+        else:
+            schema.update(Text("JSON schema", style="bold"))
+
+    def action_edit_grader(self) -> None:
+        if self.chosen_method() != "reinforcement":
+            self.notify("a grader belongs to RFT: choose RFT first", markup=False)
+            return
+        from .grader_editor import GraderEditorScreen
+
+        service = self.state.service
+        dataset = self._training_path()
+
+        def edited(grader: dict[str, Any] | None) -> None:
+            if grader is not None:
+                self.grader = grader
+                self._show_grader()
+                self._recheck()
+
+        run = service.run_grader if service is not None else None
+        paths = service.paths if service is not None else None
+        self.app.push_screen(GraderEditorScreen(dataset, self.grader, run, paths), edited)
+
+    def action_edit_schema(self) -> None:
+        from .json_editor import JsonEditorScreen
+
+        def edited(value: dict[str, Any] | None) -> None:
+            if value is not None:
+                self.response_format = value or None
+                self._show_grader()
+                self._recheck()
+
+        start = self.response_format or {
+            "type": "json_schema",
+            "json_schema": {"name": "answer", "strict": True, "schema": {"type": "object", "properties": {}}},
+        }
+        self.app.push_screen(
+            JsonEditorScreen("Answer format (response_format): empty {} for free text", start), edited
+        )
+
+    def _training_path(self) -> Path | None:
+        raw = self.query_one("#training-path", PathInput).path_text.strip()
+        if not raw or raw.startswith("file-"):
             return None
         path = Path(raw).expanduser().absolute()
-        if not path.is_file():
-            self.show_error(f"{path}: no such file")
-            field.focus()
-            return False
-        return path
+        return path if path.is_file() else None
 
-    def _launch_answered(self, message: JobLaunched | LaunchFailed) -> None:
-        if not self.launching:
-            return
-        self._unlock()
-        if isinstance(message, LaunchFailed):
-            if message.kind == "training_not_available":
-                self.error_text = message.message
-                self._set_status(
-                    Text.assemble(("This backend does not offer fine-tuning. ", "bold yellow"), safe(message.message))
-                )
+    # -- the request ----------------------------------------------------------------------------
+
+    def build_request(self) -> tuple[LaunchRequest | None, list[str]]:
+        """The request the form describes, or the typing errors that stop it being one."""
+        errors: list[str] = []
+        method = self.chosen_method()
+        training_path, training_id = _file_choice(self.query_one("#training-path", PathInput).path_text)
+        validation_path, validation_id = _file_choice(self.query_one("#validation-path", PathInput).path_text)
+        hyper: dict[str, Any] = {}
+        options: dict[str, Any] = {}
+        wandb: dict[str, Any] = {}
+        job: dict[str, Any] = {}
+        for spec in FIELDS:
+            if method not in spec.methods or not self._group_shown(spec.group):
+                continue
+            widget = self.query_one(f"#{field_id(spec.key)}")
+            try:
+                value = _typed_value(spec, widget)
+            except ValueError as exc:
+                errors.append(f"{spec.label}: {exc}")
+                widget.add_class("-invalid")
+                continue
+            widget.remove_class("-invalid")
+            if value is None:
+                continue
+            if spec.group == "hyper":
+                hyper[spec.key] = value
+            elif spec.group == "option":
+                options[spec.key] = value
+            elif spec.group == "wandb":
+                wandb[spec.key.split(".", 1)[1]] = value
             else:
-                self.show_error(message.message)
-            return
-        from .job import JobScreen
+                job[spec.key] = value
+        try:
+            metadata = parse_metadata(job.pop("metadata", ""))
+        except ValueError as exc:
+            errors.append(str(exc))
+            metadata = {}
+        if errors:
+            return None, errors
+        request = LaunchRequest(
+            training_path=training_path,
+            training_file_id=training_id,
+            validation_path=validation_path,
+            validation_file_id=validation_id,
+            model=self.chosen_model(),
+            method=method,
+            hyperparameters=hyper,
+            suffix=job.get("suffix", ""),
+            seed=job.get("seed"),
+            metadata=metadata,
+            wandb=wandb or None,
+            options=options,
+            grader=self.grader if method == "reinforcement" else None,
+            response_format=self.response_format if method == "reinforcement" else None,
+        )
+        return request, []
 
-        self.app.switch_screen(JobScreen(message.job.id))
+    def _recheck(self) -> None:
+        request, errors = self.build_request()
+        if request is not None:
+            problems = request.problems(local=self._backend() == "local")
+            errors = [f"{_field_label(p.field)}: {p.message}" for p in problems]
+            bad = {p.field for p in problems}
+            for spec in FIELDS:
+                key = {"hyper": "hyperparameters.", "option": "options."}.get(spec.group, "") + spec.key
+                widget = self.query_one(f"#{field_id(spec.key)}")
+                widget.set_class(key in bad or (spec.group == "wandb" and "integrations.wandb" in bad), "-invalid")
+        self.problems = errors
+        panel = self.query_one("#launch-problems", Static)
+        panel.update(Text("\n".join("• " + clean(e) for e in errors), style="yellow") if errors else "")
+        panel.display = bool(errors)
+
+    def action_preflight(self) -> None:
+        if self.launching:
+            return
+        request, errors = self.build_request()
+        if request is None:
+            self.show_error("; ".join(errors))
+            return
+        if request.training_path is None and not request.training_file_id:
+            self.show_error("Enter the path of a JSONL training file (or a file id on the provider).")
+            self.query_one("#training-path", Input).focus()
+            return
+        for path, field in ((request.training_path, "#training-path"), (request.validation_path, "#validation-path")):
+            if path is not None and not path.is_file():
+                self.show_error(f"{path}: no such file")
+                self.query_one(field, Input).focus()
+                return
+        if not request.model:
+            self.show_error("Choose a base model (or type one).")
+            return
+        self.error_text = ""
+        self._set_status(Text(""))
+        from .preflight import PreflightScreen
+
+        choice = self._model_choice()
+        self.app.push_screen(PreflightScreen(request, choice, self.report), self._preflight_done)
+
+    def _preflight_done(self, outcome: str | None) -> None:
+        request, _ = self.build_request()
+        if outcome == "switch_profile" and request is not None:
+            host(self).switch_profile(keep_launch=request)
+        elif outcome and outcome.startswith("ftjob") or (outcome and outcome.startswith("job:")):
+            from .job import JobScreen
+
+            self.app.switch_screen(JobScreen(outcome.removeprefix("job:")))
+        elif outcome and outcome.startswith("failed:"):
+            self.show_error(outcome.removeprefix("failed:"))
+
+    # -- presets ----------------------------------------------------------------------------
+
+    def action_save_preset(self) -> None:
+        request, errors = self.build_request()
+        service = self.state.service
+        if request is None or service is None or service.paths is None:
+            self.show_error("; ".join(errors) or "presets are kept once the profile is open")
+            return
+        from tunedeck.core.launch.presets import PresetError, save_preset
+
+        from .dataset_prompts import AskScreen
+
+        paths = service.paths
+
+        def named(name: str | None) -> None:
+            if not name:
+                return
+            try:  # one small file in the config folder: written at once, no worker needed
+                save_preset(paths, name, request)
+            except PresetError as exc:
+                self.show_error(str(exc))
+            else:
+                self.notify(f"saved preset {clean(name)}: ctrl+l fills a form from it", markup=False)
+
+        self.app.push_screen(AskScreen("Save this form as the preset named"), named)
+
+    def action_load_preset(self) -> None:
+        service = self.state.service
+        if service is None or service.paths is None:
+            return
+        from tunedeck.core.launch.presets import PresetError, load_presets
+
+        try:
+            presets = load_presets(service.paths)
+        except PresetError as exc:
+            self.show_error(str(exc))
+            return
+        if not presets:
+            self.notify("no presets yet: ctrl+n saves this form as one", markup=False)
+            return
+        from .pick import PickScreen
+
+        def picked(name: str | None) -> None:
+            if name in presets:
+                self.app.switch_screen(LaunchScreen(request=presets[name]))
+
+        labels = {name: f"{name}  ·  {request_summary(r)}" for name, r in presets.items()}
+        self.app.push_screen(PickScreen("Fill the form from the preset", labels), picked)
+
+    # -- answers ------------------------------------------------------------------------------
 
     def _worker_failed(self, failure: WorkerFailure) -> None:
-        """An action of this form died unexpectedly (the app already showed why): recover."""
-        if failure.group == LAUNCH_WORKERS and self.launching:
-            self._unlock()
-            self.show_error(f"launch stopped: {failure.error}")
-        elif failure.group == MODELS_WORKERS:
+        if failure.group == MODELS_WORKERS:
             self._models_loaded(ModelsLoaded([], error=failure.error))
-
-    def _unlock(self) -> None:
-        self.launching = False
-        self.query_one("#launch", Button).disabled = False
 
     def show_error(self, message: str) -> None:
         self.error_text = message
@@ -220,14 +742,72 @@ class LaunchScreen(Screen):
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
-        self.action_launch()
+        self.action_preflight()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         event.stop()
-        if event.button.id == "launch":
-            self.action_launch()
-        elif event.button.id == "back":
-            self.action_back()
+        actions = {
+            "launch": self.action_preflight,
+            "back": self.action_back,
+            "edit-grader": self.action_edit_grader,
+            "edit-schema": self.action_edit_schema,
+        }
+        if event.button.id in actions:
+            actions[event.button.id]()
 
     def action_back(self) -> None:
         self.app.pop_screen()
+
+
+def _file_text(path: Path | None, file_id: str | None) -> str:
+    return str(path) if path is not None else file_id or ""
+
+
+def _file_choice(raw: str) -> tuple[Path | None, str | None]:
+    """A typed file: a path, or an id of a file already on the provider (`file-…` that is
+    not a local file)."""
+    raw = raw.strip()
+    if not raw:
+        return None, None
+    path = Path(raw).expanduser()
+    if raw.startswith("file-") and not path.exists():
+        return None, raw
+    return path.absolute(), None
+
+
+def _typed_value(spec: FieldSpec, widget: Any) -> Any:
+    """The value a field holds (None: left empty, i.e. auto or default)."""
+    if spec.kind == "choice":
+        value = widget.value
+        return None if not isinstance(value, str) or value == AUTO and spec.group == "hyper" else value
+    text = widget.value.strip()
+    if not text or (spec.group == "hyper" and text.lower() == AUTO):
+        return None
+    if spec.kind == "int":
+        try:
+            return int(text)
+        except ValueError:
+            raise ValueError(f"{text!r} is not a whole number") from None
+    if spec.kind == "float":
+        try:
+            return float(text)
+        except ValueError:
+            raise ValueError(f"{text!r} is not a number") from None
+    return text
+
+
+def _field_label(field: str) -> str:
+    """A request field as the form labels it: `hyperparameters.n_epochs` -> Epochs."""
+    key = field.split(".", 1)[1] if field.startswith(("hyperparameters.", "options.")) else field
+    spec = FIELD_BY_KEY.get(key)
+    if spec is not None:
+        return spec.label
+    return {"training_file": "Training file", "model": "Base model", "grader": "Grader",
+            "integrations.wandb": "W&B", "response_format": "Answer format"}.get(field, field)
+
+
+def request_summary(request: LaunchRequest) -> str:
+    """One line naming a request (preset lists, notes)."""
+    files = request.training_path.name if request.training_path else request.training_file_id or "?"
+    return f"{METHOD_LABELS.get(request.method, request.method)} · {request.model or '?'} · {files}"
+

