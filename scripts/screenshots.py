@@ -5,6 +5,7 @@
 One job is trained to completion (with a validation file, so the chart has both curves)
 and one is stopped mid-run; the script writes jobs.svg (the list), job.svg (the finished
 job: fields, events, loss chart), job-running.svg (the mid-run job), launch.svg (the form),
+preflight.svg (its pre-flight), grader-editor.svg (the RFT grader editor after a test run),
 help.svg, dataset.svg (the browser on a file with a few bad lines, an error chosen),
 dataset-stats.svg (its stats view) and job-transformer.svg (a tiny transformer mid-run, with
 the `train` extra) (with --text, a plain-text .txt of each as well). Nothing touches the user's config, cache or keys: everything lives in a
@@ -14,6 +15,8 @@ temporary TUNEDECK_HOME that is deleted afterwards.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import json
 import os
 import sys
@@ -29,6 +32,14 @@ def write_dataset(path: Path, n: int, seed: int) -> Path:
     from tunedeck.core.datasets.synth import write_dataset as synthesize
 
     synthesize("sft", n, path, learnable=True, seed=seed)
+    return path
+
+
+def write_rft(path: Path) -> Path:
+    from tunedeck.core.datasets import synth
+
+    with contextlib.redirect_stderr(io.StringIO()):
+        synth.main(["rft", "40", str(path), "--seed", "3"])
     return path
 
 
@@ -96,9 +107,23 @@ async def render(out_dir: Path, home: Path, text: bool = False) -> list[Path]:
             await pilot.press("n")
             await settle()
             await pilot.press(*"train.jsonl")
-            await pilot.pause()
+            await settle()
             shoot("launch.svg")
+            await pilot.press("ctrl+s")
+            await settle()
+            shoot("preflight.svg")
             await pilot.press("escape")
+            await settle()
+            for button in app.screen.query("#method RadioButton"):
+                button.value = button.name == "reinforcement"
+            app.screen.query_one("#training-path").value = str(write_rft(home / "rft.jsonl"))
+            await settle()
+            await pilot.press("ctrl+g")
+            await settle()
+            await pilot.press("ctrl+t")
+            await settle()
+            shoot("grader-editor.svg")
+            await pilot.press("escape", "escape")
             await settle()
 
             await shoot_dataset(app, pilot, settle, shoot, home)

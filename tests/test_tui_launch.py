@@ -399,3 +399,25 @@ async def test_launch_again_fills_the_form_from_the_job(paths, manual_backend, s
         assert isinstance(app.screen, JobScreen), preflight.error_text
         assert app.screen.job_id != job_screen.job_id
         assert len(await server_files(manual_backend)) == 1  # the same file id, not a new upload
+
+
+async def test_a_file_changed_after_its_preflight_is_not_sent(paths, manual_backend, tmp_path):
+    """What was checked is what is sent: a file edited between the pre-flight and the launch
+    is refused, and checking it again finds the new error."""
+    train = generate_dataset("sft", 40, tmp_path / "train.jsonl")
+    app = make_app(paths, manual_backend)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await open_form(pilot, train)
+        preflight = await to_preflight(pilot)
+        assert preflight.checked.preflight.ok
+        with train.open("a") as f:
+            f.write("not json\n")
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        assert app.screen is preflight
+        assert "changed since the pre-flight" in preflight.error_text
+        assert await server_files(manual_backend) == []
+        await pilot.press("escape")
+        await settle(pilot)
+        preflight = await to_preflight(pilot)
+        assert any("line 41" in line for line in preflight.checked.preflight.blocking)

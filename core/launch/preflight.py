@@ -32,7 +32,7 @@ from tunedeck.core.datasets.messages import is_image_target_issue
 from tunedeck.core.datasets.models import base_model
 from tunedeck.core.text import strip_controls
 
-from .request import METHOD_LABELS, LaunchRequest, Problem
+from .request import METHOD_LABELS, LaunchRequest, Problem, wire_body
 
 METHOD_FORMATS = {"supervised": "sft", "dpo": "dpo", "reinforcement": "rft"}
 """The method -> the dataset format the validator checks its files as."""
@@ -73,6 +73,8 @@ class Preflight:
     deprecation: dict[str, Any] | None = None
     """{"shutdown_date": "YYYY-MM-DD", "days_left": n} when the provider says the model retires."""
     request_body: dict[str, Any] = field(default_factory=dict)
+    """The JSON body of `POST /fine_tuning/jobs` as it goes on the wire (the launch tag,
+    made at launch, is not in it yet)."""
 
     @property
     def ok(self) -> bool:
@@ -166,8 +168,11 @@ def build_preflight(
     _resolve(result)
     _estimate_cost(result)
     if request.method in METHOD_HYPERPARAMETERS:  # an unknown one is a field problem, with no body to show
-        result.request_body = request.body(_sent_file(request.training_path, request.training_file_id),
-                                           _sent_file(request.validation_path, request.validation_file_id))
+        body = request.body(
+            _sent_file(request.training_path, request.training_file_id),
+            _sent_file(request.validation_path, request.validation_file_id),
+        )
+        result.request_body = wire_body(body)
     # Model names, file ids and dataset text are untrusted: every line is safe for a terminal.
     for lines in (result.blocking, result.warnings, result.notes):
         lines[:] = [strip_controls(line) for line in lines]

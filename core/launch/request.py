@@ -19,6 +19,13 @@ FORMAT_METHODS = {"sft": "supervised", "dpo": "dpo", "rft": "reinforcement"}
 AUTO = "auto"
 
 
+def wire_body(body: dict[str, Any]) -> dict[str, Any]:
+    """A `body()` as the HTTP request carries it: the SDK merges `extra_body` into the JSON."""
+    wire = {k: v for k, v in body.items() if k != "extra_body"}
+    wire.update(body.get("extra_body") or {})
+    return wire
+
+
 @dataclass(frozen=True, slots=True)
 class Problem:
     """One field the user must fix; `field` names it as the form and the CLI do (e.g.

@@ -779,7 +779,8 @@ def _typed_value(spec: FieldSpec, widget: Any) -> Any:
     """The value a field holds (None: left empty, i.e. auto or default)."""
     if spec.kind == "choice":
         value = widget.value
-        return None if not isinstance(value, str) or value == AUTO and spec.group == "hyper" else value
+        # The first choice is the default ("auto"): left out of the request, as an empty field is.
+        return None if not isinstance(value, str) or value == spec.choices[0] else value
     text = widget.value.strip()
     if not text or (spec.group == "hyper" and text.lower() == AUTO):
         return None
