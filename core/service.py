@@ -121,6 +121,9 @@ class Service:
         self._closed = False
         self._api: Api | None = None
         self._listeners: list[Listener] = []
+        self.takes_tunedeck_options = profile.backend == "local"
+        """The server accepts tunedeck's own job options (`tunedeck` field): the local
+        backend, or a compatible profile whose model list shows a tunedeck backend."""
         self.upload_sizes: tuple[int, int] | None = None
         """(multipart threshold, part size) in bytes for uploads; None: the API's (64 MB
         each). Tests set small ones to send a few KB in parts."""
@@ -395,9 +398,12 @@ class Service:
             stamps = stamps_of(request)
         except OSError as exc:
             raise ServiceError(f"{exc.filename}: {exc.strerror or exc}", "preflight") from None
-        local = self.profile.backend == "local"
         checked = await asyncio.to_thread(
-            build_preflight, request, local=local, model_info=model_info, today=datetime.date.today()
+            build_preflight,
+            request,
+            local=self.takes_tunedeck_options,
+            model_info=model_info,
+            today=datetime.date.today(),
         )
         return CheckedLaunch(request, checked, stamps)
 
@@ -503,7 +509,9 @@ class Service:
         with retirement dates and (on the local backend) sizes."""
         from .launch.models import model_choices
 
-        return model_choices(await self._call(lambda api: api.list_models()))
+        choices = model_choices(await self._call(lambda api: api.list_models()))
+        self.takes_tunedeck_options = self.profile.backend == "local" or any(c.tunedeck for c in choices)
+        return choices
 
     async def run_grader(self, grader: dict[str, Any], sample: str, item: dict[str, Any]) -> dict[str, Any]:
         """Grade one answer with the provider's `graders/run` (the grader editor's test run)."""

@@ -92,10 +92,20 @@ def test_usage_errors_exit_2_and_refused_values_exit_1(capsys, bench, sft_file, 
 
     code, _, err = run_cli(capsys, *base, "--epochs", "99")
     assert code == 1 and "1 to 50" in err
-    # tunedeck's own options go only to the local backend; a compatible profile would refuse them
-    code, _, err = run_cli(capsys, *base, "--option", "lora_rank=8")
-    assert code == 1 and "local backend" in err
+    code, _, err = run_cli(capsys, *base, "--option", "lora_rank=0")
+    assert code == 1 and "LoRA rank: expected an integer from 1 to 1024, got 0" in err
     assert server_state(bench) == ([], [])
+
+
+def test_tunedeck_options_go_to_a_tunedeck_backend_behind_a_compatible_profile(capsys, bench, sft_file):
+    """The profile says "compatible", but its model list shows a tunedeck backend: it takes
+    tunedeck's own options (an OpenAI endpoint would refuse them, and the pre-flight says so)."""
+    code, out, err = run_cli(
+        capsys, "jobs", "create", "--model", BUILTIN_BASE_MODEL, "--train", str(sft_file),
+        "--option", "lora_rank=8", "--dry-run", "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    assert json.loads(out)["preflight"]["request_body"]["tunedeck"] == {"lora_rank": 8}
 
 
 def test_rft_with_a_grader_file_launches(capsys, bench, tmp_path):

@@ -100,6 +100,8 @@ async def test_fields_appear_and_vanish_with_the_method(paths, manual_backend):
     app = make_app(paths, manual_backend)
     async with app.run_test(size=(120, 36)) as pilot:
         form = await open_form(pilot)
+        select = form.query_one("#model-select")
+        assert select.value == "tunedeck-ngram" and select.prompt == "choose a base model"  # no stale "loading…"
         common = {"n_epochs", "batch_size", "learning_rate_multiplier", "suffix", "seed", "metadata"}
         local_options = {"training_type", "lora_rank", "lora_alpha", "lora_dropout", "max_length", "device"}
         assert shown_rows(form) == common | local_options  # SFT on the local backend: no W&B

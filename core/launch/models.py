@@ -37,6 +37,9 @@ class ModelChoice:
     """How big it is, when the provider says (the local backend's open models)."""
     methods: tuple[str, ...] = ()
     """Methods known to train it (empty: not known; the provider decides)."""
+    tunedeck: bool = False
+    """Listed by a tunedeck backend (it describes its models under `tunedeck`): the server
+    takes tunedeck's own job options, wherever it runs."""
 
     @property
     def group(self) -> int:
@@ -111,6 +114,7 @@ def model_choice(raw: dict[str, Any]) -> ModelChoice:
         fine_tuned=fine_tuned,
         size=size,
         methods=info.methods if known else (),
+        tunedeck="tunedeck" in raw,
     )
 
 

@@ -11,7 +11,6 @@ backend applies, as they type.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,8 +23,19 @@ from textual.screen import Screen
 from textual.widgets import Button, Footer, Input, Label, RadioSet, Select, Static
 
 from tunedeck.backend import BUILTIN_BASE_MODEL
-from tunedeck.core.launch.request import AUTO, FORMAT_METHODS, METHOD_LABELS, METHODS, LaunchRequest
+from tunedeck.core.launch.request import FORMAT_METHODS, METHOD_LABELS, METHODS, LaunchRequest
 
+from ..launch_fields import (
+    FIELDS,
+    field_id,
+    field_label,
+    file_choice,
+    file_text,
+    initial_text,
+    parse_metadata,
+    request_summary,
+    typed_value,
+)
 from ..messages import ModelsLoaded
 from ..safe_text import clean, one_line, safe
 from ..service_actions import MODELS_WORKERS
@@ -41,55 +51,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..state import WorkerFailure
 
 
-@dataclass(frozen=True, slots=True)
-class FieldSpec:
-    """One typed field of the form: `key` is where its value goes in the request."""
-
-    key: str
-    label: str
-    kind: str  # int, float, text, choice
-    group: str  # hyper, job, wandb, option
-    methods: tuple[str, ...] = METHODS
-    placeholder: str = ""
-    choices: tuple[str, ...] = ()
-    help: str = ""
-
-
-FIELDS: tuple[FieldSpec, ...] = (
-    FieldSpec("n_epochs", "Epochs", "int", "hyper", placeholder="auto", help="passes over the training file, 1-50"),
-    FieldSpec("batch_size", "Batch size", "int", "hyper", placeholder="auto", help="examples per step, 1-256"),
-    FieldSpec("learning_rate_multiplier", "LR multiplier", "float", "hyper", placeholder="auto", help="> 0"),
-    FieldSpec("beta", "DPO beta", "float", "hyper", ("dpo",), "auto", help="(0, 2]: higher stays closer to the base"),
-    FieldSpec(
-        "reasoning_effort", "Reasoning effort", "choice", "hyper", ("reinforcement",),
-        choices=("auto", "default", "low", "medium", "high"),
-    ),
-    FieldSpec("compute_multiplier", "Compute", "float", "hyper", ("reinforcement",), "auto", help="(0.00001, 10]"),
-    FieldSpec("eval_interval", "Eval interval", "int", "hyper", ("reinforcement",), "auto", help="steps between evals"),
-    FieldSpec("eval_samples", "Eval samples", "int", "hyper", ("reinforcement",), "auto", help="samples per eval"),
-    FieldSpec("suffix", "Suffix", "text", "job", placeholder="optional: in the model's name, e.g. support-v2"),
-    FieldSpec("seed", "Seed", "int", "job", placeholder="random", help="0-2147483647: the same seed repeats a run"),
-    FieldSpec("metadata", "Metadata", "text", "job", placeholder="optional: key=value, key2=value2"),
-    FieldSpec("wandb.project", "W&B project", "text", "wandb", placeholder="optional: Weights & Biases project"),
-    FieldSpec("wandb.entity", "W&B entity", "text", "wandb", placeholder="optional: team or user"),
-    FieldSpec("training_type", "Training type", "choice", "option", choices=("auto", "lora", "full")),
-    FieldSpec("lora_rank", "LoRA rank", "int", "option", placeholder="default 16"),
-    FieldSpec("lora_alpha", "LoRA alpha", "int", "option", placeholder="default 32"),
-    FieldSpec("lora_dropout", "LoRA dropout", "float", "option", placeholder="default 0.0"),
-    FieldSpec("max_length", "Max length", "int", "option", placeholder="default 2048 tokens per example"),
-    FieldSpec(
-        "max_completion_tokens", "Answer tokens", "int", "option", ("reinforcement",), "default 64",
-        help="RFT: the longest answer sampled",
-    ),
-    FieldSpec("device", "Device", "text", "option", placeholder="default: first GPU, else cpu (cpu, cuda, cuda:N)"),
-)
-FIELD_BY_KEY = {f.key: f for f in FIELDS}
-
-
-def field_id(key: str) -> str:
-    return "field-" + key.replace(".", "-").replace("_", "-")
-
-
 def default_model(models: list[str]) -> str | None:
     """The built-in model when the backend has it (trains in seconds on any machine), else the
     first base model (fine-tuned `ft:` models come after base ones)."""
@@ -97,23 +58,6 @@ def default_model(models: list[str]) -> str | None:
         return BUILTIN_BASE_MODEL
     base = [m for m in models if not m.startswith("ft:")]
     return (base or models or [None])[0]
-
-
-def parse_metadata(text: str) -> dict[str, str]:
-    """`key=value, key2=value2` -> a dict; raises ValueError naming the bad pair."""
-    pairs: dict[str, str] = {}
-    for part in (p.strip() for p in text.split(",")):
-        if not part:
-            continue
-        key, sep, value = part.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"metadata: {part!r} is not key=value")
-        pairs[key.strip()] = value.strip()
-    return pairs
-
-
-def format_metadata(metadata: dict[str, str]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in metadata.items())
 
 
 class LaunchScreen(Screen):
@@ -171,11 +115,6 @@ class LaunchScreen(Screen):
     def state(self) -> AppState:
         return host(self).state
 
-    @property
-    def launching(self) -> bool:
-        """True while a pre-flight opened from this form is uploading or creating."""
-        return any(getattr(s, "launching", False) for s in self.app.screen_stack if s is not self)
-
     # -- layout ---------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
@@ -186,7 +125,7 @@ class LaunchScreen(Screen):
             with Horizontal(classes="launch-row"):
                 yield Label("Training file", classes="field-label")
                 yield PathInput(
-                    _file_text(request.training_path, request.training_file_id),
+                    file_text(request.training_path, request.training_file_id),
                     compact=True,
                     placeholder="path/to/train.jsonl, or a file id on the provider (file-…)",
                     id="training-path",
@@ -196,7 +135,7 @@ class LaunchScreen(Screen):
             with Horizontal(classes="launch-row"):
                 yield Label("Validation file", classes="field-label")
                 yield PathInput(
-                    _file_text(request.validation_path, request.validation_file_id),
+                    file_text(request.validation_path, request.validation_file_id),
                     compact=True,
                     placeholder="optional: held-out examples (gives the validation loss curve)",
                     id="validation-path",
@@ -247,7 +186,7 @@ class LaunchScreen(Screen):
             classes = f"launch-row group-{group}"
             with Horizontal(classes=classes, id=f"row-{field_id(spec.key)}"):
                 yield Label(spec.label, classes="field-label")
-                value = self._initial_value(spec)
+                value = initial_text(spec, self.initial)
                 if spec.kind == "choice":
                     yield Select[str](
                         [(c, c) for c in spec.choices],
@@ -260,20 +199,6 @@ class LaunchScreen(Screen):
                     yield Input(
                         value, placeholder=spec.placeholder, id=field_id(spec.key), tooltip=spec.help or None, compact=True
                     )
-
-    def _initial_value(self, spec: FieldSpec) -> str:
-        request = self.initial
-        if spec.group == "hyper":
-            value = request.hyperparameters.get(spec.key)
-        elif spec.group == "option":
-            value = request.options.get(spec.key)
-        elif spec.key == "metadata":
-            return format_metadata(request.metadata)
-        elif spec.group == "wandb":
-            value = (request.wandb or {}).get(spec.key.split(".", 1)[1])
-        else:
-            value = getattr(request, spec.key)
-        return "" if value is None or value == AUTO else str(value)
 
     def on_mount(self) -> None:
         state = self.state
@@ -321,7 +246,8 @@ class LaunchScreen(Screen):
     def _group_shown(self, group: str) -> bool:
         backend = self._backend()
         if group == "option":
-            return backend == "local"
+            service = self.state.service
+            return service is not None and service.takes_tunedeck_options
         if group == "wandb":
             return backend == "openai"
         return True
@@ -411,6 +337,7 @@ class LaunchScreen(Screen):
             self._set_status(Text.assemble(("models: ", "yellow"), safe(message.error)))
             return
         self._fill_models(message.choices)
+        self._show_profile_fields()  # a compatible profile may turn out to be a tunedeck backend
 
     def _fill_models(self, choices: list[ModelChoice]) -> None:
         select = self.query_one("#model-select", Select)
@@ -574,8 +501,8 @@ class LaunchScreen(Screen):
         """The request the form describes, or the typing errors that stop it being one."""
         errors: list[str] = []
         method = self.chosen_method()
-        training_path, training_id = _file_choice(self.query_one("#training-path", PathInput).path_text)
-        validation_path, validation_id = _file_choice(self.query_one("#validation-path", PathInput).path_text)
+        training_path, training_id = file_choice(self.query_one("#training-path", PathInput).path_text)
+        validation_path, validation_id = file_choice(self.query_one("#validation-path", PathInput).path_text)
         hyper: dict[str, Any] = {}
         options: dict[str, Any] = {}
         wandb: dict[str, Any] = {}
@@ -585,7 +512,7 @@ class LaunchScreen(Screen):
                 continue
             widget = self.query_one(f"#{field_id(spec.key)}")
             try:
-                value = _typed_value(spec, widget)
+                value = typed_value(spec, widget.value)
             except ValueError as exc:
                 errors.append(f"{spec.label}: {exc}")
                 widget.add_class("-invalid")
@@ -629,8 +556,8 @@ class LaunchScreen(Screen):
     def _recheck(self) -> None:
         request, errors = self.build_request()
         if request is not None:
-            problems = request.problems(local=self._backend() == "local")
-            errors = [f"{_field_label(p.field)}: {p.message}" for p in problems]
+            problems = request.problems(local=self._group_shown("option"))
+            errors = [f"{field_label(p.field)}: {p.message}" for p in problems]
             bad = {p.field for p in problems}
             for spec in FIELDS:
                 key = {"hyper": "hyperparameters.", "option": "options."}.get(spec.group, "") + spec.key
@@ -642,8 +569,6 @@ class LaunchScreen(Screen):
         panel.display = bool(errors)
 
     def action_preflight(self) -> None:
-        if self.launching:
-            return
         request, errors = self.build_request()
         if request is None:
             self.show_error("; ".join(errors))
@@ -671,12 +596,10 @@ class LaunchScreen(Screen):
         request, _ = self.build_request()
         if outcome == "switch_profile" and request is not None:
             host(self).switch_profile(keep_launch=request)
-        elif outcome and outcome.startswith("ftjob") or (outcome and outcome.startswith("job:")):
+        elif outcome is not None and outcome.startswith("job:"):
             from .job import JobScreen
 
             self.app.switch_screen(JobScreen(outcome.removeprefix("job:")))
-        elif outcome and outcome.startswith("failed:"):
-            self.show_error(outcome.removeprefix("failed:"))
 
     # -- presets ----------------------------------------------------------------------------
 
@@ -757,58 +680,3 @@ class LaunchScreen(Screen):
 
     def action_back(self) -> None:
         self.app.pop_screen()
-
-
-def _file_text(path: Path | None, file_id: str | None) -> str:
-    return str(path) if path is not None else file_id or ""
-
-
-def _file_choice(raw: str) -> tuple[Path | None, str | None]:
-    """A typed file: a path, or an id of a file already on the provider (`file-…` that is
-    not a local file)."""
-    raw = raw.strip()
-    if not raw:
-        return None, None
-    path = Path(raw).expanduser()
-    if raw.startswith("file-") and not path.exists():
-        return None, raw
-    return path.absolute(), None
-
-
-def _typed_value(spec: FieldSpec, widget: Any) -> Any:
-    """The value a field holds (None: left empty, i.e. auto or default)."""
-    if spec.kind == "choice":
-        value = widget.value
-        # The first choice is the default ("auto"): left out of the request, as an empty field is.
-        return None if not isinstance(value, str) or value == spec.choices[0] else value
-    text = widget.value.strip()
-    if not text or (spec.group == "hyper" and text.lower() == AUTO):
-        return None
-    if spec.kind == "int":
-        try:
-            return int(text)
-        except ValueError:
-            raise ValueError(f"{text!r} is not a whole number") from None
-    if spec.kind == "float":
-        try:
-            return float(text)
-        except ValueError:
-            raise ValueError(f"{text!r} is not a number") from None
-    return text
-
-
-def _field_label(field: str) -> str:
-    """A request field as the form labels it: `hyperparameters.n_epochs` -> Epochs."""
-    key = field.split(".", 1)[1] if field.startswith(("hyperparameters.", "options.")) else field
-    spec = FIELD_BY_KEY.get(key)
-    if spec is not None:
-        return spec.label
-    return {"training_file": "Training file", "model": "Base model", "grader": "Grader",
-            "integrations.wandb": "W&B", "response_format": "Answer format"}.get(field, field)
-
-
-def request_summary(request: LaunchRequest) -> str:
-    """One line naming a request (preset lists, notes)."""
-    files = request.training_path.name if request.training_path else request.training_file_id or "?"
-    return f"{METHOD_LABELS.get(request.method, request.method)} · {request.model or '?'} · {files}"
-

@@ -5,7 +5,7 @@ resolved hyperparameters, the estimated cost and duration, the base model's reti
 the exact request. Hard errors block; warnings need a confirm. Launching uploads (with
 progress, rate, ETA and cancel; an identical file is reused) and creates the job once.
 Dismisses with "job:<id>", "switch_profile" (403 training_not_available: try the form on
-another profile), "failed:<message>" or None (back).
+another profile) or None (back).
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ class NgramTrainer(Trainer):
         return [BUILTIN_BASE_MODEL]
 
     def model_details(self, model: str) -> dict[str, Any]:
-        return {"kind": "built-in", "size": "built-in CPU model, trains in seconds", }
+        return {"kind": "built-in", "size": "built-in CPU model"}
 
     def supports(self, method: str) -> bool:
         return method in ("supervised", "dpo", "reinforcement")
