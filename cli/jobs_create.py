@@ -99,7 +99,10 @@ def build_request(args: argparse.Namespace, presets: dict[str, Any] | None = Non
     if args.method:
         changes["method"] = METHOD_NAMES[args.method]
     elif not args.preset:
-        changes["method"] = _detected_method(changes.get("training_path") or base.training_path)
+        training = changes.get("training_path") or base.training_path
+        if training is None:
+            raise UsageError("--method is required with a file id (its format cannot be read here)")
+        changes["method"] = _detected_method(training)
     hyper = dict(base.hyperparameters)
     for flag, name in HYPERPARAMETER_FLAGS.items():
         text = getattr(args, flag)
@@ -131,6 +134,10 @@ def build_request(args: argparse.Namespace, presets: dict[str, Any] | None = Non
             if value is not None:
                 options[key] = value
         changes["options"] = options
+    method = changes.get("method", base.method)
+    for flag, given in (("--grader", args.grader), ("--response-format", args.response_format)):
+        if given and method != "reinforcement":
+            raise UsageError(f"{flag} applies to RFT only (--method rft)")
     if args.grader:
         grader = _json_file("--grader", args.grader)
         changes["grader"] = grader.get("grader", grader) if isinstance(grader.get("grader"), dict) else grader
@@ -254,7 +261,7 @@ class _ProgressLine:
 
     def __call__(self, progress: Any) -> None:
         line = strip_controls(progress.describe())
-        phase = (progress.role, progress.upload.phase)
+        phase = (progress.role, progress.upload.phase if progress.upload is not None else "create")
         if self.tty:
             print("\r\x1b[2K" + line, end="", file=sys.stderr, flush=True)
             self.drawn = True

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import uuid
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from tunedeck.backend import LocalBackend
 
     from .launch.models import ModelChoice
+    from .launch.preflight import Preflight
     from .local_service import LocalEndpoint
     from .paths import AppPaths
 
@@ -377,7 +378,12 @@ class Service:
         return events
 
     async def preflight(
-        self, request: LaunchRequest, model: ModelChoice | None = None, *, look_up_model: bool = True
+        self,
+        request: LaunchRequest,
+        model: ModelChoice | None = None,
+        *,
+        look_up_model: bool = True,
+        cancel: threading.Event | None = None,
     ) -> CheckedLaunch:
         """Everything about a launch before anything is spent (`launch/preflight.py`), run in
         a thread: the validator reads whole files. `model` is the chosen model as listed
@@ -404,8 +410,26 @@ class Service:
             local=self.takes_tunedeck_options,
             model_info=model_info,
             today=datetime.date.today(),
+            cancel=cancel,
         )
+        await self._check_file_ids(request, checked)
         return CheckedLaunch(request, checked, stamps)
+
+    async def _check_file_ids(self, request: LaunchRequest, checked: Preflight) -> None:
+        """A file given by id must exist on the provider: a missing one blocks (when connected;
+        offline the launch finds out)."""
+        if not self.is_connected:
+            return
+        for role, file_id in (("training", request.training_file_id), ("validation", request.validation_file_id)):
+            if not file_id:
+                continue
+            try:
+                await self._call(lambda api, file_id=file_id: api.retrieve_file(file_id))
+            except ApiError as exc:
+                if exc.kind != "not_found":
+                    checked.warnings.append(f"the {role} file {file_id} could not be looked up: {exc.message}")
+                    continue
+                checked.blocking.append(f"the {role} file {file_id} does not exist on {self.profile.describe()}")
 
     async def launch(
         self,
@@ -440,7 +464,16 @@ class Service:
             validation = await self._file_for(
                 request.validation_path, request.validation_file_id, "validation", progress, cancel
             )
-        body = request.body(training, validation, launch_tag=uuid.uuid4().hex[:16])
+        # Uploads take minutes: a file edited meanwhile (one not being sent) is caught here.
+        changed = checked.changed_files()
+        if changed:
+            names = ", ".join(str(p) for p in changed)
+            raise ServiceError(f"{names} changed while the launch uploaded: check it again", "preflight")
+        if cancel is not None and cancel.is_set():
+            raise ServiceError("the launch was cancelled before the job was created", "cancelled")
+        if progress is not None:
+            progress(LaunchProgress("job"))
+        body = request.body(training, validation, launch_tag=checked.launch_tag)
         try:
             created = await self._call(lambda a: create_job_once(a, body, sleep=sleep))
         except CreateUncertain as exc:
@@ -462,6 +495,8 @@ class Service:
         """The id of the file to train on: the given one (checked to exist), or `path` uploaded."""
         from .launch.uploads import FileChanged, UploadCancelled, upload_for_training
 
+        if cancel is not None and cancel.is_set():
+            raise ServiceError("the launch was cancelled; nothing was created", "cancelled")
         if path is None:
             assert file_id is not None
             try:

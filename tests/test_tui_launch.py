@@ -239,7 +239,9 @@ async def test_an_upload_cut_off_mid_way_resumes_on_the_next_try(paths, manual_b
         assert "resume" in preflight.error_text, preflight.error_text
 
         sent: list[int] = []
-        preflight.state.launch_progressed.subscribe(preflight, lambda m: sent.append(m.progress.upload.resumed_from))
+        preflight.state.launch_progressed.subscribe(
+            preflight, lambda m: sent.append(m.progress.upload.resumed_from if m.progress.upload else 0)
+        )
         await pilot.press("ctrl+s")
         await settle(pilot)
         assert isinstance(app.screen, JobScreen), preflight.error_text
@@ -423,3 +425,40 @@ async def test_a_file_changed_after_its_preflight_is_not_sent(paths, manual_back
         await settle(pilot)
         preflight = await to_preflight(pilot)
         assert any("line 41" in line for line in preflight.checked.preflight.blocking)
+
+
+async def test_a_file_big_enough_for_worker_processes_is_checked_in_the_app(paths, manual_backend, tmp_path):
+    """Over 8 MiB the validator scans in worker processes, which inside the app need the
+    resource tracker started first (the app's stderr has no file descriptor)."""
+    from tunedeck.core.datasets.validate import PARALLEL_MIN_BYTES
+
+    block = generate_dataset("sft", 200, tmp_path / "block.jsonl").read_bytes()
+    big = tmp_path / "big.jsonl"
+    big.write_bytes(block * (PARALLEL_MIN_BYTES // len(block) + 2))
+    app = make_app(paths, manual_backend)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await open_form(pilot, big)
+        preflight = await to_preflight(pilot)
+        checked = preflight.checked.preflight
+        assert checked.ok, checked.blocking
+        assert checked.training_examples == 200 * (PARALLEL_MIN_BYTES // len(block) + 2)
+
+
+async def test_a_hostile_model_id_in_the_retirement_warning_is_shown_literally(paths, manual_backend):
+    import datetime
+
+    from tunedeck.core.launch.models import ModelChoice
+    from tunedeck.tui.messages import ModelsLoaded
+
+    hostile = "m\x1b]52;c;aGk=\x07[@click=app.quit]x[/]"
+    soon = (datetime.date.today() + datetime.timedelta(days=10)).isoformat()
+    app = make_app(paths, manual_backend)
+    async with app.run_test(size=(120, 36)) as pilot:
+        form = await open_form(pilot)
+        app.post_message(ModelsLoaded([ModelChoice(id=hostile, shutdown_date=soon, fine_tunable=True)]))
+        await settle(pilot)
+        form.query_one("#model-select").value = hostile
+        await settle(pilot)
+        note = str(form.query_one("#model-note").render())
+        assert "retires on" in note and "[@click=app.quit]x[/]" in note
+        assert "\x1b" not in note and "\x07" not in note

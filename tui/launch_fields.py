@@ -4,6 +4,7 @@ text becomes a request's value. Pure functions; the screen (`screens/launch.py`)
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -105,20 +106,37 @@ def initial_text(spec: FieldSpec, request: LaunchRequest) -> str:
 
 
 def parse_metadata(text: str) -> dict[str, str]:
-    """`key=value, key2=value2` -> a dict; raises ValueError naming the bad pair."""
+    """`key=value, key2=value2`, or a JSON object (for values holding `,` or `=`) -> a dict;
+    raises ValueError naming the bad pair."""
+    text = text.strip()
+    if text.startswith("{"):
+        try:
+            value = json.loads(text)
+        except ValueError as exc:
+            raise ValueError(f"metadata: not a JSON object ({exc})") from None
+        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+            raise ValueError("metadata: a JSON object of text values, e.g. {\"note\": \"a, b\"}")
+        return value
     pairs: dict[str, str] = {}
     for part in (p.strip() for p in text.split(",")):
         if not part:
             continue
         key, sep, value = part.partition("=")
         if not sep or not key.strip():
-            raise ValueError(f"metadata: {part!r} is not key=value")
+            raise ValueError(f"metadata: {part!r} is not key=value (a JSON object takes any text)")
         pairs[key.strip()] = value.strip()
     return pairs
 
 
 def format_metadata(metadata: dict[str, str]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in metadata.items())
+    """As `parse_metadata` reads it back: key=value pairs, or JSON when a key or value holds
+    a separator (or spaces at its ends) that the pairs cannot carry."""
+    plain = all(
+        not any(c in f"{k}{v}" for c in ",={") and k == k.strip() and v == v.strip() for k, v in metadata.items()
+    )
+    if plain:
+        return ", ".join(f"{k}={v}" for k, v in metadata.items())
+    return json.dumps(metadata, ensure_ascii=False)
 
 
 def file_text(path: Path | None, file_id: str | None) -> str:

@@ -11,6 +11,7 @@ below say which action failed).
 from __future__ import annotations
 
 import asyncio
+import threading
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +46,7 @@ class ServiceActions:
         self._app = app
         self._state = state
         self._launch_cancel: asyncio.Event | None = None
+        self._preflight_cancel = threading.Event()
 
     def load_models(self) -> None:
         """Ask the backend for its model list (answers with `ModelsLoaded`)."""
@@ -70,23 +72,37 @@ class ServiceActions:
 
     def run_preflight(self, request: LaunchRequest, model: ModelChoice | None = None) -> None:
         """Check a launch before anything is spent (answers with `PreflightChecked`)."""
+        self._preflight_cancel.set()  # an earlier check nobody waits for any more
+        self._preflight_cancel = threading.Event()
         self._app.run_worker(
-            partial(self._preflight, request, model),
+            partial(self._preflight, request, model, self._preflight_cancel),
             group=PREFLIGHT_WORKERS,
             exclusive=True,
             exit_on_error=False,
             description="pre-flight",
         )
 
-    async def _preflight(self, request: LaunchRequest, model: ModelChoice | None) -> None:
+    def cancel_preflight(self) -> None:
+        self._preflight_cancel.set()
+
+    async def _preflight(self, request: LaunchRequest, model: ModelChoice | None, cancel: threading.Event) -> None:
         from tunedeck.core.service import ServiceError
 
         service, post = self._state.service, self._app.post_message
         if service is None:
             post(PreflightChecked(request, None, "the cache is still opening; try again in a moment"))
             return
+        from tunedeck.core.datasets import ValidationCancelled
+
+        from .widgets.background_work import start_resource_tracker
+
+        # A big file is validated in worker processes; inside the app they need the tracker
+        # started first (see start_resource_tracker).
+        await asyncio.to_thread(start_resource_tracker)
         try:
-            checked = await service.preflight(request, model)
+            checked = await service.preflight(request, model, cancel=cancel)
+        except ValidationCancelled:
+            return  # the pre-flight screen was left: nobody waits for this answer
         except ServiceError as exc:
             post(PreflightChecked(request, None, str(exc)))
         except OSError as exc:

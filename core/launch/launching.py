@@ -9,7 +9,8 @@ the front ends draw while files go up.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,6 +38,9 @@ class CheckedLaunch:
     request: LaunchRequest
     preflight: Preflight
     stamps: tuple[tuple[Path, Stamp], ...]
+    launch_tag: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
+    """The create's tag (metadata and Idempotency-Key), made once: launching this again after
+    an answer was lost finds the job the first try made instead of making a second one."""
 
     def changed_files(self) -> list[Path]:
         """Files whose size or modification time differ from when they were checked (or
@@ -59,20 +63,23 @@ def stamps_of(request: LaunchRequest) -> tuple[tuple[Path, Stamp], ...]:
 @dataclass(frozen=True, slots=True)
 class LaunchProgress:
     role: str
-    """"training" or "validation": which file this is about."""
-    upload: UploadProgress
+    """"training" or "validation": which file this is about; "job": the files are up and the
+    job is being created (no upload; it can no longer be cancelled)."""
+    upload: UploadProgress | None = None
 
     @property
     def sent(self) -> int:
-        return self.upload.sent
+        return self.upload.sent if self.upload is not None else 0
 
     @property
     def total(self) -> int:
-        return self.upload.total
+        return self.upload.total if self.upload is not None else 0
 
     def describe(self) -> str:
         """One line: what, how far, how fast, how long."""
         u = self.upload
+        if u is None:
+            return "creating the job (it can no longer be cancelled)"
         what = {
             "hashing": "reading",
             "checking": "looking for an identical upload of",

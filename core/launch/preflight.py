@@ -19,6 +19,7 @@ of image parts), those findings block only a launch to another provider.
 from __future__ import annotations
 
 import datetime
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -164,6 +165,7 @@ def build_preflight(
     result.problems = request.problems(local=local)
     result.blocking += [p.message for p in result.problems]
     _check_model(result, model_info, today or datetime.date.today())
+    _check_grader(result)
     _check_files(result, progress, cancel)
     _resolve(result)
     _estimate_cost(result)
@@ -200,6 +202,24 @@ def _check_model(result: Preflight, model_info: dict[str, Any] | None, today: da
         result.warnings.append(f"{model} shuts down on {date.isoformat()} (in {days} day{'s' if days != 1 else ''})")
 
 
+def _check_grader(result: Preflight) -> None:
+    """An RFT grader as the server will judge it: its structure and templates (the rows it
+    reads are checked with the files), and on a tunedeck backend, whether it can run it."""
+    r = result.request
+    if r.method != "reinforcement" or not isinstance(r.grader, dict):
+        return  # no grader is a field problem already
+    from .graders import check_grader_text
+
+    check = check_grader_text(json.dumps(r.grader), [])
+    result.blocking += [f"grader: {error}" for error in check.errors]
+    if result.local:
+        from tunedeck.backend import check_grader
+
+        refusal = check_grader(r.grader)
+        if refusal is not None and refusal.get("code") == "unsupported_grader":
+            result.blocking.append(f"grader: {refusal.get('message')}")
+
+
 # -- the files ------------------------------------------------------------------------------
 
 
@@ -212,7 +232,7 @@ def _check_files(result: Preflight, progress: Progress | None, cancel: Any) -> N
                 "so its size, tokens and cost are unknown"
             )
         if r.validation_path is not None:
-            result.notes.append(f"{Path(r.validation_path).name} is checked when the job starts")
+            _check_validation_alone(result, Path(r.validation_path), cancel)
         return
     if r.validation_path is None and r.validation_file_id:
         result.warnings.append(
@@ -252,6 +272,30 @@ def _check_files(result: Preflight, progress: Progress | None, cancel: Any) -> N
             f"tokens are counted by {report.encoding}; {r.model} bills by its own tokenizer, "
             "so its trained tokens will differ somewhat"
         )
+
+
+def _check_validation_alone(result: Preflight, path: Path, cancel: Any) -> None:
+    """A local validation file next to a training file on the provider: checked on its own.
+    The validator checks a lone file as a training file, so its training-only minimum of
+    examples is left out (a validation file needs one)."""
+    r = result.request
+    method = METHOD_FORMATS.get(r.method)
+    if method is None:
+        return
+    grader = r.grader if method == "rft" and isinstance(r.grader, dict) else None
+    try:
+        report = validate_file(path, method=method, model=r.model.strip() or None, grader=grader, cancel=cancel)
+    except (DatasetIOError, GraderError) as exc:
+        result.blocking.append(strip_controls(str(exc)))
+        return
+    report.purpose = "validation"
+    kept = [issue for issue in report.errors if issue.code != "too_few_examples"]
+    report.error_count -= len(report.errors) - len(kept)
+    report.errors = kept
+    result.validation = report
+    _summarize(result, report, path.name)
+    result.validation_examples = report.examples
+    result.validation_tokens = report.tokens.get("billed")
 
 
 def _summarize(result: Preflight, report: ValidationReport, name: str) -> None:

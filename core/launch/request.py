@@ -18,6 +18,24 @@ FORMAT_METHODS = {"sft": "supervised", "dpo": "dpo", "rft": "reinforcement"}
 """The dataset format the validator detects -> the method that trains on it."""
 AUTO = "auto"
 
+SAVED_TYPES: dict[str, type | tuple[type, ...]] = {
+    "training_path": str,
+    "model": str,
+    "method": str,
+    "validation_path": str,
+    "training_file_id": str,
+    "validation_file_id": str,
+    "hyperparameters": dict,
+    "suffix": str,
+    "seed": int,
+    "metadata": dict,
+    "wandb": dict,
+    "options": dict,
+    "grader": dict,
+    "response_format": dict,
+}
+"""What each field of a saved request (a preset) must be; a hand-edited file may hold anything."""
+
 
 def wire_body(body: dict[str, Any]) -> dict[str, Any]:
     """A `body()` as the HTTP request carries it: the SDK merges `extra_body` into the JSON."""
@@ -147,7 +165,15 @@ class LaunchRequest:
     def from_json(cls, data: dict[str, Any]) -> LaunchRequest:
         """A saved request (a preset); unknown keys are ignored, paths become `Path`s."""
         known = {f.name for f in fields(cls)} - {"n_epochs", "batch_size", "learning_rate_multiplier"}
-        values = {k: v for k, v in data.items() if k in known}
+        values = {k: v for k, v in data.items() if k in known and v is not None}
+        for key, value in values.items():
+            expected = SAVED_TYPES[key]
+            if not isinstance(value, expected) or isinstance(value, bool) and expected is not bool:
+                names = " or ".join(t.__name__ for t in (expected if isinstance(expected, tuple) else (expected,)))
+                raise ValueError(f"{key!r} must be {names}, not {type(value).__name__}")
+        for key in ("metadata", "options", "hyperparameters"):
+            if key in values and not all(isinstance(k, str) for k in values[key]):
+                raise ValueError(f"{key!r} must have text keys")
         for key in ("training_path", "validation_path"):
             if values.get(key):
                 values[key] = Path(values[key])

@@ -379,7 +379,7 @@ class LaunchScreen(Screen):
         if choice is not None:
             warning = choice.shutdown_warning(dt.date.today())
             if warning:
-                parts.append(("⚠ " + warning + "  ", "yellow"))
+                parts.append(safe("⚠ " + warning + "  ", "yellow"))
             trains = choice.trains(self.chosen_method())
             if trains is False:
                 label = METHOD_LABELS[self.chosen_method()]
@@ -546,7 +546,8 @@ class LaunchScreen(Screen):
             suffix=job.get("suffix", ""),
             seed=job.get("seed"),
             metadata=metadata,
-            wandb=wandb or None,
+            # W&B keys the form has no field for (a job's run name, tags) are kept as they came.
+            wandb=_merged_wandb(self.initial.wandb, wandb),
             options=options,
             grader=self.grader if method == "reinforcement" else None,
             response_format=self.response_format if method == "reinforcement" else None,
@@ -680,3 +681,11 @@ class LaunchScreen(Screen):
 
     def action_back(self) -> None:
         self.app.pop_screen()
+
+
+def _merged_wandb(initial: dict[str, Any] | None, typed: dict[str, Any]) -> dict[str, Any] | None:
+    """The W&B integration: the typed fields over the ones the form does not show. Without a
+    project there is no integration (the API needs one)."""
+    merged = {k: v for k, v in (initial or {}).items() if k not in ("project", "entity")}
+    merged.update(typed)
+    return merged if merged.get("project") else None

@@ -51,6 +51,8 @@ class PreflightScreen(Screen[str | None]):
         self.report = report
         self.checked: CheckedLaunch | None = None
         self.launching = False
+        self.creating = False
+        """The files are up and the create is on its way: escape cannot stop it any more."""
         self.confirmed_warnings = False
         self.unavailable = False
         """The provider answered 403 training_not_available: `p` tries another profile."""
@@ -144,6 +146,7 @@ class PreflightScreen(Screen[str | None]):
             )
             return
         self.launching = True
+        self.creating = False
         self.unavailable = False
         self.query_one("#launch", Button).disabled = True
         self.query_one("#upload-box").display = True
@@ -155,6 +158,7 @@ class PreflightScreen(Screen[str | None]):
         if not self.launching:
             return
         progress = message.progress
+        self.creating = progress.upload is None
         bar = self.query_one("#upload-bar", ProgressBar)
         if progress.total:
             bar.update(total=progress.total, progress=progress.sent)
@@ -198,10 +202,16 @@ class PreflightScreen(Screen[str | None]):
 
     def action_back(self) -> None:
         if self.launching:
+            if self.creating:
+                self._set_status(Text("the job is being created: it can no longer be cancelled", style="yellow"))
+                return
             host(self).requests.cancel_launch()
             self._set_status(Text("cancelling the upload…", style="yellow"))
             return
         self.dismiss(None)
+
+    def on_unmount(self) -> None:
+        host(self).requests.cancel_preflight()  # a check still reading a big file stops
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         event.stop()
