@@ -15,6 +15,29 @@ if TYPE_CHECKING:  # pragma: no cover
     from .records import Job
 
 
+def byte_size(count: float) -> str:
+    """Bytes as people read them: `512 B`, `28.8 KB`, `64.0 MB`, `1.2 GB` (units of 1024)."""
+    if count < 1024:
+        return f"{count:,.0f} B"
+    for unit in ("KB", "MB", "GB", "TB"):
+        count /= 1024
+        if count < 1024 or unit == "TB":
+            break
+    return f"{count:,.1f} {unit}"
+
+
+def duration_text(seconds: float) -> str:
+    """A wait as people read it: `45 s`, `3 min 05 s`, `2 h 10 min`."""
+    seconds = max(0, int(round(seconds)))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
 def local_time(timestamp: int | None, *, seconds: bool = False) -> str:
     """A Unix timestamp in the user's local time; '-' when unknown."""
     if not timestamp:

@@ -276,7 +276,7 @@ async def test_a_dropped_connection_stops_the_upload_and_the_next_call_resumes_i
         await upload(api, service, big)
     message = str(info.value)
     assert info.value.kind == "connection"
-    assert "big.jsonl" in message and "after 3 of 10 parts" in message and "768 bytes" in message
+    assert "big.jsonl" in message and "after 3 of 10 parts" in message and "768 B" in message
     assert "resumes it from there" in message and time.strftime("%H:%M", time.localtime(NOW + 3600 - 60)) in message
     saved = await service.cache.upload_session(service.profile.name, *content_key(big))
     assert saved is not None and len(saved.part_ids) == 3 and saved.upload_id == api.uploads[0]

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..describe import byte_size, duration_text
+
 if TYPE_CHECKING:  # pragma: no cover
     from .preflight import Preflight
     from .request import LaunchRequest
@@ -90,33 +92,13 @@ class LaunchProgress:
         }.get(u.phase, u.phase)
         line = f"{self.role} file: {what} {u.name}"
         if u.total and u.phase in ("hashing", "uploading", "resuming"):
-            line += f" · {_size(u.sent)} of {_size(u.total)}"
+            line += f" · {byte_size(u.sent)} of {byte_size(u.total)}"
             if u.rate > 0:
-                line += f" · {_size(int(u.rate))}/s"
+                line += f" · {byte_size(int(u.rate))}/s"
             if u.eta is not None:
-                line += f" · {_duration(u.eta)} left"
+                line += f" · {duration_text(u.eta)} left"
         if u.resumed_from:
-            line += f" (resumed at {_size(u.resumed_from)})"
+            line += f" (resumed at {byte_size(u.resumed_from)})"
         if u.detail:
             line += f" · {u.detail}"
         return line
-
-
-def _size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 1000 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{value:.1f} GB"
-
-
-def _duration(seconds: float) -> str:
-    seconds = max(0, int(round(seconds)))
-    if seconds < 60:
-        return f"{seconds} s"
-    minutes, seconds = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes} min {seconds:02d} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min"

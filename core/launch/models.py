@@ -16,6 +16,8 @@ from typing import Any
 
 from tunedeck.core.datasets.models import model_info
 
+from ..describe import byte_size
+
 SHUTDOWN_WARNING_DAYS = 90
 """A base model retiring within this many days gets a warning before launch."""
 
@@ -83,22 +85,13 @@ class ModelChoice:
         return f"{self.id}  ·  {' · '.join(notes)}" if notes else self.id
 
 
-def human_bytes(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 1000:
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{value:.1f} TB"
-
-
 def model_choice(raw: dict[str, Any]) -> ModelChoice:
     """One `Model` object as the launch form shows it."""
     model_id = str(raw.get("id") or "")
     details = raw.get("tunedeck") if isinstance(raw.get("tunedeck"), dict) else {}
     size = ""
     if isinstance(details.get("size_bytes"), int):
-        size = human_bytes(details["size_bytes"])
+        size = byte_size(details["size_bytes"])
     elif isinstance(details.get("size"), str):
         size = details["size"]
     info = model_info(model_id)

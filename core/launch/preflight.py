@@ -33,6 +33,7 @@ from tunedeck.core.datasets.messages import is_image_target_issue
 from tunedeck.core.datasets.models import base_model
 from tunedeck.core.text import strip_controls
 
+from ..describe import duration_text
 from .request import METHOD_LABELS, LaunchRequest, Problem, wire_body
 
 METHOD_FORMATS = {"supervised": "sft", "dpo": "dpo", "reinforcement": "rft"}
@@ -133,7 +134,7 @@ class Preflight:
             lines.append(f"  trained     {self.trained_tokens:,} tokens ({self.training_tokens:,} × {epochs} epochs)")
         cost = f"${self.cost_usd:,.2f}" if self.cost_usd is not None else "unknown"
         lines.append(f"  cost        {cost}" + (f" ({self.cost_note})" if self.cost_note else ""))
-        duration = _duration(self.duration_s) if self.duration_s is not None else self.duration_note
+        duration = duration_text(self.duration_s) if self.duration_s is not None else self.duration_note
         lines.append(f"  duration    {duration}")
         if self.deprecation is not None:
             date, days = self.deprecation["shutdown_date"], self.deprecation["days_left"]
@@ -412,8 +413,3 @@ def _file_line(name: str, examples: int | None, tokens: int | None, encoding: st
         return f"{name}: not checked here"
     counted = f", {tokens:,} billed tokens per epoch ({encoding})" if tokens is not None else ""
     return f"{name}: {examples:,} examples{counted}"
-
-
-def _duration(seconds: float) -> str:
-    minutes = max(1, round(seconds / 60))
-    return f"about {minutes} min" if minutes < 120 else f"about {minutes / 60:.1f} h"

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
 from ..api import ApiError, upload_name
 from ..cache import UploadedFile, UploadSession
+from ..describe import byte_size
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..api import Api
@@ -221,16 +222,6 @@ def _read_part(path: Path, offset: int, length: int) -> bytes:
         return handle.read(length)
 
 
-def _size_text(count: float) -> str:
-    if count < 1024:
-        return f"{count:.0f} bytes"
-    for unit in ("KB", "MB", "GB"):
-        count /= 1024
-        if count < 1024 or unit == "GB":
-            break
-    return f"{count:.1f} {unit}"
-
-
 def _reason(exc: ApiError) -> str:
     """The error's message, ready to go inside a sentence (the SDK's may end in an empty cause)."""
     return exc.message.strip().rstrip(":").rstrip(".").strip() or exc.kind
@@ -414,7 +405,7 @@ class _Upload:
                 raise
             raise UploadInterrupted(
                 exc.kind,
-                f"the upload of {self.path.name} stopped after {_size_text(sent)} of {_size_text(total)}: "
+                f"the upload of {self.path.name} stopped after {byte_size(sent)} of {byte_size(total)}: "
                 f"{_reason(exc)}. Launching again sends it again.",
                 exc.status,
                 exc.code,
@@ -517,7 +508,7 @@ class _Upload:
             if len(part_ids) == count:
                 note = f"resumed the upload: all {count} parts had been sent, so it was completed"
             self.notes.append(note)
-            reporter.report("resuming", reporter.resumed_from, f"{_size_text(reporter.resumed_from)} already sent")
+            reporter.report("resuming", reporter.resumed_from, f"{byte_size(reporter.resumed_from)} already sent")
         for index in range(len(part_ids), count):
             self._check_cancel()
             offset = index * part_size
@@ -572,7 +563,7 @@ class _Upload:
         return UploadInterrupted(
             exc.kind,
             f"the upload of {self.path.name} stopped after {done} of {count} parts "
-            f"({_size_text(sent)} of {_size_text(session.bytes)}): {_reason(exc)}. "
+            f"({byte_size(sent)} of {byte_size(session.bytes)}): {_reason(exc)}. "
             f"Launching again before {until} resumes it from there.",
             exc.status,
             exc.code,

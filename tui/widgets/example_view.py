@@ -19,6 +19,8 @@ from rich.text import Text
 from textual.containers import VerticalScroll
 from textual.widgets import Log, Static
 
+from tunedeck.core.describe import byte_size
+
 from ..safe_text import clean, safe
 from .conversation import render_example
 from .example_parts import Mark
@@ -32,10 +34,6 @@ RAW_BYTES = 2 * 1024 * 1024
 PRETTY_BYTES = 1024 * 1024
 """Lines up to this size are parsed and pretty-printed in the raw view; longer ones are shown as they are."""
 MATCH_STYLE = "black on yellow"
-
-
-def size_text(length: int) -> str:
-    return f"{length:,} B" if length < 1024 else f"{length / 1024:,.1f} KB" if length < 1024 * 1024 else f"{length / 1048576:,.1f} MB"
 
 
 def highlight_all(renderable: Any, words: list[str], case_sensitive: bool) -> None:
@@ -59,7 +57,7 @@ def example_renderable(
     """Line `number` as a conversation, under its issues; `chosen`'s field is marked."""
     line = index.display(number)
     issues = list(issues)
-    head = Text(f"line {number:,} · {size_text(line.length)}", style="bold", end="\n")
+    head = Text(f"line {number:,} · {byte_size(line.length)}", style="bold", end="\n")
     pieces: list[RenderableType] = [head, *(issue_text(i) for i in issues)]
     for piece in pieces[1:]:
         assert isinstance(piece, Text)
@@ -67,7 +65,7 @@ def example_renderable(
     mark_issue = chosen if chosen is not None and chosen.line == number else (issues[0] if issues else None)
     mark = Mark(mark_issue.field, mark_issue.message) if mark_issue is not None else None
     if line.truncated:
-        pieces.append(Text(f"a long line: its first {size_text(len(line.text))} shown as text (r: raw view)", style="yellow"))
+        pieces.append(Text(f"a long line: its first {byte_size(len(line.text))} shown as text (r: raw view)", style="yellow"))
         pieces.append(safe(line.text))
     elif not line.text.strip():
         pieces.append(Text("(blank line)", style="dim italic"))
@@ -100,7 +98,7 @@ def raw_lines(index: LineIndex, number: int, width: int) -> list[str]:
     width = max(8, width)
     out = [piece for line in lines for piece in wrap(clean(line), width)]
     if length > len(raw):
-        out.append(f"… {size_text(length - len(raw))} more not shown (the line is {size_text(length)})")
+        out.append(f"… {byte_size(length - len(raw))} more not shown (the line is {byte_size(length)})")
     return out
 
 
