@@ -17,7 +17,6 @@ from typing import Any
 from tunedeck.core.text import strip_controls
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-METHOD_NAMES = {"sft": "supervised", "dpo": "dpo", "rft": "reinforcement"}
 
 # flag -> hyperparameter name
 HYPERPARAMETER_FLAGS = {
@@ -42,7 +41,9 @@ def add_create_parser(jobs: Any) -> None:
         help="check, upload and create a fine-tuning job (the launch form, headless)",
         description="Check the files for the method (the pre-flight), upload them once, create the job once.",
     )
-    create.add_argument("--method", choices=sorted(METHOD_NAMES), default=None, help="default: the training file's format")
+    create.add_argument(
+        "--method", choices=("sft", "dpo", "rft"), default=None, help="default: the training file's format"
+    )
     create.add_argument("--model", help="base model, ft: model or checkpoint (required unless --preset gives one)")
     create.add_argument("--train", metavar="FILE", help="training JSONL, or the id of a file on the provider (file-…)")
     create.add_argument("--validation", metavar="FILE", help="validation JSONL, or a file id")
@@ -75,7 +76,7 @@ def build_request(args: argparse.Namespace, presets: dict[str, Any] | None = Non
     from dataclasses import replace
 
     from tunedeck.core.datasets.jobrules import parse_value
-    from tunedeck.core.launch.request import LaunchRequest
+    from tunedeck.core.launch.request import FORMAT_METHODS, LaunchRequest
 
     base = LaunchRequest()
     if args.preset:
@@ -97,7 +98,7 @@ def build_request(args: argparse.Namespace, presets: dict[str, Any] | None = Non
     elif not base.model:
         raise UsageError("--model is required")
     if args.method:
-        changes["method"] = METHOD_NAMES[args.method]
+        changes["method"] = FORMAT_METHODS[args.method]
     elif not args.preset:
         training = changes.get("training_path") or base.training_path
         if training is None:

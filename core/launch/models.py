@@ -14,6 +14,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
+from tunedeck.core.datasets.detect import API_METHOD_FORMATS
 from tunedeck.core.datasets.models import model_info
 
 from ..describe import byte_size
@@ -21,7 +22,6 @@ from ..describe import byte_size
 SHUTDOWN_WARNING_DAYS = 90
 """A base model retiring within this many days gets a warning before launch."""
 
-METHOD_FORMATS = {"supervised": "sft", "dpo": "dpo", "reinforcement": "rft"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +51,7 @@ class ModelChoice:
         """Whether `method` is known to train this model (None: unknown)."""
         if not self.methods:
             return None
-        return METHOD_FORMATS.get(method, method) in self.methods
+        return API_METHOD_FORMATS.get(method, method) in self.methods
 
     def days_left(self, today: dt.date) -> int | None:
         if not self.shutdown_date:

@@ -28,6 +28,7 @@ from typing import Any, Callable
 from tunedeck.backend import BUILTIN_BASE_MODEL
 from tunedeck.core.datasets import DatasetIOError, GraderError, ValidationReport, validate_file
 from tunedeck.core.datasets.codes import WARNINGS, Issue
+from tunedeck.core.datasets.detect import API_METHOD_FORMATS
 from tunedeck.core.datasets.jobrules import METHOD_HYPERPARAMETERS, resolve_hyperparameters
 from tunedeck.core.datasets.messages import is_image_target_issue
 from tunedeck.core.datasets.models import base_model
@@ -36,7 +37,6 @@ from tunedeck.core.text import strip_controls
 from ..describe import duration_text
 from .request import METHOD_LABELS, LaunchRequest, Problem, wire_body
 
-METHOD_FORMATS = {"supervised": "sft", "dpo": "dpo", "reinforcement": "rft"}
 """The method -> the dataset format the validator checks its files as."""
 SHUTDOWN_WARNING_DAYS = 90
 LISTED_ERRORS = 5
@@ -239,7 +239,7 @@ def _check_files(result: Preflight, progress: Progress | None, cancel: Any) -> N
         result.warnings.append(
             f"the validation file {r.validation_file_id} is on the provider: it cannot be checked here"
         )
-    method = METHOD_FORMATS.get(r.method)
+    method = API_METHOD_FORMATS.get(r.method)
     if method is None:
         return  # the method is a field problem already
     grader = r.grader if method == "rft" and isinstance(r.grader, dict) else None
@@ -280,7 +280,7 @@ def _check_validation_alone(result: Preflight, path: Path, cancel: Any) -> None:
     The validator checks a lone file as a training file, so its training-only minimum of
     examples is left out (a validation file needs one)."""
     r = result.request
-    method = METHOD_FORMATS.get(r.method)
+    method = API_METHOD_FORMATS.get(r.method)
     if method is None:
         return
     grader = r.grader if method == "rft" and isinstance(r.grader, dict) else None

@@ -12,9 +12,11 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-METHODS = ("supervised", "dpo", "reinforcement")
+from tunedeck.core.datasets.detect import API_METHOD_FORMATS
+from tunedeck.core.datasets.jobrules import METHODS
+
 METHOD_LABELS = {"supervised": "SFT", "dpo": "DPO", "reinforcement": "RFT"}
-FORMAT_METHODS = {"sft": "supervised", "dpo": "dpo", "rft": "reinforcement"}
+FORMAT_METHODS = {fmt: method for method, fmt in API_METHOD_FORMATS.items()}
 """The dataset format the validator detects -> the method that trains on it."""
 AUTO = "auto"
 
