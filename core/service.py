@@ -19,17 +19,17 @@ from typing import TYPE_CHECKING, Any, Callable
 from .api import Api, ApiError
 from .cache import Cache
 from .config import Profile
-from .job_create import CreateUncertain, Sleep, create_job_once
-from .launch.launching import CheckedLaunch, LaunchProgress, stamps_of
-from .launch.request import LaunchRequest
 from .paging import EVENTS_MAX_PAGES, JOBS_MAX_PAGES, CursorWalk
 from .records import Job, JobEvent, JobRow
 
 if TYPE_CHECKING:  # pragma: no cover
     from tunedeck.backend import LocalBackend
 
+    from .job_create import Sleep
+    from .launch.launching import CheckedLaunch, LaunchProgress
     from .launch.models import ModelChoice
     from .launch.preflight import Preflight
+    from .launch.request import LaunchRequest
     from .local_service import LocalEndpoint
     from .paths import AppPaths
 
@@ -97,9 +97,6 @@ class ServiceError(Exception):
     def __init__(self, message: str, kind: str = "") -> None:
         super().__init__(message)
         self.kind = kind
-
-
-__all__ = ["CheckedLaunch", "LaunchProgress", "LaunchRequest", "Service", "ServiceError"]
 
 
 class Service:
@@ -389,7 +386,7 @@ class Service:
         a thread: the validator reads whole files. `model` is the chosen model as listed
         (its retirement date); without it the list is asked for when connected, unless
         `look_up_model` is False (what it adds are warnings, which never block)."""
-        from .launch.launching import request_files
+        from .launch.launching import CheckedLaunch, request_files, stamps_of
         from .launch.preflight import build_preflight
 
         for role, path in request_files(request):
@@ -437,7 +434,7 @@ class Service:
         *,
         progress: Callable[[LaunchProgress], None] | None = None,
         cancel: asyncio.Event | None = None,
-        sleep: Sleep = asyncio.sleep,
+        sleep: Sleep | None = None,
     ) -> Job:
         """Upload the file(s) and create a job. A bare request is checked first; a checked
         one must still pass and its files be unchanged since. Errors name the file or field.
@@ -447,6 +444,10 @@ class Service:
         answer is lost, the job is looked for by its launch tag before it is sent again
         (`job_create.py`; `sleep` paces that, tests drive it).
         """
+        # Imported here: the service opens before the app's first frame, launching is later.
+        from .job_create import CreateUncertain, create_job_once
+        from .launch.launching import CheckedLaunch, LaunchProgress
+
         if isinstance(launch, CheckedLaunch):
             checked = launch
         else:
@@ -475,7 +476,7 @@ class Service:
             progress(LaunchProgress("job"))
         body = request.body(training, validation, launch_tag=checked.launch_tag)
         try:
-            created = await self._call(lambda a: create_job_once(a, body, sleep=sleep))
+            created = await self._call(lambda a: create_job_once(a, body, sleep=sleep or asyncio.sleep))
         except CreateUncertain as exc:
             raise ServiceError(str(exc)) from None
         await self.cache.upsert_jobs(self.profile.name, [created.job])
@@ -493,6 +494,7 @@ class Service:
         cancel: asyncio.Event | None,
     ) -> str:
         """The id of the file to train on: the given one (checked to exist), or `path` uploaded."""
+        from .launch.launching import LaunchProgress
         from .launch.uploads import FileChanged, UploadCancelled, upload_for_training
 
         if cancel is not None and cancel.is_set():

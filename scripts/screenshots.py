@@ -44,10 +44,10 @@ def write_rft(path: Path) -> Path:
 
 
 async def render(out_dir: Path, home: Path, text: bool = False) -> list[Path]:
-    from tunedeck.core.bootstrap import open_service
     from tunedeck.backend import BUILTIN_BASE_MODEL, LocalBackend
+    from tunedeck.core.bootstrap import open_service
+    from tunedeck.core.launch.request import LaunchRequest
     from tunedeck.core.paths import AppPaths
-    from tunedeck.core.service import LaunchRequest
     from tunedeck.tui.app import TunedeckApp
     from tunedeck.tui.screens.jobs import JobsTable
     from tunedeck.tui.textshot import screen_text
@@ -171,7 +171,7 @@ async def shoot_transformer_job(app, settle, shoot, backend, home: Path, train: 
         print("job-transformer.svg skipped: pip install '.[train]' first", file=sys.stderr)
         return
     from tunedeck.backend.trainers.transformer.worker.tiny import build_tiny_model
-    from tunedeck.core.service import LaunchRequest
+    from tunedeck.core.launch.request import LaunchRequest
 
     texts = [m["content"] for line in train.read_text().splitlines() for m in json.loads(line)["messages"]]
     build_tiny_model(home / "models" / "acme" / "tiny-qwen", texts)

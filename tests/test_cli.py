@@ -11,7 +11,7 @@ from tunedeck.backend import BUILTIN_BASE_MODEL
 from tunedeck.cli.main import main
 from tunedeck.core import __version__
 from tunedeck.core.bootstrap import open_service
-from tunedeck.core.service import LaunchRequest
+from tunedeck.core.launch.request import LaunchRequest
 
 
 def use_compatible_profile(home, base_url: str) -> None:

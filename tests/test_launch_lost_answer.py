@@ -13,7 +13,8 @@ from tunedeck.backend.http.faults import plan_from_dict
 from tunedeck.core.api import Api, ApiError
 from tunedeck.core.bootstrap import open_service
 from tunedeck.core.job_create import LAUNCH_TAG, LIST_WAITS_S, create_job_once
-from tunedeck.core.service import JobsChanged, LaunchRequest, Notice, ServiceError
+from tunedeck.core.launch.request import LaunchRequest
+from tunedeck.core.service import JobsChanged, Notice, ServiceError
 
 CREATE = {"method": "POST", "path": "/v1/fine_tuning/jobs"}
 # `should_retry: false`: the SDK's own retries (with their real pauses) stay out of the way.

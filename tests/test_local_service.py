@@ -20,8 +20,9 @@ from conftest import eventually, run_cli
 
 from tunedeck.backend import BUILTIN_BASE_MODEL, find_running, load_or_create_api_key, stop_running
 from tunedeck.core.bootstrap import open_service
+from tunedeck.core.launch.request import LaunchRequest
 from tunedeck.core.paths import AppPaths
-from tunedeck.core.service import ConnectionChanged, LaunchRequest
+from tunedeck.core.service import ConnectionChanged
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX sessions and signals")
 

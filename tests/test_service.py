@@ -10,17 +10,10 @@ import pytest
 from tunedeck.backend import BUILTIN_BASE_MODEL
 from tunedeck.core.api import ApiError
 from tunedeck.core.bootstrap import open_service
+from tunedeck.core.launch.request import LaunchRequest
 from tunedeck.core.poller import ACTIVE_INTERVAL_S, IDLE_INTERVAL_S, JobPoller
 from tunedeck.core.records import MetricPoint
-from tunedeck.core.service import (
-    ConnectionChanged,
-    EventsAdded,
-    JobMissing,
-    JobsChanged,
-    LaunchRequest,
-    PollError,
-    ServiceError,
-)
+from tunedeck.core.service import ConnectionChanged, EventsAdded, JobMissing, JobsChanged, PollError, ServiceError
 
 
 @pytest.fixture

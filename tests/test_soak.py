@@ -34,9 +34,10 @@ from conftest import eventually, generate_dataset
 
 from tunedeck.backend import BUILTIN_BASE_MODEL, LocalBackend
 from tunedeck.core.bootstrap import open_service
+from tunedeck.core.launch.request import LaunchRequest
 from tunedeck.core.poller import JobPoller
 from tunedeck.core.records import MetricPoint
-from tunedeck.core.service import ConnectionChanged, EventsAdded, JobMissing, JobsChanged, LaunchRequest, PollError
+from tunedeck.core.service import ConnectionChanged, EventsAdded, JobMissing, JobsChanged, PollError
 
 SEED = 1729
 STEP_DELAY_S = 0.05  # the backend's pace: a 120-step job trains for about 6 s

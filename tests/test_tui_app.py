@@ -494,7 +494,7 @@ async def test_p_switches_to_the_next_profile(isolated_home, manual_backend, sft
     monkeypatch.setenv("BENCH_KEY", manual_backend.api_key)
     seeding = await open_service("bench")
     await seeding.connect()
-    from tunedeck.core.service import LaunchRequest
+    from tunedeck.core.launch.request import LaunchRequest
 
     job = await seeding.launch(LaunchRequest(training_path=sft_file, model="tunedeck-ngram"))
     await seeding.close()

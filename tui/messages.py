@@ -18,11 +18,12 @@ from typing import TYPE_CHECKING
 from textual.message import Message
 
 if TYPE_CHECKING:  # pragma: no cover
+    from tunedeck.core.launch.launching import CheckedLaunch, LaunchProgress
     from tunedeck.core.launch.models import ModelChoice
     from tunedeck.core.launch.request import LaunchRequest
     from tunedeck.core.poller import JobPoller
     from tunedeck.core.records import Job, JobEvent, JobRow
-    from tunedeck.core.service import CheckedLaunch, LaunchProgress, Service, ServiceEvent
+    from tunedeck.core.service import Service, ServiceEvent
 
 
 @dataclass(eq=False, repr=False)

@@ -29,9 +29,9 @@ from .safe_text import clean
 if TYPE_CHECKING:  # pragma: no cover
     from textual.app import App
 
+    from tunedeck.core.launch.launching import CheckedLaunch
     from tunedeck.core.launch.models import ModelChoice
     from tunedeck.core.launch.request import LaunchRequest
-    from tunedeck.core.service import CheckedLaunch
 
     from .state import AppState
 

@@ -17,10 +17,11 @@ from textual.worker import Worker, WorkerState
 if TYPE_CHECKING:  # pragma: no cover
     from textual.dom import DOMNode
 
+    from tunedeck.core.launch.launching import CheckedLaunch
     from tunedeck.core.launch.models import ModelChoice
     from tunedeck.core.launch.request import LaunchRequest
     from tunedeck.core.records import JobRow
-    from tunedeck.core.service import CheckedLaunch, Service
+    from tunedeck.core.service import Service
 
     from .messages import (
         EventsArrived,

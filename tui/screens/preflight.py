@@ -28,9 +28,9 @@ from ..widgets.header import AppHeader
 
 if TYPE_CHECKING:  # pragma: no cover
     from tunedeck.core.datasets import ValidationReport
+    from tunedeck.core.launch.launching import CheckedLaunch
     from tunedeck.core.launch.models import ModelChoice
     from tunedeck.core.launch.request import LaunchRequest
-    from tunedeck.core.service import CheckedLaunch
 
     from ..state import WorkerFailure
 
