@@ -434,7 +434,7 @@ class Service:
         *,
         progress: Callable[[LaunchProgress], None] | None = None,
         cancel: asyncio.Event | None = None,
-        sleep: Sleep | None = None,
+        sleep: Sleep = asyncio.sleep,
     ) -> Job:
         """Upload the file(s) and create a job. A bare request is checked first; a checked
         one must still pass and its files be unchanged since. Errors name the file or field.
@@ -476,7 +476,7 @@ class Service:
             progress(LaunchProgress("job"))
         body = request.body(training, validation, launch_tag=checked.launch_tag)
         try:
-            created = await self._call(lambda a: create_job_once(a, body, sleep=sleep or asyncio.sleep))
+            created = await self._call(lambda a: create_job_once(a, body, sleep=sleep))
         except CreateUncertain as exc:
             raise ServiceError(str(exc)) from None
         await self.cache.upsert_jobs(self.profile.name, [created.job])
