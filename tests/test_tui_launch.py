@@ -462,3 +462,39 @@ async def test_a_hostile_model_id_in_the_retirement_warning_is_shown_literally(p
         note = str(form.query_one("#model-note").render())
         assert "retires on" in note and "[@click=app.quit]x[/]" in note
         assert "\x1b" not in note and "\x07" not in note
+
+
+async def test_the_rft_answer_format_is_edited_as_json_and_sent(paths, manual_backend, tmp_path):
+    from textual.widgets import TextArea
+
+    from tunedeck.tui.screens.json_editor import JsonEditorScreen
+
+    rft = generate_dataset("rft", 30, tmp_path / "rft.jsonl")
+    app = make_app(paths, manual_backend)
+    async with app.run_test(size=(120, 36)) as pilot:
+        form = await open_form(pilot, rft)
+        choose_method(form, "reinforcement")
+        await settle(pilot)
+        await pilot.click("#edit-schema")
+        await settle(pilot)
+        editor = app.screen
+        assert isinstance(editor, JsonEditorScreen)
+        area = editor.query_one(TextArea)
+        area.text = '{"type": "json_schema", "json_schema": {"name": "label", "schema": {"type": "object"}'
+        await settle(pilot)
+        assert "line 1" in editor.error_text  # the missing brace, with where
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        assert app.screen is editor  # not taken while it does not parse
+        area.text += "}}"
+        await settle(pilot)
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        assert app.screen is form and form.response_format["json_schema"]["name"] == "label"
+        await pilot.press("ctrl+g")
+        await settle(pilot)
+        await pilot.press("ctrl+s")  # the editor's template grader, as is
+        await settle(pilot)
+        preflight = await to_preflight(pilot)
+        body = preflight.checked.preflight.request_body
+        assert body["method"]["reinforcement"]["response_format"] == form.response_format
