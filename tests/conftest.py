@@ -46,6 +46,16 @@ def _stop_background_backends(root: Path) -> None:
             stop_running(endpoint.parent, timeout=30)
 
 
+@pytest.fixture
+def paths(tmp_path, monkeypatch):
+    """The app's folders under the test's own, with the test's folder as working directory
+    (the launch form and the dataset prompts take paths relative to it)."""
+    from tunedeck.core.paths import AppPaths
+
+    monkeypatch.chdir(tmp_path)
+    return AppPaths(config_dir=tmp_path / "config", cache_dir=tmp_path / "cache", data_dir=tmp_path / "data")
+
+
 def run_cli(*argv: str, home: Path | None = None, timeout: float = 90) -> subprocess.CompletedProcess[str]:
     """`python -m tunedeck.cli ARGV` in a process of its own (the isolated home unless `home`
     says another), bounded by `timeout`: several of the bugs these runs catch were hangs."""

@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 
 import pytest
+from tui_support import make_app, settle
 
 from tunedeck.core.bootstrap import open_service
-from tunedeck.core.paths import AppPaths
 from tunedeck.tui.app import TunedeckApp
 from tunedeck.tui.screens.help import HelpScreen
 from tunedeck.tui.screens.job import JobScreen
@@ -24,24 +24,6 @@ from tunedeck.tui.screens.preflight import PreflightScreen
 from tunedeck.tui.textshot import screen_text
 
 HOSTILE = "loss [@click=app.quit]ok[/] [/ \x1b]52;c;aGVsbG8=\x07 \x1b]0;pwned\x1b\\ done"
-
-
-@pytest.fixture
-def paths(tmp_path, monkeypatch) -> AppPaths:
-    monkeypatch.chdir(tmp_path)
-    return AppPaths(config_dir=tmp_path / "config", cache_dir=tmp_path / "cache", data_dir=tmp_path / "data")
-
-
-def make_app(paths: AppPaths, backend=None, **options) -> TunedeckApp:
-    options.setdefault("poll", False)
-    return TunedeckApp(lambda: open_service(paths=paths, local_backend=backend), **options)
-
-
-async def settle(pilot) -> None:
-    """Let workers finish and their messages land (no sleeping)."""
-    await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
-    await pilot.pause()
 
 
 async def poll(pilot) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from conftest import generate_dataset
 from rich.console import Console
+from tui_support import settle
 
 from tunedeck.core.bootstrap import open_service
 from tunedeck.core.paths import AppPaths
@@ -31,20 +32,8 @@ from tunedeck.tui.widgets.issue_list import IssueList
 HOSTILE = "[@click=app.quit]ok[/] [/ \x1b]52;c;aGVsbG8=\x07 \x1b]0;pwned\x1b\\ [bold]x"
 
 
-@pytest.fixture
-def paths(tmp_path, monkeypatch) -> AppPaths:
-    monkeypatch.chdir(tmp_path)
-    return AppPaths(config_dir=tmp_path / "config", cache_dir=tmp_path / "cache", data_dir=tmp_path / "data")
-
-
 def make_app(paths: AppPaths) -> TunedeckApp:
     return TunedeckApp(lambda: open_service(paths=paths), poll=False, connect=False)
-
-
-async def settle(pilot) -> None:
-    await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
-    await pilot.pause()
 
 
 async def open_screen(pilot, path: Path, **options) -> DatasetScreen:

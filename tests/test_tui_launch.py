@@ -8,13 +8,11 @@ import os
 from pathlib import Path
 
 import openai
-import pytest
 from conftest import generate_dataset
+from tui_support import make_app, settle
 
 from tunedeck.backend.http.faults import plan_from_dict
-from tunedeck.core.bootstrap import open_service
 from tunedeck.core.paths import AppPaths
-from tunedeck.tui.app import TunedeckApp
 from tunedeck.tui.screens.dataset import DatasetScreen
 from tunedeck.tui.screens.dataset_prompts import AskScreen
 from tunedeck.tui.screens.grader_editor import GraderEditorScreen
@@ -23,23 +21,6 @@ from tunedeck.tui.screens.launch import FIELDS, LaunchScreen, field_id
 from tunedeck.tui.screens.pick import PickScreen
 from tunedeck.tui.screens.preflight import PreflightScreen
 from tunedeck.tui.textshot import screen_text
-
-
-@pytest.fixture
-def paths(tmp_path, monkeypatch) -> AppPaths:
-    monkeypatch.chdir(tmp_path)
-    return AppPaths(config_dir=tmp_path / "config", cache_dir=tmp_path / "cache", data_dir=tmp_path / "data")
-
-
-def make_app(paths: AppPaths, backend=None, **options) -> TunedeckApp:
-    options.setdefault("poll", False)
-    return TunedeckApp(lambda: open_service(paths=paths, local_backend=backend), **options)
-
-
-async def settle(pilot) -> None:
-    await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
-    await pilot.pause()
 
 
 async def open_form(pilot, training: Path | None = None) -> LaunchScreen:
