@@ -42,16 +42,9 @@ async def service(backend):
     await service.close()
 
 
-@pytest.fixture
-async def sdk(backend):
-    client = openai.AsyncOpenAI(base_url=backend.base_url, api_key=backend.api_key, max_retries=0)
-    yield client
-    await client.close()
-
-
-async def jobs_and_files(sdk) -> tuple[list[str], int]:
-    backend_jobs = [job.id async for job in sdk.fine_tuning.jobs.list()]
-    return backend_jobs, len((await sdk.files.list()).data)
+async def jobs_and_files(client) -> tuple[list[str], int]:
+    backend_jobs = [job.id async for job in client.fine_tuning.jobs.list()]
+    return backend_jobs, len((await client.files.list()).data)
 
 
 @pytest.mark.parametrize(
@@ -59,12 +52,12 @@ async def jobs_and_files(sdk) -> tuple[list[str], int]:
     [{"kind": "drop", "after_handling": True}, {"kind": "server_error", "after_handling": True}],
     ids=["dropped-after-create", "500-after-create"],
 )
-async def test_a_lost_answer_yields_the_one_job_that_was_made(service, backend, sdk, sft_file, fault):
+async def test_a_lost_answer_yields_the_one_job_that_was_made(service, backend, client, sft_file, fault):
     rules(backend, {**CREATE, **fault, "times": 1})
     sleeps = Sleeps()
     job = await service.launch(LaunchRequest(training_path=sft_file, model=BUILTIN_BASE_MODEL), sleep=sleeps)
     backend.faults.set_rules([])
-    jobs, files = await jobs_and_files(sdk)
+    jobs, files = await jobs_and_files(client)
     assert jobs == [job.id] and files == 1  # one job; the file was uploaded once
     assert sleeps == []  # the first listing answered
     assert job.raw["metadata"][LAUNCH_TAG]
@@ -74,14 +67,14 @@ async def test_a_lost_answer_yields_the_one_job_that_was_made(service, backend, 
     assert notice.topic == "launch" and job.id in notice.message
 
 
-async def test_an_answer_dropped_before_handling_is_sent_again_once(service, backend, sdk, sft_file):
+async def test_an_answer_dropped_before_handling_is_sent_again_once(service, backend, client, sft_file):
     rules(backend, {**CREATE, "kind": "drop", "times": 1})
     job = await service.launch(LaunchRequest(training_path=sft_file, model=BUILTIN_BASE_MODEL), sleep=Sleeps())
     backend.faults.set_rules([])
-    assert (await jobs_and_files(sdk)) == ([job.id], 1)
+    assert (await jobs_and_files(client)) == ([job.id], 1)
 
 
-async def test_a_flaky_listing_is_tried_again_after_a_pause(service, backend, sdk, sft_file):
+async def test_a_flaky_listing_is_tried_again_after_a_pause(service, backend, client, sft_file):
     rules(
         backend,
         {**CREATE, "kind": "drop", "after_handling": True, "times": 1},
@@ -91,10 +84,10 @@ async def test_a_flaky_listing_is_tried_again_after_a_pause(service, backend, sd
     job = await service.launch(LaunchRequest(training_path=sft_file, model=BUILTIN_BASE_MODEL), sleep=sleeps)
     backend.faults.set_rules([])
     assert sleeps == [LIST_WAITS_S[0]]
-    assert (await jobs_and_files(sdk))[0] == [job.id]
+    assert (await jobs_and_files(client))[0] == [job.id]
 
 
-async def test_when_nothing_answers_the_error_says_the_job_may_exist(service, backend, sdk, sft_file):
+async def test_when_nothing_answers_the_error_says_the_job_may_exist(service, backend, client, sft_file):
     rules(backend, {**CREATE, "kind": "drop", "after_handling": True, "times": 1}, {**LIST, "kind": "unavailable"})
     sleeps = Sleeps()
     with pytest.raises(ServiceError) as info:
@@ -103,15 +96,15 @@ async def test_when_nothing_answers_the_error_says_the_job_may_exist(service, ba
     message = str(info.value)
     assert "may or may not exist" in message and "Check the job list" in message and LAUNCH_TAG in message
     assert sleeps == list(LIST_WAITS_S)
-    assert len((await jobs_and_files(sdk))[0]) == 1  # it did exist: nothing was sent again
+    assert len((await jobs_and_files(client))[0]) == 1  # it did exist: nothing was sent again
 
 
-async def test_two_lost_creates_that_made_nothing_end_in_the_same_warning(service, backend, sdk, sft_file):
+async def test_two_lost_creates_that_made_nothing_end_in_the_same_warning(service, backend, client, sft_file):
     rules(backend, {**CREATE, "kind": "drop", "times": 2})
     with pytest.raises(ServiceError, match="may or may not exist"):
         await service.launch(LaunchRequest(training_path=sft_file, model=BUILTIN_BASE_MODEL), sleep=Sleeps())
     backend.faults.set_rules([])
-    assert (await jobs_and_files(sdk)) == ([], 1)  # one upload, no job, no third create
+    assert (await jobs_and_files(client)) == ([], 1)  # one upload, no job, no third create
 
 
 async def test_a_refused_create_is_not_reconciled(service, backend, sft_file):
@@ -121,7 +114,7 @@ async def test_a_refused_create_is_not_reconciled(service, backend, sft_file):
     assert service.api_requests == 2  # the upload and one create: a 4xx is an answer
 
 
-async def test_the_create_carries_its_tag_as_the_idempotency_key(backend, sdk, sft_file):
+async def test_the_create_carries_its_tag_as_the_idempotency_key(backend, client, sft_file):
     """Seen from the backend, which honours `Idempotency-Key`: the same key sent again by
     hand is answered with the job the launch made."""
     api = Api(openai.AsyncOpenAI(base_url=backend.base_url, api_key=backend.api_key))
@@ -131,7 +124,7 @@ async def test_the_create_carries_its_tag_as_the_idempotency_key(backend, sdk, s
         created = await create_job_once(api, body)
     finally:
         await api.close()
-    again = await sdk.fine_tuning.jobs.with_raw_response.create(**body, extra_headers={"Idempotency-Key": "tag-123"})
+    again = await client.fine_tuning.jobs.with_raw_response.create(**body, extra_headers={"Idempotency-Key": "tag-123"})
     assert again.headers.get("Idempotent-Replayed") == "true"
     assert again.parse().id == created.job["id"] and created.note is None
-    assert (await jobs_and_files(sdk)) == ([created.job["id"]], 1)
+    assert (await jobs_and_files(client)) == ([created.job["id"]], 1)

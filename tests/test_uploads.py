@@ -83,13 +83,6 @@ async def service(backend):
     await service.close()
 
 
-@pytest.fixture
-async def sdk(backend):
-    client = openai.AsyncOpenAI(base_url=backend.base_url, api_key=backend.api_key, max_retries=0)
-    yield client
-    await client.close()
-
-
 class RecordingApi(Api):
     """The service's client without the SDK's retries (a dropped part fails at once, with no
     back-off to wait out), recording the uploads it creates and the parts it sends."""
@@ -126,12 +119,12 @@ async def upload(api, service, path: Path, **kwargs):
     return await upload_for_training(api, service.cache, service.profile.name, path, **kwargs)
 
 
-async def server_files(sdk) -> list:
-    return [file async for file in sdk.files.list()]
+async def server_files(client) -> list:
+    return [file async for file in client.files.list()]
 
 
-async def content(sdk, file_id: str) -> bytes:
-    return (await sdk.files.content(file_id)).read()
+async def content(client, file_id: str) -> bytes:
+    return (await client.files.content(file_id)).read()
 
 
 def uploading(reports: list[UploadProgress]) -> list[UploadProgress]:
@@ -146,12 +139,12 @@ def part_numbers(reports: list[UploadProgress]) -> set[int]:
 # -- one request ---------------------------------------------------------------------------------
 
 
-async def test_a_small_file_streams_with_progress_that_rises_to_its_size(service, sdk, small):
+async def test_a_small_file_streams_with_progress_that_rises_to_its_size(service, client, small):
     reports: list[UploadProgress] = []
     result = await upload(service._api, service, small, progress=reports.append)
     size = small.stat().st_size
     assert (result.reused, result.resumed, result.note) == (False, False, "")
-    assert result.file["bytes"] == size and await content(sdk, result.file["id"]) == small.read_bytes()
+    assert result.file["bytes"] == size and await content(client, result.file["id"]) == small.read_bytes()
     phases = [r.phase for r in reports]
     assert phases[0] == "hashing" and phases[-1] == "done" and "checking" in phases
     for phase in ("hashing", "uploading"):
@@ -162,7 +155,7 @@ async def test_a_small_file_streams_with_progress_that_rises_to_its_size(service
     assert reports[-1].sent == size and reports[-1].eta == 0.0  # ...and ends full
 
 
-async def test_the_api_streams_a_file_from_disk_reporting_each_chunk(service, sdk, tmp_path):
+async def test_the_api_streams_a_file_from_disk_reporting_each_chunk(service, client, tmp_path):
     path = write(tmp_path / "three-chunks.jsonl", chat_lines(1500))
     assert len(path.read_bytes()) > 2 * 64 * 1024  # httpx reads 64 KiB at a time
     positions: list[int] = []
@@ -171,18 +164,18 @@ async def test_the_api_streams_a_file_from_disk_reporting_each_chunk(service, sd
     assert service._api.requests == before + 1
     assert len(set(positions)) >= 3 and positions == sorted(positions)  # several reads, not one
     assert positions[-1] == path.stat().st_size
-    assert await content(sdk, file["id"]) == path.read_bytes()
+    assert await content(client, file["id"]) == path.read_bytes()
 
 
-async def test_a_dropped_request_is_sent_again_by_the_sdk_from_the_open_file(service, backend, sdk, small):
+async def test_a_dropped_request_is_sent_again_by_the_sdk_from_the_open_file(service, backend, client, small):
     set_faults(backend, {"kind": "drop", "method": "POST", "path": "/v1/files", "times": 1})
     result = await upload(service._api, service, small)  # the service's client: SDK retries on
     assert backend.faults.fired() == [1]
-    assert [f.id for f in await server_files(sdk)] == [result.file["id"]]
-    assert await content(sdk, result.file["id"]) == small.read_bytes()  # read again from its start
+    assert [f.id for f in await server_files(client)] == [result.file["id"]]
+    assert await content(client, result.file["id"]) == small.read_bytes()  # read again from its start
 
 
-async def test_a_single_upload_cut_off_says_so_and_remembers_nothing(service, backend, sdk, small):
+async def test_a_single_upload_cut_off_says_so_and_remembers_nothing(service, backend, client, small):
     api = RecordingApi(service)
     set_faults(backend, {"kind": "drop", "method": "POST", "path": "/v1/files", "times": 1})
     with pytest.raises(UploadInterrupted) as info:
@@ -192,13 +185,13 @@ async def test_a_single_upload_cut_off_says_so_and_remembers_nothing(service, ba
     assert await service.cache.known_file(service.profile.name, *content_key(small)) is None
     set_faults(backend)
     result = await upload(api, service, small)
-    assert not result.reused and [f.id for f in await server_files(sdk)] == [result.file["id"]]
+    assert not result.reused and [f.id for f in await server_files(client)] == [result.file["id"]]
 
 
 # -- reuse ---------------------------------------------------------------------------------------
 
 
-async def test_the_same_content_is_reused_not_sent_again(service, sdk, small, tmp_path):
+async def test_the_same_content_is_reused_not_sent_again(service, client, small, tmp_path):
     first = await upload(service._api, service, small)
     copy = write(tmp_path / "copy-of-small.jsonl", small.read_bytes())  # same content, another name
     reports: list[UploadProgress] = []
@@ -210,10 +203,10 @@ async def test_the_same_content_is_reused_not_sent_again(service, sdk, small, tm
     assert second.note == (f"reused {first.file['id']}: this file (same content) was uploaded to this profile on {day}")
     assert reports[-1].phase == "reused" and reports[-1].detail == second.note
     assert not uploading(reports)
-    assert len(await server_files(sdk)) == 1
+    assert len(await server_files(client)) == 1
 
 
-async def test_reuse_survives_a_restart_of_the_app(backend, sdk, big):
+async def test_reuse_survives_a_restart_of_the_app(backend, client, big):
     service = await connected(backend)
     try:
         first = await upload(service._api, service, big)
@@ -225,25 +218,25 @@ async def test_reuse_survives_a_restart_of_the_app(backend, sdk, big):
     finally:
         await service.close()
     assert second.reused and second.file["id"] == first.file["id"]
-    assert len(await server_files(sdk)) == 1
+    assert len(await server_files(client)) == 1
 
 
-async def test_another_purpose_or_profile_is_not_the_same_upload(service, sdk, small):
+async def test_another_purpose_or_profile_is_not_the_same_upload(service, client, small):
     first = await upload(service._api, service, small)
     other = await upload(service._api, service, small, purpose="batch")
     assert not other.reused and other.file["id"] != first.file["id"]
     other_profile = await upload_for_training(service._api, service.cache, "another-profile", small)
     assert not other_profile.reused
-    assert len(await server_files(sdk)) == 3
+    assert len(await server_files(client)) == 3
 
 
-async def test_a_file_deleted_on_the_server_is_uploaded_again(service, sdk, small):
+async def test_a_file_deleted_on_the_server_is_uploaded_again(service, client, small):
     first = await upload(service._api, service, small)
-    await sdk.files.delete(first.file["id"])
+    await client.files.delete(first.file["id"])
     second = await upload(service._api, service, small)
     assert not second.reused and second.file["id"] != first.file["id"]
     assert first.file["id"] in second.note and "gone from the server" in second.note
-    assert [f.id for f in await server_files(sdk)] == [second.file["id"]]
+    assert [f.id for f in await server_files(client)] == [second.file["id"]]
     third = await upload(service._api, service, small)
     assert third.reused and third.file["id"] == second.file["id"]  # the new one is remembered
 
@@ -251,12 +244,12 @@ async def test_a_file_deleted_on_the_server_is_uploaded_again(service, sdk, smal
 # -- the Uploads API -----------------------------------------------------------------------------
 
 
-async def test_a_large_file_goes_in_parts_and_arrives_byte_for_byte(service, sdk, big):
+async def test_a_large_file_goes_in_parts_and_arrives_byte_for_byte(service, client, big):
     api = RecordingApi(service)
     reports: list[UploadProgress] = []
     result = await upload(api, service, big, progress=reports.append)
     assert (result.reused, result.resumed, api.parts_sent, len(api.uploads)) == (False, False, 10, 1)
-    assert await content(sdk, result.file["id"]) == big.read_bytes()
+    assert await content(client, result.file["id"]) == big.read_bytes()
     assert result.file["filename"] == "big.jsonl"
     sent = [r.sent for r in uploading(reports)]
     assert sent == sorted(sent) and sent[-1] == big.stat().st_size
@@ -269,7 +262,7 @@ def content_key(path: Path) -> tuple[str, str]:
     return hashlib.sha256(path.read_bytes()).hexdigest(), "fine-tune"
 
 
-async def test_a_dropped_connection_stops_the_upload_and_the_next_call_resumes_it(service, backend, sdk, big):
+async def test_a_dropped_connection_stops_the_upload_and_the_next_call_resumes_it(service, backend, client, big):
     api = RecordingApi(service)
     set_faults(backend, drop_part(4))
     with pytest.raises(UploadInterrupted) as info:
@@ -291,22 +284,22 @@ async def test_a_dropped_connection_stops_the_upload_and_the_next_call_resumes_i
     resuming = next(r for r in reports if r.phase == "resuming")
     assert resuming.sent == resuming.resumed_from == 3 * PART
     assert all(r.resumed_from == 3 * PART for r in uploading(reports))
-    files = await server_files(sdk)
+    files = await server_files(client)
     assert [f.id for f in files] == [result.file["id"]]
-    assert await content(sdk, result.file["id"]) == big.read_bytes()
+    assert await content(client, result.file["id"]) == big.read_bytes()
     assert await service.cache.upload_session(service.profile.name, *content_key(big)) is None
 
 
-async def test_a_part_heard_twice_after_a_lost_answer_is_harmless(service, backend, sdk, big):
+async def test_a_part_heard_twice_after_a_lost_answer_is_harmless(service, backend, client, big):
     # The server keeps part 2, the client never hears of it, and the SDK sends it again: only
     # the part ids listed at completion count, so the file is still exactly the local bytes.
     set_faults(backend, {**drop_part(2), "after_handling": True})
     result = await upload(service._api, service, big)
     assert backend.faults.fired() == [1]
-    assert await content(sdk, result.file["id"]) == big.read_bytes()
+    assert await content(client, result.file["id"]) == big.read_bytes()
 
 
-async def test_an_upload_resumes_after_a_restart_of_the_app(backend, sdk, big):
+async def test_an_upload_resumes_after_a_restart_of_the_app(backend, client, big):
     service = await connected(backend)
     try:
         api = RecordingApi(service)
@@ -325,11 +318,11 @@ async def test_an_upload_resumes_after_a_restart_of_the_app(backend, sdk, big):
         assert api.parts_sent == 5 and api.uploads == []  # no new upload was created
     finally:
         await service.close()
-    assert await content(sdk, result.file["id"]) == big.read_bytes()
-    assert len(await server_files(sdk)) == 1
+    assert await content(client, result.file["id"]) == big.read_bytes()
+    assert len(await server_files(client)) == 1
 
 
-async def test_a_session_past_its_hour_is_started_over(service, backend, sdk, big):
+async def test_a_session_past_its_hour_is_started_over(service, backend, client, big):
     api = RecordingApi(service)
     set_faults(backend, drop_part(3))
     with pytest.raises(UploadInterrupted):
@@ -341,10 +334,10 @@ async def test_a_session_past_its_hour_is_started_over(service, backend, sdk, bi
     result = await upload(api, service, big, wall_clock=lambda: later)
     assert not result.resumed and "ran out of time" in result.note
     assert len(api.uploads) == 2 and api.parts_sent == 2 + 10
-    assert await content(sdk, result.file["id"]) == big.read_bytes()
+    assert await content(client, result.file["id"]) == big.read_bytes()
 
 
-async def test_an_upload_the_server_expired_is_started_over_once_with_a_note(service, backend, clock, sdk, big):
+async def test_an_upload_the_server_expired_is_started_over_once_with_a_note(service, backend, clock, client, big):
     api = RecordingApi(service)
     set_faults(backend, drop_part(3))
     with pytest.raises(UploadInterrupted):
@@ -355,10 +348,10 @@ async def test_an_upload_the_server_expired_is_started_over_once_with_a_note(ser
     result = await upload(api, service, big)
     assert not result.resumed and len(api.uploads) == 2
     assert f"no longer takes parts for upload {api.uploads[0]}" in result.note and "expired" in result.note
-    assert await content(sdk, result.file["id"]) == big.read_bytes()
+    assert await content(client, result.file["id"]) == big.read_bytes()
 
 
-async def test_cancel_between_parts_cancels_the_upload_on_the_server_and_forgets_it(service, sdk, big):
+async def test_cancel_between_parts_cancels_the_upload_on_the_server_and_forgets_it(service, client, big):
     api = RecordingApi(service)
     cancel = asyncio.Event()
 
@@ -372,11 +365,11 @@ async def test_cancel_between_parts_cancels_the_upload_on_the_server_and_forgets
     assert await service.cache.upload_session(service.profile.name, *content_key(big)) is None
     assert await service.cache.known_file(service.profile.name, *content_key(big)) is None
     with pytest.raises(openai.BadRequestError, match="already cancelled"):
-        await sdk.uploads.cancel(api.uploads[0])
-    assert await server_files(sdk) == []
+        await client.uploads.cancel(api.uploads[0])
+    assert await server_files(client) == []
 
 
-async def test_cancel_while_hashing_sends_nothing(service, sdk, big):
+async def test_cancel_while_hashing_sends_nothing(service, client, big):
     cancel = asyncio.Event()
     cancel.set()
     before = service._api.requests
@@ -385,7 +378,7 @@ async def test_cancel_while_hashing_sends_nothing(service, sdk, big):
     assert service._api.requests == before
 
 
-async def test_a_changed_file_is_not_resumed_and_its_old_upload_is_cancelled(service, backend, sdk, big):
+async def test_a_changed_file_is_not_resumed_and_its_old_upload_is_cancelled(service, backend, client, big):
     api = RecordingApi(service)
     set_faults(backend, drop_part(4))
     with pytest.raises(UploadInterrupted):
@@ -397,16 +390,16 @@ async def test_a_changed_file_is_not_resumed_and_its_old_upload_is_cancelled(ser
 
     result = await upload(api, service, big)
     assert not result.resumed and len(api.uploads) == 2 and api.parts_sent == 3 + 10
-    assert await content(sdk, result.file["id"]) == big.read_bytes()
+    assert await content(client, result.file["id"]) == big.read_bytes()
     assert await service.cache.upload_sessions(service.profile.name) == []  # the old one went too
     with pytest.raises(openai.BadRequestError, match="already cancelled"):
-        await sdk.uploads.cancel(api.uploads[0])
+        await client.uploads.cancel(api.uploads[0])
 
 
 # -- a file that changes while it is read ---------------------------------------------------------
 
 
-async def test_a_file_growing_during_a_single_upload_is_refused_by_name(service, sdk, small):
+async def test_a_file_growing_during_a_single_upload_is_refused_by_name(service, client, small):
     def progress(report: UploadProgress) -> None:
         if report.phase == "uploading" and report.sent == 0:
             with open(small, "ab") as handle:
@@ -415,11 +408,11 @@ async def test_a_file_growing_during_a_single_upload_is_refused_by_name(service,
     with pytest.raises(FileChanged) as info:
         await upload(service._api, service, small, progress=progress)
     assert str(small) in str(info.value) and "changed while it was being uploaded" in str(info.value)
-    assert await server_files(sdk) == []  # what was sent is not kept
+    assert await server_files(client) == []  # what was sent is not kept
     assert await service.cache.known_file(service.profile.name, *content_key(small)) is None
 
 
-async def test_a_file_cut_short_between_parts_is_refused_by_name(service, sdk, big):
+async def test_a_file_cut_short_between_parts_is_refused_by_name(service, client, big):
     api = RecordingApi(service)
 
     def progress(report: UploadProgress) -> None:
@@ -429,10 +422,10 @@ async def test_a_file_cut_short_between_parts_is_refused_by_name(service, sdk, b
     with pytest.raises(FileChanged, match=str(big)):
         await upload(api, service, big, progress=progress)
     assert await service.cache.upload_sessions(service.profile.name) == []
-    assert await server_files(sdk) == []
+    assert await server_files(client) == []
 
 
-async def test_an_edit_in_place_that_keeps_size_and_time_is_caught_at_completion(service, sdk, big):
+async def test_an_edit_in_place_that_keeps_size_and_time_is_caught_at_completion(service, client, big):
     # Size and time say nothing; the MD5 sent with the completion does, and the file is hashed
     # again to tell a changed file from an upload the server lost.
     api = RecordingApi(service)
@@ -448,7 +441,7 @@ async def test_an_edit_in_place_that_keeps_size_and_time_is_caught_at_completion
     with pytest.raises(FileChanged, match=str(big)):
         await upload(api, service, big, progress=progress)
     assert await service.cache.upload_sessions(service.profile.name) == []
-    assert await server_files(sdk) == []
+    assert await server_files(client) == []
 
 
 # -- the rate --------------------------------------------------------------------------------------
