@@ -90,3 +90,19 @@ def test_the_train_extra_lists_what_the_trainer_checks_for():
 
     extra = {r.split(">")[0].split("<")[0].split("=")[0].strip() for r in PYPROJECT["project"]["optional-dependencies"]["train"]}
     assert extra == {*REQUIRED_PACKAGES, "gguf"}
+
+
+def test_every_package_folder_is_installed():
+    """`pip install .` (not editable) installs only the packages pyproject lists: a folder with
+    an `__init__.py` that is missing there works in the editable checkout and breaks the app
+    installed from the README's first command."""
+    listed = set(PYPROJECT["tool"]["setuptools"]["packages"])
+    on_disk = set()
+    for package, folder in PYPROJECT["tool"]["setuptools"]["package-dir"].items():
+        root = REPO / folder
+        for init in root.rglob("__init__.py"):
+            if "__pycache__" in init.parts:
+                continue
+            relative = init.parent.relative_to(root).parts
+            on_disk.add(".".join((package, *relative)))
+    assert on_disk - listed == set()
