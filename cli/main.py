@@ -15,12 +15,13 @@ from typing import Any, Sequence
 
 from tunedeck.cli.data import add_data_parser, run_data
 from tunedeck.cli.jobs_create import add_create_parser, run_create
+from tunedeck.cli.jobs_watch import WATCH_COMMANDS, add_watch_parsers, metrics_summary, run_watch_command
 from tunedeck.cli.serve import add_serve_parser, run_serve
 from tunedeck.core import __version__
 from tunedeck.core.api import ApiError
 from tunedeck.core.config import ConfigError
 from tunedeck.core.describe import job_fields, local_time
-from tunedeck.core.records import Job, JobEvent, JobRow, MetricPoint
+from tunedeck.core.records import Checkpoint, Job, JobEvent, JobRow, MetricPoint
 from tunedeck.core.service import Service, ServiceError
 from tunedeck.core.text import strip_controls
 
@@ -41,11 +42,12 @@ def build_parser() -> argparse.ArgumentParser:
     listing = jobs.add_parser("list", help="every job of the profile, newest first")
     listing.add_argument("--json", action="store_true", help="print JSON")
     listing.add_argument("--offline", action="store_true", help="only what is cached; no network")
-    show = jobs.add_parser("show", help="one job with its events and metrics")
+    show = jobs.add_parser("show", help="one job: its fields, messages, overfitting verdict and checkpoints")
     show.add_argument("job_id")
     show.add_argument("--json", action="store_true", help="print JSON")
     show.add_argument("--offline", action="store_true", help="only what is cached; no network")
     add_create_parser(jobs)
+    add_watch_parsers(jobs)
 
     commands.add_parser("paths", help="print where config, cache and data live")
     local_models = commands.add_parser(
@@ -188,6 +190,8 @@ async def _jobs(args: argparse.Namespace) -> int:
             return await run_create(service, args)
         if args.jobs_command == "list":
             return await _jobs_list(service, args)
+        if args.jobs_command in WATCH_COMMANDS:
+            return await run_watch_command(service, args)
         return await _jobs_show(service, args)
     except (ApiError, ServiceError, CacheError) as exc:
         _fail(str(exc))
@@ -216,22 +220,43 @@ async def _jobs_list(service: Service, args: argparse.Namespace) -> int:
 
 
 async def _jobs_show(service: Service, args: argparse.Namespace) -> int:
+    checkpoints: list[Checkpoint] | None = None
     if service.is_connected:
-        await service.follow(args.job_id)
+        known = await service.refresh_job(args.job_id)
+        # The checkpoints before the events: the verdict names the best step among those kept.
+        try:
+            checkpoints = await service.checkpoints(args.job_id)
+        except ApiError as exc:  # a provider without checkpoints: what the cache holds
+            _fail(f"checkpoints: {exc.message}")
+        await service.follow(args.job_id, known=known)
     job = await service.cached_job(args.job_id)
     if job is None:
         _fail(f"no job {args.job_id!r} in profile {service.profile.name!r}")
         return EXIT_FAILED
+    if checkpoints is None:
+        checkpoints = await service.cached_checkpoints(args.job_id)
     events = await service.cached_events(args.job_id)
-    metrics = [m for m in map(MetricPoint.from_event, events) if m is not None]
+    verdict = await service.verdict(args.job_id)
     if args.json:
-        print(json.dumps(_show_json(service, job, events, metrics), indent=2))
+        metrics = [m for m in map(MetricPoint.from_event, events) if m is not None]
+        shown = _show_json(service, job, events, metrics)
+        shown["overfitting"] = verdict.to_json() if verdict is not None else None
+        shown["checkpoints"] = [c.raw for c in checkpoints]
+        print(json.dumps(shown, indent=2))
         return EXIT_OK
     for label, value in job_fields(job):
         _say(f"{label + ':':<12} {value}")
+    if verdict is not None:
+        _say(f"{'overfitting:':<12} {verdict.state}: {verdict.advice}")
+    for checkpoint in checkpoints:
+        _say(f"{'checkpoint:':<12} step {checkpoint.step}  {checkpoint.model}")
     print()
+    # Metrics are one event per step: they have their own command (`jobs metrics`).
     for event in events:
-        _say(f"{local_time(event.created_at)}  {event.level:<5} {event.message}")
+        if event.type != "metrics":
+            _say(f"{local_time(event.created_at)}  {event.level:<5} {event.message}")
+    print()
+    _say(metrics_summary(await service.cached_series(args.job_id), job.id))
     return EXIT_OK
 
 
@@ -248,6 +273,7 @@ def _row_json(row: JobRow) -> dict[str, Any]:
         "created_at": job.created_at,
         "finished_at": job.finished_at,
         "fine_tuned_model": job.fine_tuned_model,
+        "overfitting": row.verdict.to_json() if row.verdict is not None else None,
     }
 
 

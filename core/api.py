@@ -22,6 +22,8 @@ if TYPE_CHECKING:  # pragma: no cover
     import openai
 
 EVENTS_PAGE_SIZE = 100
+CHECKPOINTS_PAGE_SIZE = 100
+CHECKPOINTS_MAX_PAGES = 100  # 10,000 checkpoints at 100 a page: OpenAI keeps a job's last few
 
 Progress = Callable[[int], None]
 """Told the bytes of a body handed to the connection so far (it starts again at 0 when the
@@ -177,6 +179,44 @@ class Api:
         self.requests += 1
         with _translate_errors():
             return _dump(await self._client.fine_tuning.jobs.cancel(job_id))
+
+    async def pause_job(self, job_id: str) -> dict[str, Any]:
+        """Pause a running job (the provider checkpoints it first); its state as answered."""
+        self.requests += 1
+        with _translate_errors():
+            return _dump(await self._client.fine_tuning.jobs.pause(job_id))
+
+    async def resume_job(self, job_id: str) -> dict[str, Any]:
+        self.requests += 1
+        with _translate_errors():
+            return _dump(await self._client.fine_tuning.jobs.resume(job_id))
+
+    async def checkpoints_page(
+        self, job_id: str, after: str | None = None, limit: int = CHECKPOINTS_PAGE_SIZE
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """One page of a job's checkpoints, newest first; `after` walks toward older ones."""
+        self.requests += 1
+        with _translate_errors():
+            kwargs: dict[str, Any] = {"limit": limit}
+            if after:
+                kwargs["after"] = after
+            page = await self._client.fine_tuning.jobs.checkpoints.list(job_id, **kwargs)
+        return [_dump(c) for c in page.data], bool(page.has_more)
+
+    async def list_checkpoints(
+        self, job_id: str, page_size: int = CHECKPOINTS_PAGE_SIZE, *, walk: CursorWalk | None = None
+    ) -> list[dict[str, Any]]:
+        """Every checkpoint of a job, each once, in the API's order (newest first). The walk
+        stops an endless pagination and says why in `walk.warning` (pass one in to read it)."""
+        walk = walk or CursorWalk(f"checkpoints of {job_id}", CHECKPOINTS_MAX_PAGES)
+        found: list[dict[str, Any]] = []
+        after = None
+        while True:
+            page, has_more = await self.checkpoints_page(job_id, after=after, limit=page_size)
+            found.extend(walk.unseen(page))
+            after = walk.after(page, has_more)
+            if after is None:
+                return found
 
     async def events_page(self, job_id: str, after: str | None = None, limit: int = EVENTS_PAGE_SIZE) -> EventsPage:
         """One page of events, newest first; `after` walks toward older events."""

@@ -6,7 +6,9 @@ Per profile it also remembers the files it uploaded, by content (`uploaded_files
 identical file is reused, not sent again), and the Uploads-API uploads still in progress
 (`upload_sessions`: the parts the server accepted, so an upload resumes after a restart).
 A lost row there costs a second upload, never a wrong one: a remembered file is looked up
-on the server before it is reused.
+on the server before it is reused. It also keeps each job's checkpoints (`checkpoints`) and
+what watching it worked out (`job_watch`: the overfitting verdict, the launch's estimate of
+billed tokens), so the jobs table shows them without reading any job's metrics.
 
 A damaged file (not a database, truncated, malformed) is moved aside and replaced by a
 fresh one, at open or at the first read or write that meets the damage; `recovery_note`
@@ -33,11 +35,20 @@ from . import cachefile
 from .cachefile import CacheError, DamagedRow
 from .records import TERMINAL_STATUSES
 
-__all__ = ["BUSY_TIMEOUT_S", "SCHEMA_VERSION", "Cache", "CacheError", "UploadSession", "UploadedFile"]
+__all__ = [
+    "BUSY_TIMEOUT_S",
+    "SCHEMA_VERSION",
+    "Cache",
+    "CacheError",
+    "CachedRow",
+    "UploadSession",
+    "UploadedFile",
+]
 
-# 2: uploaded_files and upload_sessions. Every statement in `_SCHEMA` is "IF NOT EXISTS", so an
-# older cache gains the new tables on open and keeps its rows.
-SCHEMA_VERSION = 2
+# 2: uploaded_files and upload_sessions. 3: checkpoints, job_watch and jobs.fetched_at.
+# Every statement in `_SCHEMA` is "IF NOT EXISTS" and `_COLUMNS_ADDED` are added when
+# missing, so an older cache gains the new tables and columns on open and keeps its rows.
+SCHEMA_VERSION = 3
 _TERMINAL_SQL = "(" + ", ".join(f"'{status}'" for status in sorted(TERMINAL_STATUSES)) + ")"
 BUSY_TIMEOUT_S = 2.5  # how long a read or write waits for another process's lock
 
@@ -49,6 +60,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     created_at INTEGER NOT NULL,
     status TEXT NOT NULL,
     body TEXT NOT NULL,
+    fetched_at REAL,
     PRIMARY KEY (profile, id)
 );
 CREATE INDEX IF NOT EXISTS jobs_by_created ON jobs (profile, created_at DESC);
@@ -85,7 +97,26 @@ CREATE TABLE IF NOT EXISTS upload_sessions (
     expires_at REAL NOT NULL,
     PRIMARY KEY (profile, sha256, purpose)
 );
+CREATE TABLE IF NOT EXISTS checkpoints (
+    profile TEXT NOT NULL,
+    job_id TEXT NOT NULL,
+    id TEXT NOT NULL,
+    step INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (profile, job_id, id)
+);
+CREATE TABLE IF NOT EXISTS job_watch (
+    profile TEXT NOT NULL,
+    job_id TEXT NOT NULL,
+    verdict TEXT,
+    estimated_tokens INTEGER,
+    PRIMARY KEY (profile, job_id)
+);
 """
+
+# Columns later versions added to tables an older cache already has: (table, column, type).
+_COLUMNS_ADDED = (("jobs", "fetched_at", "REAL"),)
 
 T = TypeVar("T")
 
@@ -95,20 +126,46 @@ async def _connect(path: Path, busy_timeout: float) -> aiosqlite.Connection:
     db = await aiosqlite.connect(path, timeout=busy_timeout)
     try:
         await db.execute("PRAGMA synchronous=NORMAL")
-        async with db.execute("PRAGMA user_version") as cursor:
-            (version,) = await cursor.fetchone()
-        if version < SCHEMA_VERSION:
+        if await _schema_version(db) < SCHEMA_VERSION:
             # Only a new (or older) cache is written to on open: the app's first frame waits on this.
-            await db.execute("PRAGMA journal_mode=WAL")  # persistent: stays set in the file
-            await db.executescript(_SCHEMA)
-            await db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            await db.commit()
+            await db.execute("PRAGMA journal_mode=WAL")  # persistent: stays set in the file (not in a transaction)
+            await _migrate(db)
     except BaseException:
         # An open connection keeps aiosqlite's (non-daemon) thread alive: the process would never exit.
         with contextlib.suppress(sqlite3.Error):
             await db.close()
         raise
     return db
+
+
+async def _schema_version(db: aiosqlite.Connection) -> int:
+    async with db.execute("PRAGMA user_version") as cursor:
+        (version,) = await cursor.fetchone()
+    return version
+
+
+async def _migrate(db: aiosqlite.Connection) -> None:
+    """Bring the schema to `SCHEMA_VERSION` in one write transaction. Two processes may open
+    an older cache at once: the write lock is taken first (`BEGIN IMMEDIATE` waits for the
+    other's migration) and the schema read again inside it, so the second finds it done
+    rather than adding a column twice ("duplicate column name")."""
+    await db.execute("BEGIN IMMEDIATE")
+    try:
+        if await _schema_version(db) < SCHEMA_VERSION:
+            # One statement at a time: `executescript` would commit the transaction first.
+            for statement in filter(None, (part.strip() for part in _SCHEMA.split(";"))):
+                await db.execute(statement)
+            for table, column, kind in _COLUMNS_ADDED:
+                async with db.execute(f"PRAGMA table_info({table})") as cursor:
+                    have = {row[1] for row in await cursor.fetchall()}
+                if column not in have:
+                    await db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+            await db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        await db.commit()
+    except BaseException:
+        with contextlib.suppress(sqlite3.Error):
+            await db.rollback()
+        raise
 
 
 def _body(text: str) -> dict[str, Any]:
@@ -120,6 +177,31 @@ def _body(text: str) -> dict[str, Any]:
     if not isinstance(data, dict) or not isinstance(data.get("id"), str):
         raise DamagedRow("a cached row is not an object with an id")
     return data
+
+
+@dataclass(frozen=True, slots=True)
+class CachedRow:
+    """One job as the jobs table needs it, from one read (`Cache.job_rows`)."""
+
+    body: dict[str, Any]
+    """The job's JSON as the API gave it."""
+    metrics: dict[str, Any] | None
+    """The `data` of its newest metrics event, if any."""
+    verdict: dict[str, Any] | None
+    """The stored overfitting verdict's JSON, if any."""
+    estimated_tokens: int | None
+    fetched_at: float | None
+
+
+def _verdict(text: Any) -> dict[str, Any] | None:
+    """A stored verdict's JSON; one that does not decode is dropped (the next events recompute it)."""
+    if not isinstance(text, str):
+        return None
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +264,8 @@ class Cache:
         """Told the note when damage is found after opening (the service announces it)."""
         self._identity = cachefile.identity(path)
         self._replacing = asyncio.Lock()
+        self.generation = 0
+        """Bumped each time a damaged file is replaced: what callers remember of the old one is void."""
 
     @classmethod
     async def open(cls, path: Path, *, busy_timeout: float = BUSY_TIMEOUT_S) -> Cache:
@@ -239,17 +323,30 @@ class Cache:
             # else another process already moved it aside: open what it left there
             self._db = await self._fresh(self.path, self.busy_timeout)
             self._identity = cachefile.identity(self.path)
+            self.generation += 1
 
     # -- jobs ------------------------------------------------------------------------------
 
-    async def upsert_jobs(self, profile: str, jobs: Iterable[dict[str, Any]], *, hold_finishing: bool = False) -> None:
+    async def upsert_jobs(
+        self,
+        profile: str,
+        jobs: Iterable[dict[str, Any]],
+        *,
+        hold_finishing: bool = False,
+        fetched_at: float | None = None,
+    ) -> None:
         """Store jobs as the API gave them. `hold_finishing`: keep a cached unfinished job as it
-        is when the new state is final (the caller stores that once its last events are in)."""
-        rows = [(profile, j["id"], int(j.get("created_at") or 0), str(j.get("status")), json.dumps(j)) for j in jobs]
+        is when the new state is final (the caller stores that once its last events are in).
+        `fetched_at`: when the API gave them (None keeps the time already stored)."""
+        rows = [
+            (profile, j["id"], int(j.get("created_at") or 0), str(j.get("status")), json.dumps(j), fetched_at)
+            for j in jobs
+        ]
         sql = (
-            "INSERT INTO jobs (profile, id, created_at, status, body) VALUES (?, ?, ?, ?, ?) "
+            "INSERT INTO jobs (profile, id, created_at, status, body, fetched_at) VALUES (?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (profile, id) DO UPDATE SET created_at=excluded.created_at, "
-            "status=excluded.status, body=excluded.body"
+            "status=excluded.status, body=excluded.body, "
+            "fetched_at=COALESCE(excluded.fetched_at, jobs.fetched_at)"
         )
         if hold_finishing:
             sql += f" WHERE NOT (excluded.status IN {_TERMINAL_SQL} AND jobs.status NOT IN {_TERMINAL_SQL})"
@@ -271,6 +368,36 @@ class Cache:
         async def read(db: aiosqlite.Connection) -> list[dict[str, Any]]:
             async with db.execute(sql, params) as cursor:
                 return [_body(row[0]) async for row in cursor]
+
+        return await self._run(read)
+
+    async def job_rows(self, profile: str) -> list[CachedRow]:
+        """Every job newest first, each with its newest metrics and what watching it stored:
+        one query, so a poll reads the cache once however many jobs there are."""
+        sql = (
+            "SELECT j.body, j.fetched_at, w.verdict, w.estimated_tokens, "
+            # The newest metrics event of the job, through the (profile, type, job_id, seq) index.
+            "(SELECT e.body FROM events e WHERE e.profile = j.profile AND e.type = 'metrics' "
+            "AND e.job_id = j.id ORDER BY e.seq DESC LIMIT 1) "
+            "FROM jobs j LEFT JOIN job_watch w ON w.profile = j.profile AND w.job_id = j.id "
+            "WHERE j.profile = ? ORDER BY j.created_at DESC, j.id DESC"
+        )
+
+        async def read(db: aiosqlite.Connection) -> list[CachedRow]:
+            rows = []
+            async with db.execute(sql, (profile,)) as cursor:
+                async for body, fetched_at, verdict, tokens, metrics in cursor:
+                    data = _body(metrics).get("data") if metrics is not None else None
+                    rows.append(
+                        CachedRow(
+                            body=_body(body),
+                            metrics=data if isinstance(data, dict) else None,
+                            verdict=_verdict(verdict),
+                            estimated_tokens=tokens if isinstance(tokens, int) else None,
+                            fetched_at=float(fetched_at) if isinstance(fetched_at, (int, float)) else None,
+                        )
+                    )
+            return rows
 
         return await self._run(read)
 
@@ -318,6 +445,10 @@ class Cache:
 
         return await self._run(read)
 
+    async def metric_events(self, profile: str, job_id: str) -> list[dict[str, Any]]:
+        """A job's metrics events, oldest first (what its charts and the detector read)."""
+        return await self._run(lambda db: _metric_events(db, profile, job_id))
+
     async def newest_event_id(self, profile: str, job_id: str) -> str | None:
         async def read(db: aiosqlite.Connection) -> str | None:
             async with db.execute(
@@ -339,6 +470,88 @@ class Cache:
             ) as cursor:
                 rows = [(row[0], _body(row[1]).get("data")) async for row in cursor]
             return {job_id: data if isinstance(data, dict) else {} for job_id, data in rows}
+
+        return await self._run(read)
+
+    # -- checkpoints -------------------------------------------------------------------------
+
+    async def put_checkpoints(
+        self, profile: str, job_id: str, checkpoints: Iterable[dict[str, Any]], *, complete: bool = False
+    ) -> None:
+        """Store checkpoints as the API gave them (one seen again replaces its row). `complete`:
+        they are all the job has now, so cached ones not among them are dropped (the provider
+        deleted them)."""
+        rows = [
+            (profile, job_id, str(c["id"]), _count(c.get("step_number")), _count(c.get("created_at")), json.dumps(c))
+            for c in checkpoints
+        ]
+        if not rows and not complete:
+            return
+
+        async def write(db: aiosqlite.Connection) -> None:
+            if complete:
+                await db.execute("DELETE FROM checkpoints WHERE profile = ? AND job_id = ?", (profile, job_id))
+            await db.executemany(
+                "INSERT INTO checkpoints (profile, job_id, id, step, created_at, body) VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (profile, job_id, id) DO UPDATE SET step=excluded.step, "
+                "created_at=excluded.created_at, body=excluded.body",
+                rows,
+            )
+            await db.commit()
+
+        await self._run(write)
+
+    async def checkpoints(self, profile: str, job_id: str) -> list[dict[str, Any]]:
+        """A job's cached checkpoints, newest (highest step) first."""
+
+        async def read(db: aiosqlite.Connection) -> list[dict[str, Any]]:
+            async with db.execute(
+                "SELECT body FROM checkpoints WHERE profile = ? AND job_id = ? ORDER BY step DESC, created_at DESC, id",
+                (profile, job_id),
+            ) as cursor:
+                return [_body(row[0]) async for row in cursor]
+
+        return await self._run(read)
+
+    # -- what watching a job worked out --------------------------------------------------------
+
+    async def set_verdict(self, profile: str, job_id: str, verdict: dict[str, Any] | None) -> None:
+        """Store a job's overfitting verdict (its JSON), keeping its estimated tokens."""
+
+        async def write(db: aiosqlite.Connection) -> None:
+            await db.execute(
+                "INSERT INTO job_watch (profile, job_id, verdict) VALUES (?, ?, ?) "
+                "ON CONFLICT (profile, job_id) DO UPDATE SET verdict=excluded.verdict",
+                (profile, job_id, json.dumps(verdict) if verdict is not None else None),
+            )
+            await db.commit()
+
+        await self._run(write)
+
+    async def set_estimated_tokens(self, profile: str, job_id: str, tokens: int | None) -> None:
+        """Store the launch's estimate of a job's billed tokens, keeping its verdict."""
+
+        async def write(db: aiosqlite.Connection) -> None:
+            await db.execute(
+                "INSERT INTO job_watch (profile, job_id, estimated_tokens) VALUES (?, ?, ?) "
+                "ON CONFLICT (profile, job_id) DO UPDATE SET estimated_tokens=excluded.estimated_tokens",
+                (profile, job_id, tokens),
+            )
+            await db.commit()
+
+        await self._run(write)
+
+    async def watch_state(self, profile: str, job_id: str) -> tuple[dict[str, Any] | None, int | None]:
+        """(verdict JSON, estimated tokens) stored for a job; (None, None) when nothing is."""
+        return await self._run(lambda db: _watch_state(db, profile, job_id))
+
+    async def watch_seed(self, profile: str, job_id: str) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+        """A job's metrics events (oldest first) and its stored verdict, in one read: what
+        watching a job starts from."""
+
+        async def read(db: aiosqlite.Connection) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+            verdict, _ = await _watch_state(db, profile, job_id)
+            return await _metric_events(db, profile, job_id), verdict
 
         return await self._run(read)
 
@@ -467,6 +680,35 @@ class Cache:
             await db.commit()
 
         await self._run(write)
+
+
+async def _metric_events(db: aiosqlite.Connection, profile: str, job_id: str) -> list[dict[str, Any]]:
+    async with db.execute(
+        "SELECT body FROM events WHERE profile = ? AND type = 'metrics' AND job_id = ? ORDER BY seq",
+        (profile, job_id),
+    ) as cursor:
+        rows = await cursor.fetchall()  # one hop to the database thread, not one per row
+    # A long job has 100k steps: decoding them takes a while, so not on the loop the app draws on.
+    return await asyncio.to_thread(_bodies, rows)
+
+
+def _bodies(rows: Iterable[Any]) -> list[dict[str, Any]]:
+    return [_body(row[0]) for row in rows]
+
+
+async def _watch_state(db: aiosqlite.Connection, profile: str, job_id: str) -> tuple[dict[str, Any] | None, int | None]:
+    async with db.execute(
+        "SELECT verdict, estimated_tokens FROM job_watch WHERE profile = ? AND job_id = ?", (profile, job_id)
+    ) as cur:
+        row = await cur.fetchone()
+    if row is None:
+        return None, None
+    return _verdict(row[0]), row[1] if isinstance(row[1], int) else None
+
+
+def _count(value: Any) -> int:
+    """A step or a time from the API's JSON; anything else (null, text) is stored as 0."""
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0
 
 
 _SESSION_COLUMNS = "sha256, purpose, path, bytes, upload_id, part_size, part_ids, expires_at"

@@ -25,10 +25,17 @@ Example config (``tunedeck paths`` prints where it lives)::
     [profiles.local]
     backend = "local"
     time_scale = 1.0
+
+Every profile also takes how a job's news reaches the user and a spending cap::
+
+    notify = ["toast", "bell", "desktop"]   # any of these; default ["toast", "bell"]
+    budget_usd = 50.0                  # warn when running jobs have spent 80% of this
+    budget_cancel = true               # and cancel them at 100% (default false)
 """
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -38,6 +45,8 @@ from typing import Mapping
 BACKENDS = ("openai", "azure", "compatible", "local")
 DEFAULT_KEY_ENV = {"openai": "OPENAI_API_KEY", "azure": "AZURE_OPENAI_API_KEY", "compatible": "OPENAI_API_KEY"}
 LOCAL_PROFILE = "local"
+NOTIFY_KINDS = ("toast", "bell", "desktop")
+DEFAULT_NOTIFY = ("toast", "bell")  # a desktop notification needs an optional package and a desktop
 
 
 class ConfigError(Exception):
@@ -55,6 +64,12 @@ class Profile:
     port: int = 0
     time_scale: float = 1.0
     builtin: bool = False  # made by tunedeck, not the user's config: its key needs consent (consent.py)
+    notify: tuple[str, ...] = DEFAULT_NOTIFY
+    """How a job's news (status, failure, overfitting, budget) reaches the user: any of `NOTIFY_KINDS`."""
+    budget_usd: float | None = None
+    """A cap on what the profile's running jobs have spent: warned at 80% (None: no cap)."""
+    budget_cancel: bool = False
+    """Cancel the running jobs when their spend reaches `budget_usd`."""
 
     @property
     def key_env(self) -> str | None:
@@ -152,6 +167,9 @@ _PROFILE_KEYS = {
     "api_key_env": str,
     "port": int,
     "time_scale": (int, float),
+    "notify": list,
+    "budget_usd": (int, float),
+    "budget_cancel": bool,
 }
 
 
@@ -165,7 +183,8 @@ def _parse_profile(path: Path, name: str, table: object) -> Profile:
         expected = _PROFILE_KEYS.get(key)
         if expected is None:
             raise ConfigError(f"{where}: unknown key {key!r} (known: {', '.join(_PROFILE_KEYS)})")
-        if not isinstance(value, expected) or isinstance(value, bool):
+        wrong_bool = isinstance(value, bool) and expected is not bool  # TOML's true is no number
+        if not isinstance(value, expected) or wrong_bool:
             raise ConfigError(f"{where}: {key} has the wrong type ({type(value).__name__})")
     backend = table.get("backend")
     if backend not in BACKENDS:
@@ -174,4 +193,25 @@ def _parse_profile(path: Path, name: str, table: object) -> Profile:
         raise ConfigError(f"{where}: a compatible backend needs base_url")
     if backend == "azure" and not (table.get("endpoint") and table.get("api_version")):
         raise ConfigError(f"{where}: an azure backend needs endpoint and api_version")
-    return Profile(name=name, **table)
+    fields = dict(table)
+    if "notify" in fields:
+        fields["notify"] = _notify(where, fields["notify"])
+    if "budget_usd" in fields:
+        budget = float(fields["budget_usd"])
+        if not (math.isfinite(budget) and budget > 0):
+            got = fields["budget_usd"]
+            raise ConfigError(f"{where}: budget_usd must be a positive number of dollars (got {got!r})")
+        fields["budget_usd"] = budget
+    if fields.get("budget_cancel") and "budget_usd" not in fields:
+        raise ConfigError(f"{where}: budget_cancel needs budget_usd (the cap at which running jobs are cancelled)")
+    return Profile(name=name, **fields)
+
+
+def _notify(where: str, value: list) -> tuple[str, ...]:
+    kinds: list[str] = []
+    for item in value:
+        if item not in NOTIFY_KINDS:
+            raise ConfigError(f"{where}: notify takes {', '.join(NOTIFY_KINDS)} (got {item!r})")
+        if item not in kinds:
+            kinds.append(item)
+    return tuple(kinds)

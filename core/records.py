@@ -8,7 +8,10 @@ as strings: the server sends values the SDK does not declare (e.g. `paused`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .watch.overfit import Verdict
 
 TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
 
@@ -145,12 +148,57 @@ def _first(data: dict[str, Any], *keys: str) -> Any:
 
 
 @dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """One saved checkpoint of a job: a model that can be used like the final one."""
+
+    id: str
+    job_id: str
+    step: int
+    created_at: int
+    model: str
+    """Its model name (`fine_tuned_model_checkpoint`): what a chat request names."""
+    metrics: dict[str, Any] = field(default_factory=dict)
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def from_api(cls, data: dict[str, Any], job_id: str | None = None) -> Checkpoint:
+        metrics = data.get("metrics")
+        return cls(
+            id=str(data["id"]),
+            job_id=str(data.get("fine_tuning_job_id") or job_id or ""),
+            step=_int(data.get("step_number")),
+            created_at=_int(data.get("created_at")),
+            model=str(data.get("fine_tuned_model_checkpoint") or ""),
+            metrics=dict(metrics) if isinstance(metrics, dict) else {},
+            raw=data,
+        )
+
+
+def _int(value: Any) -> int:
+    """A count or a time from the API's JSON; anything else (null, text) reads as 0."""
+    if isinstance(value, bool):
+        return 0
+    if isinstance(value, (int, float)):
+        return int(value)
+    return 0
+
+
+@dataclass(frozen=True, slots=True)
 class JobRow:
     """A job with its newest training step, as the jobs table shows it."""
 
     job: Job
     step: int | None = None
     total_steps: int | None = None
+    verdict: Verdict | None = None
+    """The overfitting detector's last verdict (`core/watch/overfit.py`), kept in the cache."""
+    estimated_tokens: int | None = None
+    """The launch's pre-flight estimate of billed tokens (only for jobs launched here)."""
+    fetched_at: float | None = None
+    """When the cache last stored this job from the API (Unix seconds): how stale it is."""
+    epoch: float | None = None
+    """Epochs done at `step` (e.g. 1.5: half way through the second), when known."""
+    n_epochs: int | None = None
 
     @property
     def progress(self) -> float | None:

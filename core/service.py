@@ -5,22 +5,32 @@ the cache first; network calls update the cache and then tell listeners what cha
 through `publish()` (the poller in `poller.py` publishes its polls there too). Nothing
 here imports Textual, and `openai` is only imported by `connect()`, off the event loop's
 thread.
+
+Watching: each followed job keeps, in memory, its metric series (seeded from the cache once)
+and its overfitting verdict, recomputed when its events arrive and stored in the cache, so
+`cached_rows()` carries it. What the user should hear about (a job's status changed, it
+failed, it started overfitting, the budget) is published once per change as a `JobAlert`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime
+import functools
 import threading
+import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from .api import Api, ApiError
-from .cache import Cache
+from .api import CHECKPOINTS_MAX_PAGES, Api, ApiError
+from .cache import Cache, CachedRow
 from .config import Profile
 from .paging import EVENTS_MAX_PAGES, JOBS_MAX_PAGES, CursorWalk
-from .records import Job, JobEvent, JobRow
+from .records import TERMINAL_STATUSES, Checkpoint, Job, JobEvent, JobRow
+from .watch.overfit import Verdict, assess
+from .watch.series import MetricSeries
 
 if TYPE_CHECKING:  # pragma: no cover
     from tunedeck.backend import LocalBackend
@@ -86,7 +96,28 @@ class Notice:
     topic: str = ""
 
 
-ServiceEvent = JobsChanged | EventsAdded | ConnectionChanged | JobMissing | PollError | Notice
+ALERT_KINDS = ("status", "failed", "overfitting", "budget_warn", "budget_cancel")
+ALERT_STATUSES = frozenset({"running", "paused", "succeeded", "failed", "cancelled"})
+"""Statuses a job's move into is news; `validating_files` and `queued` are waits on the way."""
+BUDGET_WARN_FRACTION = 0.8
+ASSESS_IN_THREAD_FROM = 5_000
+"""Metric steps from which a job's verdict is worked out in a thread."""
+
+
+@dataclass(frozen=True, slots=True)
+class JobAlert:
+    """Something to tell the user even on another screen (a toast, the bell, the desktop),
+    published once per change. `kind` is one of `ALERT_KINDS`; `severity` one of
+    "information", "warning", "error"; `job_id` is "" for the profile's budget."""
+
+    job_id: str
+    kind: str
+    title: str
+    message: str
+    severity: str = "information"
+
+
+ServiceEvent = JobsChanged | EventsAdded | ConnectionChanged | JobMissing | PollError | Notice | JobAlert
 Listener = Callable[[ServiceEvent], None]
 
 
@@ -99,6 +130,16 @@ class ServiceError(Exception):
         self.kind = kind
 
 
+@dataclass(slots=True)
+class _Watched:
+    """What the service keeps in memory about one followed job."""
+
+    series: MetricSeries
+    verdict: Verdict | None  # as stored in the cache
+    assessed_version: int | None = None  # the series' version the verdict was worked out from
+    assessed_finished: bool = False
+
+
 class Service:
     """State for one profile: its cache rows, its API connection, its listeners."""
 
@@ -109,9 +150,12 @@ class Service:
         paths: AppPaths | None = None,
         *,
         local_backend: LocalBackend | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.profile = profile
         self.cache = cache
+        self.clock = clock
+        """Wall-clock seconds: when a job was fetched (`JobRow.fetched_at`); tests drive it."""
         self._paths = paths
         self._local = local_backend  # an in-process backend (tests, embedding); else a background service
         self.local_endpoint: LocalEndpoint | None = None  # the background service this service talks to
@@ -126,6 +170,18 @@ class Service:
         """(multipart threshold, part size) in bytes for uploads; None: the API's (64 MB
         each). Tests set small ones to send a few KB in parts."""
         self.connection = ConnectionChanged("offline", "showing cached data")
+        # Remembered so a poll reads the cache once: each job's newest cached event id (valid
+        # for one cache file: `cache.generation`), its watch state, the statuses last stored.
+        self._newest_event: dict[str, str | None] = {}
+        self._cache_generation = cache.generation
+        self._watched: dict[str, _Watched] = {}
+        self._checkpoint_steps: dict[str, list[int]] = {}
+        self._statuses: dict[str, str] = {}
+        self._syncing: dict[str, asyncio.Lock] = {}  # per job: one events sync at a time
+        self._missing: set[str] = set()  # jobs the API no longer has (the poller's `JobMissing`)
+        self._budget_level = 0  # 0 under 80% of the budget, 1 warned, 2 at or over it
+        self._budget_cancel_failed = False  # at the budget, a cancel failed: tried again each check
+        self._assessing = asyncio.Lock()
         # Damage found after opening is announced; a note from the opening itself is read by
         # the front ends from `cache.recovery_note` once they listen.
         cache.on_recovery = lambda note: self.publish(Notice(note, "cache"))
@@ -138,6 +194,8 @@ class Service:
 
     def publish(self, event: ServiceEvent) -> None:
         """Tell every listener: the one way events leave the core (the poller publishes here too)."""
+        if isinstance(event, JobMissing):  # a job the API no longer has spends nothing (`check_budget`)
+            self._missing.add(event.job_id)
         for listener in list(self._listeners):
             listener(event)
 
@@ -148,9 +206,12 @@ class Service:
     # -- cached reads (no network) -----------------------------------------------------
 
     async def cached_rows(self) -> list[JobRow]:
-        jobs = await self.cache.jobs(self.profile.name)
-        metrics = await self.cache.latest_metrics(self.profile.name)
-        return [_row(Job.from_api(j), metrics.get(j["id"])) for j in jobs]
+        """Every cached job newest first, with its progress, verdict and estimated tokens: one
+        cache read (the poller reads this once per poll)."""
+        rows = [_row(cached) for cached in await self.cache.job_rows(self.profile.name)]
+        for row in rows:  # what the cache shows is the status a change is told against
+            self._statuses.setdefault(row.job.id, row.job.status)
+        return rows
 
     async def cached_job(self, job_id: str) -> Job | None:
         data = await self.cache.job(self.profile.name, job_id)
@@ -159,6 +220,37 @@ class Service:
     async def cached_events(self, job_id: str) -> list[JobEvent]:
         """All cached events of a job, oldest first."""
         return [JobEvent.from_api(job_id, e) for e in await self.cache.events(self.profile.name, job_id)]
+
+    async def cached_series(self, job_id: str) -> MetricSeries:
+        """Every metric of a job by step, from its cached metrics events (a fresh copy, built
+        in a thread: a long job's take seconds)."""
+        events = await self.cache.metric_events(self.profile.name, job_id)
+        return await asyncio.to_thread(_series_of, job_id, events)
+
+    async def cached_checkpoints(self, job_id: str) -> list[Checkpoint]:
+        """A job's cached checkpoints, newest (highest step) first."""
+        found = [Checkpoint.from_api(c, job_id) for c in await self.cache.checkpoints(self.profile.name, job_id)]
+        await self._remember_checkpoints(job_id, found)
+        return found
+
+    async def verdict(self, job_id: str) -> Verdict | None:
+        """The job's overfitting verdict: as last worked out, else as stored, else worked out
+        from its cached metrics and stored (None for a job the cache does not hold)."""
+        watched = self._watched.get(job_id)
+        if watched is not None and watched.verdict is not None and watched.assessed_version is not None:
+            return watched.verdict
+        if watched is None:
+            stored, _ = await self.cache.watch_state(self.profile.name, job_id)
+            verdict = _verdict_of(stored)
+            if verdict is not None:
+                return verdict
+        # Never worked out, or its checkpoints changed since: work it out now.
+        job = await self.cached_job(job_id)
+        if job is None:
+            return watched.verdict if watched is not None else None
+        async with self._assessing:
+            await self._assess_now(job, (), alert=not job.is_terminal, seed=True)
+        return self._watched[job_id].verdict
 
     # -- connection --------------------------------------------------------------------
 
@@ -314,7 +406,22 @@ class Service:
         state: `follow` stores that once the job's last events are cached too. Otherwise a
         poll cut short between the list and the events (a failure, the app quitting) leaves
         a finished job whose last events no later poll would fetch."""
-        await self.cache.upsert_jobs(self.profile.name, jobs, hold_finishing=True)
+        await self.cache.upsert_jobs(self.profile.name, jobs, hold_finishing=True, fetched_at=self.clock())
+        for data in jobs:
+            job = Job.from_api(data)
+            self._missing.discard(job.id)  # the API has it (again)
+            before = self._statuses.get(job.id)
+            if job.is_terminal and before is not None and before not in TERMINAL_STATUSES:
+                continue  # held back: `follow` stores it, and tells it, with the last events
+            self._status_stored(job)
+
+    def _status_stored(self, job: Job) -> None:
+        """The cache now holds `job` in its status: tell a change from the status it held."""
+        before = self._statuses.get(job.id)
+        self._statuses[job.id] = job.status
+        if before is None or before == job.status or job.status not in ALERT_STATUSES:
+            return
+        self.publish(_status_alert(job))
 
     async def refresh_all_jobs(self, max_pages: int = JOBS_MAX_PAGES) -> list[JobRow]:
         """Walk every page of the job list (the CLI's `jobs list`).
@@ -327,8 +434,9 @@ class Service:
         await self._store_jobs(jobs)
         if walk.warning and api.first_warning(walk.what):
             self.publish(PollError(walk.warning, "paging"))
-        metrics = await self.cache.latest_metrics(self.profile.name)
-        return [_row(Job.from_api(j), metrics.get(j["id"])) for j in jobs]  # as listed, newest first
+        cached = {row.job.id: row for row in await self.cached_rows()}
+        # As listed, newest first; a job held back in the cache (finishing) shows as listed.
+        return [_listed_row(Job.from_api(j), cached.get(j["id"])) for j in jobs]
 
     async def refresh_job(self, job_id: str) -> Job:
         data = await self._call(lambda api: api.retrieve_job(job_id))
@@ -343,7 +451,15 @@ class Service:
         that never ends is cut short, what came is kept, and a `PollError` (kind "paging")
         says so, once per connection.
         """
-        known = await self.cache.newest_event_id(self.profile.name, job_id)
+        lock = self._syncing.setdefault(job_id, asyncio.Lock())
+        # Two follows of one job at once (a poll, a pause's): the second starts from where the
+        # first ended; else a slower first would move the remembered newest id back and the
+        # next sync fetch (and announce) again what the second stored.
+        async with lock:
+            return await self._sync_events(job_id, max_pages)
+
+    async def _sync_events(self, job_id: str, max_pages: int) -> list[JobEvent]:
+        known = await self._newest_event_id(job_id)
         walk = CursorWalk(f"events of {job_id}", max_pages)
         fresh: list[dict[str, Any]] = []
         after: str | None = None
@@ -361,18 +477,172 @@ class Service:
         if walk.warning and self._require_api().first_warning(walk.what):
             self.publish(PollError(walk.warning, "paging"))
         fresh.reverse()
+        generation = self.cache.generation
         await self.cache.add_events(self.profile.name, job_id, fresh)
+        if fresh and generation == self.cache.generation:
+            self._newest_event[job_id] = fresh[-1]["id"]
         return [JobEvent.from_api(job_id, e) for e in fresh]
 
+    async def _newest_event_id(self, job_id: str) -> str | None:
+        """The newest cached event of a job: read from the cache once, then remembered (a
+        replaced cache file forgets it all: its events are fetched again)."""
+        if self._cache_generation != self.cache.generation:
+            self._newest_event.clear()
+            self._cache_generation = self.cache.generation
+        if job_id not in self._newest_event:
+            self._newest_event[job_id] = await self.cache.newest_event_id(self.profile.name, job_id)
+        return self._newest_event[job_id]
+
     async def follow(self, job_id: str, known: Job | None = None) -> list[JobEvent]:
-        """Sync one job's events (and its state, unless `known` is fresh); announce what is new."""
+        """Sync one job's events (and its state, unless `known` is fresh); announce what is new.
+
+        The job's verdict is worked out again from the new metrics (or its end) and stored;
+        an overfitting alert is news while the job runs or as it ends, not after."""
         job = known or await self.refresh_job(job_id)
         events = await self.sync_events(job_id)
+        before = self._statuses.get(job_id)
+        ending = job.is_terminal and before is not None and before not in TERMINAL_STATUSES
         if job.is_terminal:  # its final state, held back until now that its last events are in
-            await self.cache.upsert_jobs(self.profile.name, [job.raw])
+            await self.cache.upsert_jobs(self.profile.name, [job.raw], fetched_at=self.clock())
+            self._status_stored(job)
+        await self._assess(job, events, alert=not job.is_terminal or ending)
         if events:
             self.publish(EventsAdded(job, events))
         return events
+
+    # -- watching: the verdict, alerts, the budget -------------------------------------------
+
+    async def _watch_state(self, job_id: str) -> _Watched:
+        watched = self._watched.get(job_id)
+        if watched is None:  # once per job: its cached metrics and the verdict stored for it
+            events, stored = await self.cache.watch_seed(self.profile.name, job_id)
+            # A long job's metrics take seconds to build (3 s at 100k steps): not on the loop.
+            series = await asyncio.to_thread(_series_of, job_id, events)
+            watched = self._watched.setdefault(job_id, _Watched(series, _verdict_of(stored)))
+        return watched
+
+    async def _assess(self, job: Job, events: Sequence[JobEvent], *, alert: bool = True) -> None:
+        """Work the job's verdict out again when its metrics changed or it finished; store a
+        new one, and alert (when `alert`) when it newly says overfitting."""
+        async with self._assessing:  # a poll and a pause/cancel may follow a job at once
+            await self._assess_now(job, events, alert=alert)
+
+    async def _assess_now(
+        self, job: Job, events: Sequence[JobEvent], *, alert: bool = True, seed: bool = False
+    ) -> None:
+        """`seed`: read the job's metrics even when nothing new came (a verdict asked for, the
+        checkpoints it may name changed)."""
+        watched = self._watched.get(job.id)
+        seeded = watched is None
+        if watched is None:
+            if not events and not job.is_terminal and not seed:
+                return  # nothing new to learn: no need to read its metrics yet
+            watched = await self._watch_state(job.id)
+        watched.series.add_events(events)
+        # A job first seen finished with no verdict stored (cached before verdicts were, or it
+        # ended unwatched): its verdict is history, not news.
+        if seeded and watched.verdict is None and job.is_terminal:
+            alert = False
+        series = watched.series
+        if watched.assessed_version == series.version and watched.assessed_finished == job.is_terminal:
+            return
+        version = series.version
+        judge = functools.partial(
+            assess,
+            series,
+            method=job.method,
+            n_epochs=_n_epochs(job),
+            checkpoint_steps=self._checkpoint_steps.get(job.id),
+            finished=job.is_terminal,
+            has_validation_file=bool(job.validation_file),
+        )
+        # A few ms for a usual job; a long one (0.15 s at 100k steps) is judged in a thread so
+        # the loop the app draws on never waits on it.
+        verdict = await asyncio.to_thread(judge) if len(series) > ASSESS_IN_THREAD_FROM else judge()
+        watched.assessed_version, watched.assessed_finished = version, job.is_terminal
+        if verdict == watched.verdict:
+            return
+        before, watched.verdict = watched.verdict, verdict
+        await self.cache.set_verdict(self.profile.name, job.id, verdict.to_json())
+        if alert and verdict.alarm and not (before is not None and before.alarm):
+            self.publish(JobAlert(job.id, "overfitting", f"{job.id} is overfitting", verdict.advice, "warning"))
+
+    async def check_budget(self, rows: Sequence[JobRow], now: float) -> float | None:
+        """Weigh what the profile's running jobs have spent against its budget (None: no
+        budget): a `JobAlert` when it first crosses 80% ("budget_warn") and when it reaches
+        100%, where `budget_cancel` cancels those jobs ("budget_cancel"). Returns the spend in
+        USD (jobs of unknown cost count nothing). Call it after each poll with its rows."""
+        budget = self.profile.budget_usd
+        if budget is None:
+            return None
+        from .watch.progress import cost_so_far
+
+        # A paused job trains no more; one the API no longer has is left "running" in the cache.
+        running = [
+            row
+            for row in rows
+            if not row.job.is_terminal and row.job.status != "paused" and row.job.id not in self._missing
+        ]
+        spend = 0.0
+        for row in running:
+            money = cost_so_far(
+                row.job,
+                fraction=row.progress,
+                estimated_tokens=row.estimated_tokens,
+                local=self.profile.backend == "local",
+                now=now,
+            )
+            spend += money.usd or 0.0
+        level = 2 if spend >= budget else 1 if spend >= budget * BUDGET_WARN_FRACTION else 0
+        before, self._budget_level = self._budget_level, level
+        figures = f"running jobs have spent ${spend:,.2f} of the profile's ${budget:,.2f} budget"
+        if level < 2:
+            self._budget_cancel_failed = False
+        elif before == 2 and self._budget_cancel_failed and self.profile.budget_cancel:
+            # Still at the budget after a cancel failed: the jobs still spend, so try again.
+            await self._retry_budget_cancel(running, figures)
+            return spend
+        if level <= before:  # told already, or back under: a later crossing is news again
+            return spend
+        if level == 2 and self.profile.budget_cancel:
+            await self._cancel_for_budget(running, figures)
+        elif level == 2:
+            self.publish(JobAlert("", "budget_warn", "Budget reached", f"{figures} (budget_cancel is off)", "warning"))
+        else:
+            self.publish(JobAlert("", "budget_warn", "80% of the budget spent", figures, "warning"))
+        return spend
+
+    async def _cancel_for_budget(self, running: Iterable[JobRow], figures: str) -> None:
+        cancelled, failed = await self._cancel_all(running)
+        self._budget_cancel_failed = bool(failed)
+        message = f"{figures}; cancelled {', '.join(cancelled) or 'nothing'}"
+        title = "Budget reached: jobs cancelled"
+        if failed:
+            message += "; could not cancel " + "; ".join(failed) + " (trying again at each poll)"
+            title = "Budget reached: a cancel failed"
+        self.publish(JobAlert("", "budget_cancel", title, message, "error"))
+
+    async def _retry_budget_cancel(self, running: Iterable[JobRow], figures: str) -> None:
+        """Cancel the jobs still running after a budget cancel failed; told once, when it works
+        (the failure was told already)."""
+        cancelled, failed = await self._cancel_all(running)
+        if failed:
+            return
+        self._budget_cancel_failed = False
+        message = f"{figures}; cancelled {', '.join(cancelled) or 'nothing'} on a retry"
+        self.publish(JobAlert("", "budget_cancel", "Budget reached: jobs cancelled", message, "error"))
+
+    async def _cancel_all(self, running: Iterable[JobRow]) -> tuple[list[str], list[str]]:
+        """(ids cancelled, "id: why" of those that could not be)."""
+        cancelled, failed = [], []
+        for row in running:
+            try:
+                await self.cancel(row.job.id)
+            except (ApiError, ServiceError) as exc:
+                failed.append(f"{row.job.id}: {exc}")
+            else:
+                cancelled.append(row.job.id)
+        return cancelled, failed
 
     async def preflight(
         self,
@@ -479,7 +749,11 @@ class Service:
             created = await self._call(lambda a: create_job_once(a, body, sleep=sleep))
         except CreateUncertain as exc:
             raise ServiceError(str(exc)) from None
-        await self.cache.upsert_jobs(self.profile.name, [created.job])
+        await self.cache.upsert_jobs(self.profile.name, [created.job], fetched_at=self.clock())
+        self._statuses[created.job["id"]] = str(created.job.get("status"))
+        estimate = checked.preflight.trained_tokens
+        if estimate is not None:  # what the job's spend is worked out from until it reports trained tokens
+            await self.cache.set_estimated_tokens(self.profile.name, created.job["id"], estimate)
         self.publish(JobsChanged(await self.cached_rows()))
         if created.note:
             self.publish(Notice(created.note, "launch"))
@@ -528,14 +802,69 @@ class Service:
         return result.file["id"]
 
     async def cancel(self, job_id: str) -> Job:
-        data = await self._call(lambda api: api.cancel_job(job_id))
+        return await self._acted(await self._call(lambda api: api.cancel_job(job_id)))
+
+    async def pause(self, job_id: str) -> Job:
+        """Pause a running job (the provider saves a checkpoint first); its new state."""
+        return await self._acted(await self._call(lambda api: api.pause_job(job_id)))
+
+    async def resume(self, job_id: str) -> Job:
+        """Resume a paused job (it queues, then trains on from where it stopped); its new state."""
+        return await self._acted(await self._call(lambda api: api.resume_job(job_id)))
+
+    async def _acted(self, data: dict[str, Any]) -> Job:
+        """Store the state an action answered, follow the job's events, tell listeners.
+
+        The user asked for this state and the front end answers the action itself: the move
+        into it is no alert (a later move, e.g. resumed to running, is)."""
+        job = Job.from_api(data)
+        self._statuses[job.id] = job.status
         await self._store_jobs([data])
         try:  # its last events, then its final state (the next poll does it if this fails)
-            await self.follow(job_id, known=Job.from_api(data))
+            await self.follow(job.id, known=job)
         except ApiError:
             pass
         self.publish(JobsChanged(await self.cached_rows()))
-        return Job.from_api(data)
+        return job
+
+    async def checkpoints(self, job_id: str) -> list[Checkpoint]:
+        """A job's checkpoints from the API (every page), cached; newest (highest step) first."""
+        walks: list[CursorWalk] = []
+
+        def listing(api: Api) -> Any:
+            walks.append(CursorWalk(f"checkpoints of {job_id}", CHECKPOINTS_MAX_PAGES))
+            return api.list_checkpoints(job_id, walk=walks[-1])
+
+        found = await self._call(listing)
+        walk = walks[-1]
+        # A full list replaces the cached one (the provider keeps only some); a cut one adds to it.
+        await self.cache.put_checkpoints(self.profile.name, job_id, found, complete=walk.warning is None)
+        if walk.warning and self._require_api().first_warning(walk.what):
+            self.publish(PollError(walk.warning, "paging"))
+        checkpoints = sorted(
+            (Checkpoint.from_api(c, job_id) for c in found), key=lambda c: (c.step, c.created_at), reverse=True
+        )
+        await self._remember_checkpoints(job_id, checkpoints)
+        return checkpoints
+
+    async def _remember_checkpoints(self, job_id: str, checkpoints: Sequence[Checkpoint]) -> None:
+        """The steps the detector may name as the best one (`overfit.assess`'s checkpoint_steps).
+
+        When they change the verdict is worked out again at once and stored: a finished job
+        gets no more events to do it (the provider keeps only some checkpoints, and the
+        verdict must name one it kept). That is no news for a finished job: no alert."""
+        steps = sorted({c.step for c in checkpoints})
+        if steps == self._checkpoint_steps.get(job_id):
+            return
+        self._checkpoint_steps[job_id] = steps
+        watched = self._watched.get(job_id)
+        if watched is not None:
+            watched.assessed_version = None
+        job = await self.cached_job(job_id)
+        if job is None:
+            return
+        async with self._assessing:
+            await self._assess_now(job, (), alert=not job.is_terminal, seed=True)
 
     async def base_models(self) -> list[str]:
         """Models the backend lists, fine-tuned ones included (read, never hard-coded)."""
@@ -560,10 +889,74 @@ class Service:
         return self._paths
 
 
-def _row(job: Job, metrics: dict[str, Any] | None) -> JobRow:
-    if not metrics:
-        return JobRow(job)
-    return JobRow(job, step=metrics.get("step"), total_steps=metrics.get("total_steps"))
+def _row(cached: CachedRow) -> JobRow:
+    job = Job.from_api(cached.body)
+    metrics = cached.metrics or {}
+    step, total = _whole(metrics.get("step")), _whole(metrics.get("total_steps"))
+    n_epochs = _n_epochs(job)
+    epoch = step * n_epochs / total if step is not None and total and n_epochs else None
+    return JobRow(
+        job,
+        step=step,
+        total_steps=total,
+        verdict=_verdict_of(cached.verdict),
+        estimated_tokens=cached.estimated_tokens,
+        fetched_at=cached.fetched_at,
+        epoch=epoch,
+        n_epochs=n_epochs,
+    )
+
+
+def _listed_row(job: Job, cached: JobRow | None) -> JobRow:
+    """A job as the list gave it, with what the cache knows of its progress and verdict."""
+    if cached is None:
+        return JobRow(job, n_epochs=_n_epochs(job))
+    return JobRow(
+        job,
+        step=cached.step,
+        total_steps=cached.total_steps,
+        verdict=cached.verdict,
+        estimated_tokens=cached.estimated_tokens,
+        fetched_at=cached.fetched_at,
+        epoch=cached.epoch,
+        n_epochs=_n_epochs(job),
+    )
+
+
+def _series_of(job_id: str, events: Iterable[dict[str, Any]]) -> MetricSeries:
+    """A job's series from its cached metrics events (run in a thread)."""
+    return MetricSeries.from_events(JobEvent.from_api(job_id, e) for e in events)
+
+
+def _whole(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _n_epochs(job: Job) -> int | None:
+    """The job's epochs once resolved (`"auto"` until the provider picks a number)."""
+    value = job.hyperparameters.get("n_epochs")
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+def _verdict_of(data: dict[str, Any] | None) -> Verdict | None:
+    """A stored verdict; one this version cannot read is worked out again from the metrics."""
+    if data is None:
+        return None
+    try:
+        return Verdict.from_json(data)
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _status_alert(job: Job) -> JobAlert:
+    if job.status == "failed":
+        detail = ": ".join(part for part in (job.error_code, job.error_message) if part) or "no reason given"
+        return JobAlert(job.id, "failed", f"{job.id} failed", detail, "error")
+    if job.status == "succeeded":
+        detail = f"fine-tuned model {job.fine_tuned_model}" if job.fine_tuned_model else "finished"
+        return JobAlert(job.id, "status", f"{job.id} succeeded", detail, "information")
+    severity = "warning" if job.status == "cancelled" else "information"
+    return JobAlert(job.id, "status", f"{job.id} {job.status}", f"{job.model} ({job.method_label})", severity)
 
 
 def _check_readable(path: Path, what: str) -> None:

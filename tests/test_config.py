@@ -73,3 +73,58 @@ def test_unknown_profile_lists_known_ones(tmp_path):
     config = load_config(tmp_path / "missing.toml", environ={})
     with pytest.raises(ConfigError, match="known: local"):
         config.profile("work")
+
+
+def test_notify_and_budget_per_profile_with_defaults(tmp_path):
+    path = write(
+        tmp_path,
+        """
+[profiles.work]
+backend = "openai"
+notify = ["desktop", "bell", "desktop"]
+budget_usd = 25
+budget_cancel = true
+[profiles.plain]
+backend = "openai"
+""",
+    )
+    config = load_config(path, environ={})
+    work, plain = config.profile("work"), config.profile("plain")
+    assert work.notify == ("desktop", "bell") and work.budget_usd == 25.0 and work.budget_cancel is True
+    assert (plain.notify, plain.budget_usd, plain.budget_cancel) == (("toast", "bell"), None, False)
+    assert config.profile("local").notify == ("toast", "bell")  # the built-in one too
+    assert load_config(write(tmp_path, "[profiles.q]\nbackend = 'openai'\nnotify = []\n"), {}).profile("q").notify == ()
+
+
+@pytest.mark.parametrize(
+    "line, fragment",
+    [
+        ("notify = 'bell'", "notify has the wrong type (str)"),
+        ("notify = ['toast', 'email']", "notify takes toast, bell, desktop (got 'email')"),
+        ("notify = [1]", "notify takes toast, bell, desktop (got 1)"),
+        ("budget_usd = 0", "budget_usd must be a positive number of dollars (got 0)"),
+        ("budget_usd = -5.5", "budget_usd must be a positive number of dollars (got -5.5)"),
+        ("budget_usd = nan", "budget_usd must be a positive number of dollars"),
+        ("budget_usd = inf", "budget_usd must be a positive number of dollars"),
+        ("budget_usd = '10'", "budget_usd has the wrong type (str)"),
+        ("budget_usd = true", "budget_usd has the wrong type (bool)"),
+        ("budget_cancel = 'yes'", "budget_cancel has the wrong type (str)"),
+        ("budget_cancel = 1", "budget_cancel has the wrong type (int)"),
+        ("budget_cancel = true", "budget_cancel needs budget_usd"),
+    ],
+)
+def test_bad_notify_or_budget_names_the_file_the_profile_and_the_field(tmp_path, line, fragment):
+    path = write(tmp_path, f"[profiles.work]\nbackend = 'openai'\n{line}\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ={})
+    assert fragment in str(info.value)
+    assert f"{path}: [profiles.work]" in str(info.value)
+
+
+def test_profiles_stay_frozen_and_hashable(tmp_path):
+    import dataclasses
+
+    profile = load_config(write(tmp_path, "[profiles.w]\nbackend = 'openai'\nnotify = ['bell']\n"), {}).profile("w")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        profile.budget_usd = 1.0  # type: ignore[misc]
+    assert hash(profile) == hash(dataclasses.replace(profile))

@@ -170,15 +170,16 @@ async def test_launch_sends_hyperparameters_and_tunedeck_options_only_when_given
 
 
 def count_job_list_reads(service, monkeypatch) -> list[int]:
-    """Count reads of the cached job list (each `cached_rows()` reads the jobs and their metrics)."""
+    """Count reads of the cached job list (each `cached_rows()` reads the jobs, their newest
+    metrics and their verdicts in one `job_rows` read)."""
     reads = [0]
-    jobs = service.cache.jobs
+    jobs = service.cache.job_rows
 
     async def counted(*args, **kwargs):
         reads[0] += 1
         return await jobs(*args, **kwargs)
 
-    monkeypatch.setattr(service.cache, "jobs", counted)
+    monkeypatch.setattr(service.cache, "job_rows", counted)
     return reads
 
 

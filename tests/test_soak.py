@@ -200,8 +200,13 @@ class SoakDriver:
         self.settled: asyncio.Future | None = None
         self.settled_at: int | None = None  # polls booked when the backend was seen settled
         self.finished = asyncio.Event()
+        self.clock = 0.0  # the poller's clock: each wait moves it on by the interval the poller asked for
+
+    def now(self) -> float:
+        return self.clock
 
     async def wait(self, wake: asyncio.Event, seconds: float) -> None:
+        self.clock += seconds
         self._book_poll()
         if self._done():
             self.finished.set()
@@ -267,7 +272,7 @@ async def test_the_poller_keeps_every_event_exactly_once_through_faults(tmp_path
         await service.connect()
         assert service.connection.state == "online"
         driver = SoakDriver(service, faults, client)
-        poller = driver.poller = JobPoller(service, wait=driver.wait)
+        poller = driver.poller = JobPoller(service, wait=driver.wait, now=driver.now)
         run = asyncio.create_task(poller.run())
 
         # Created while the poller already polls through the faults: creation itself has no rule.
