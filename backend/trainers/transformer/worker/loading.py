@@ -60,12 +60,21 @@ def dtype_for(device: torch.device) -> torch.dtype:
 
 
 def attention_for(device: torch.device) -> str:
-    """flash-attention 2 on CUDA when the `flash-attn` package is installed (variable-length
-    kernels make padding-free packing pay), else PyTorch's scaled-dot-product attention."""
+    """flash-attention 2 on CUDA when the `flash-attn` package is installed, else PyTorch's own
+    variable-length flash attention where this torch and GPU have it (`attention.py`): both
+    make padding-free packing pay, with no mask. Else scaled-dot-product attention (the CPU).
+    `TUNEDECK_ATTENTION` overrides (e.g. "sdpa")."""
     import importlib.util
 
+    from .attention import register, varlen_usable
+
+    wanted = os.environ.get("TUNEDECK_ATTENTION")
+    if wanted:
+        return register() if wanted == "tunedeck_varlen" else wanted
     if device.type == "cuda" and importlib.util.find_spec("flash_attn") is not None:
         return "flash_attention_2"
+    if varlen_usable(device):
+        return register()
     return "sdpa"
 
 
@@ -87,6 +96,8 @@ def load_base(base: BaseModel, device: torch.device) -> Any:
     kwargs: dict[str, Any] = {"dtype": dtype_for(device), "attn_implementation": attention_for(device)}
     if base.gguf_file:
         kwargs["gguf_file"] = base.gguf_file
+    if device.type == "cuda":
+        kwargs["device_map"] = str(device)  # straight onto the GPU, no copy through host memory
     model = AutoModelForCausalLM.from_pretrained(base.path, **kwargs)
     return model.to(device)
 
@@ -144,6 +155,26 @@ def causal_parts(model: Any) -> tuple[Any, Any]:
     computed from hidden states, so logits exist only where a token is scored."""
     causal = model.get_base_model() if hasattr(model, "get_base_model") else model
     return causal.get_decoder(), causal.get_output_embeddings()
+
+
+def compile_layers(model: Any) -> int:
+    """torch.compile each decoder layer in place (the modules that run the step; their names
+    and state dict stay as they are, so checkpoints do not change). One layer's graph serves
+    them all; the mask and the rotary table stay eager, and the SFT loss's per-chunk maths is
+    compiled too (`scoring.compile_head_loss`). Returns the layers compiled.
+
+    Shapes are dynamic from the start (`TUNEDECK_COMPILE_DYNAMIC=0`: specialised first): a job's
+    packed rows change length every step, and recompiling per length stalls it.
+    """
+    from .scoring import compile_head_loss
+
+    dynamic = os.environ.get("TUNEDECK_COMPILE_DYNAMIC", "1") not in ("0", "false", "no")
+    decoder, _ = causal_parts(model)
+    layers = getattr(decoder, "layers", None) or []
+    for layer in layers:
+        layer.compile(dynamic=dynamic or None)
+    compile_head_loss(dynamic or None)
+    return len(layers)
 
 
 def save_checkpoint(model: Any, tokenizer: Any, path: Path, meta: dict[str, Any], state: dict[str, Any] | None) -> None:

@@ -11,30 +11,31 @@ from __future__ import annotations
 
 from typing import Any
 
-from .encoding import Encoded
+from .encoding import ChatEncoder, Encoded
 from .runs import MIN_VALID_BATCH, Run, read_rows
-from .scoring import pack, score
+from .scoring import pack, score, sft_loss
 
 EVAL_TOKENS_PER_PASS = 16_384  # validation examples are scored in packs of about this many tokens
 
 
 class SftRun(Run):
-    def prepare(self) -> None:
-        self.train_rows = [self.encoder.encode_chat_row(row, line) for line, row in read_rows(self.spec["training_path"])]
+    def encode_data(self, encoder: ChatEncoder) -> None:
+        self.train_rows = [encoder.encode_chat_row(row, line) for line, row in read_rows(self.spec["training_path"])]
         valid_path = self.spec.get("validation_path")
-        self.valid_rows = [self.encoder.encode_chat_row(row, line) for line, row in read_rows(valid_path)]
+        self.valid_rows = [encoder.encode_chat_row(row, line) for line, row in read_rows(valid_path)]
+
+    def prepare(self) -> None:
         self.warn_truncated(self.train_rows, "training")
         self.warn_truncated(self.valid_rows, "validation")
         self.n_train, self.n_valid = len(self.train_rows), len(self.valid_rows)
         self.tokens_per_epoch = sum(len(e.ids) for e in self.train_rows)
 
     def train_on(self, indices: list[int]) -> dict[str, Any]:
-        scores = score(self.model, pack([self.train_rows[i] for i in indices], self.device))
-        if scores.logprobs.numel() == 0:  # every trained token was truncated away
+        result = sft_loss(self.model, pack([self.train_rows[i] for i in indices], self.device))
+        if result.count == 0:  # every trained token was truncated away
             return {"train_loss": None, "train_mean_token_accuracy": None}
-        loss = -scores.logprobs.mean()
-        loss.backward()
-        return {"train_loss": loss.item(), "train_mean_token_accuracy": scores.hits.float().mean().item()}
+        result.loss.backward()
+        return {"train_loss": result.loss.item(), "train_mean_token_accuracy": result.hits / result.count}
 
     def after_step(self, epoch_ended: bool) -> dict[str, Any]:
         metrics: dict[str, Any] = {}
