@@ -91,10 +91,10 @@ async def test_jobs_screen_shows_the_cache_without_touching_the_network(paths):
     service = await open_service(paths=paths)
     await service.cache.upsert_jobs("local", [cached_job(1, "running"), cached_job(2, "succeeded")])
     events = [
-        {"id": f"ftevent-{i}", "created_at": int(time.time()), "level": "info", "message": HOSTILE if i == 3 else f"Step {i}/10",
+        {"id": f"ftevent-{i}", "created_at": int(time.time()), "level": "info", "message": f"Step {i}/10",
          "type": "metrics", "data": {"step": i, "total_steps": 10, "train_loss": 2.0 / i}}
         for i in range(1, 5)
-    ]
+    ] + [{"id": "ftevent-5", "created_at": int(time.time()), "level": "warn", "message": HOSTILE, "type": "message"}]
     await service.cache.add_events("local", "ftjob-cached000000000000000001", events)
     await service.close()
 
@@ -191,7 +191,8 @@ async def test_launch_watch_and_finish_a_job(paths, manual_backend, sft_file):
         assert len(screen.shown_event_ids) > logged
         assert len(set(screen.shown_event_ids)) == len(screen.shown_event_ids)  # no duplicates
         cached = await app.service.cached_events(job_id)
-        assert screen.shown_event_ids == [e.id for e in cached]  # every event, oldest first
+        assert screen.shown_event_ids == [e.id for e in cached if e.type != "metrics"]  # every message, oldest first
+        assert screen.folded_metric_count == sum(e.type == "metrics" for e in cached)  # metric points folded
         shown = screen_text(app)
         assert "succeeded" in shown and screen.job.fine_tuned_model in shown
         assert "train" in shown

@@ -42,6 +42,7 @@ from .messages import (
     CancelFailed,
     ConnectionUpdated,
     EventsArrived,
+    JobAlert,
     JobCancelled,
     JobLaunched,
     JobNotFound,
@@ -67,6 +68,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from tunedeck.core.records import JobRow
     from tunedeck.core.service import Service, ServiceEvent
 
+    from .alerts import DesktopSender
+
 ServiceFactory = Callable[[], Awaitable["Service"]]
 
 FIRST_FRAME_WAIT_S = 0.25
@@ -74,6 +77,8 @@ FIRST_FRAME_WAIT_S = 0.25
 
 STARTUP_WORKERS = "startup"
 POLL_WORKERS = "poll"
+DESKTOP_WORKERS = "desktop"
+ALERT_SEVERITIES = ("information", "warning", "error")
 
 
 def default_service_factory(profile: str | None = None) -> ServiceFactory:
@@ -140,6 +145,10 @@ class TunedeckApp(App[int]):
         self._opened: Service | None = None
         self.exit_note: str | None = None
         """Printed after the app exits: jobs that go on training without it, and where."""
+        self.desktop: DesktopSender | None = None
+        """Shows desktop notifications: made on the first alert that asks for one (tests set a fake)."""
+        self.desktop_off: str | None = None
+        """Why desktop notifications stay quiet this session (said once), None while they work."""
 
     def get_default_screen(self) -> JobsScreen:
         return JobsScreen()
@@ -325,6 +334,54 @@ class TunedeckApp(App[int]):
     def on_notice_posted(self, message: NoticePosted) -> None:
         self.notify(clean(message.message), title=clean(message.topic), severity="warning", markup=False, timeout=15)
 
+    def on_job_alert(self, message: JobAlert) -> None:
+        """A job's news, on whatever screen is open: a toast, the bell and a desktop
+        notification, as the profile's `notify` setting asks."""
+        from .alerts import channels
+
+        service = self.state.service
+        chosen = channels(service.profile if service is not None else None)
+        title, text = clean(message.title), clean(message.message)
+        severity = message.severity if message.severity in ALERT_SEVERITIES else "information"
+        if "toast" in chosen:
+            self.notify(text, title=title, severity=severity, markup=False, timeout=20 if severity == "error" else 12)
+        if "bell" in chosen:
+            self.bell()
+        if "desktop" in chosen:
+            self._notify_desktop(title, text, severity)
+
+    def _notify_desktop(self, title: str, text: str, severity: str) -> None:
+        if self.desktop_off is not None:
+            return
+        if self.desktop is None:
+            from .alerts import DesktopUnavailable, default_desktop
+
+            try:
+                self.desktop = default_desktop()
+            except DesktopUnavailable as exc:
+                self._desktop_unavailable(str(exc))
+                return
+        self._send_desktop(self.desktop, title, text, severity)
+
+    @work(group=DESKTOP_WORKERS, exit_on_error=False, description="desktop notification")
+    async def _send_desktop(self, sender: DesktopSender, title: str, text: str, severity: str) -> None:
+        from .alerts import DesktopUnavailable
+
+        try:
+            await sender.send(title, text, severity)
+        except DesktopUnavailable as exc:
+            self.call_later(self._desktop_unavailable, str(exc))  # a message to the app, not a widget touched here
+        except Exception as exc:  # the library's own errors: authorisation, a backend bug
+            # A desktop notification is a nicety: whatever breaks it turns it off for the
+            # session, said once, rather than an "unexpected error" on every alert.
+            reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            self.call_later(self._desktop_unavailable, reason)
+
+    def _desktop_unavailable(self, reason: str) -> None:
+        if self.desktop_off is None:
+            self.desktop_off = reason
+            self.notify(clean(reason), title="desktop notifications are off", markup=False, timeout=15)
+
     def on_models_loaded(self, message: ModelsLoaded) -> None:
         if message.error is None:
             self.state.model_choices = message.choices
@@ -391,7 +448,7 @@ class TunedeckApp(App[int]):
                 self.notify("offline: showing cached data only", markup=False)
             return
         if self._poll_enabled:
-            poller.request()
+            poller.request(full=True)  # every job that can change, not only those whose turn it is
         else:
             self.run_worker(poller.poll_now, group="refresh", exit_on_error=False, description="refresh")
 

@@ -22,8 +22,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from tunedeck.core.launch.models import ModelChoice
     from tunedeck.core.launch.request import LaunchRequest
     from tunedeck.core.poller import JobPoller
-    from tunedeck.core.records import Job, JobEvent, JobRow
+    from tunedeck.core.records import Checkpoint, Job, JobEvent, JobRow
     from tunedeck.core.service import Service, ServiceEvent
+    from tunedeck.core.watch.series import MetricSeries
 
 
 @dataclass(eq=False, repr=False)
@@ -95,6 +96,8 @@ class JobDetailLoaded(Message):
 
     job: Job | None
     events: list[JobEvent]
+    series: MetricSeries | None = None
+    """The job's metrics, built from the cache off the UI thread (None: build them from `events`)."""
 
 
 @dataclass(eq=False, repr=False)
@@ -166,6 +169,29 @@ class CancelFailed(Message):
     message: str
 
 
+@dataclass(eq=False, repr=False)
+class JobAlert(Message):
+    """News of a job worth interrupting for (core's `JobAlert`): a status change, a failure,
+    the overfitting detector firing, the budget. Shown on whatever screen is open."""
+
+    job_id: str
+    kind: str
+    title: str
+    message: str
+    severity: str = "information"
+
+
+@dataclass(eq=False, repr=False)
+class CheckpointsLoaded(Message):
+    """A job's checkpoints, newest first, from the cache or the API (`source`); `error` says
+    what the API answered when it could not list them (the cached ones are then shown)."""
+
+    job_id: str
+    checkpoints: list[Checkpoint]
+    source: str = "api"
+    error: str | None = None
+
+
 def message_for(event: ServiceEvent) -> Message | None:
     """The one adapter from core to screens: the message a core event becomes (None: not shown)."""
     from tunedeck.core import service as core  # loaded by then: the event came from it
@@ -182,4 +208,6 @@ def message_for(event: ServiceEvent) -> Message | None:
         return PollFailed(event.message, event.kind)
     if isinstance(event, core.Notice):
         return NoticePosted(event.message, event.topic)
+    if isinstance(event, core.JobAlert):
+        return JobAlert(event.job_id, event.kind, event.title, event.message, event.severity)
     return None

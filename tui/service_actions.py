@@ -1,11 +1,12 @@
-"""What screens ask of the profile's service: list models, launch, cancel.
+"""What screens ask of the profile's service: list models, launch, cancel, pause, resume.
 
 A plain helper the app owns (`app.requests`). Each action runs in an app-level worker (the
 work is passed uncalled, so a worker cancelled before it starts leaves no coroutine behind):
 leaving a screen does not cancel it, and it reports back with a message, never by touching
 widgets. An unexpected exception ends the worker in ERROR: the app's one worker-failure
 handler shows it, and screens recover from `AppState.worker_failed` (the worker groups
-below say which action failed).
+below say which action failed). Pause and resume answer with a toast: the job's new state
+reaches the screens through the service's own `JobsChanged`.
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ MODELS_WORKERS = "models"
 LAUNCH_WORKERS = "launch"
 PREFLIGHT_WORKERS = "preflight"
 CANCEL_WORKERS = "cancel"
+JOB_ACTION_WORKERS = "job action"
+JOB_ACTIONS = ("pause", "resume")
+"""Job actions without a question first (each is a `Service` method of that name)."""
 
 
 class ServiceActions:
@@ -185,3 +189,36 @@ class ServiceActions:
             self._app.post_message(CancelFailed(job_id, str(exc)))
         else:
             self._app.post_message(JobCancelled(job))
+
+    def pause_job(self, job_id: str) -> None:
+        """Pause a running job (the provider saves a checkpoint first); answers with a toast."""
+        self._job_action(job_id, "pause")
+
+    def resume_job(self, job_id: str) -> None:
+        """Resume a paused job; answers with a toast."""
+        self._job_action(job_id, "resume")
+
+    def _job_action(self, job_id: str, action: str) -> None:
+        if self._state.service is None:
+            self._app.notify("the cache is still opening; try again in a moment", markup=False)
+            return
+        self._app.run_worker(
+            partial(self._act, job_id, action), group=JOB_ACTION_WORKERS, exit_on_error=False, description=f"{action} a job"
+        )
+
+    async def _act(self, job_id: str, action: str) -> None:
+        from tunedeck.core.api import ApiError
+        from tunedeck.core.service import ServiceError
+
+        service = self._state.service
+        if service is None:
+            return
+        assert action in JOB_ACTIONS
+        try:
+            job = await getattr(service, action)(job_id)
+        except (ApiError, ServiceError) as exc:
+            said = exc.message if isinstance(exc, ApiError) else str(exc)
+            # App.notify is safe from a worker: it queues a toast and touches no widget.
+            self._app.notify(clean(said), title=f"cannot {action} {clean(job_id)}", severity="error", markup=False, timeout=15)
+        else:
+            self._app.notify(f"{action} requested: {clean(job.id)} is {clean(job.status)}", title=action, markup=False)

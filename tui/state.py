@@ -105,6 +105,10 @@ class ServiceRequests(Protocol):
 
     def confirm_cancel(self, job_id: str) -> None: ...
 
+    def pause_job(self, job_id: str) -> None: ...
+
+    def resume_job(self, job_id: str) -> None: ...
+
 
 class ScreenHost(Protocol):
     """The app as screens and widgets see it: its state, and the requests they make."""

@@ -1,138 +1,32 @@
-"""Jobs screen: every job of the profile, newest first, updated in place."""
+"""Jobs screen: every job of the profile, newest first, updated in place.
+
+`/` filters (the input opens focused, so keys typed right after it land there), `s` and
+`S` sort (or a click on a header), space marks jobs and `C` compares the marked ones.
+Offline, the rows come from the cache: unfinished ones are marked with their age.
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 from rich.text import Text
+from textual.actions import SkipAction
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.coordinate import Coordinate
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Footer, Input, Static
 
-from tunedeck.core.describe import short_time
-
-from ..formatting import progress_text, status_text
+from ..formatting import STALE_GLYPH, age_text
 from ..safe_text import one_line
 from ..state import AppState, host
 from ..widgets.header import AppHeader
+from ..widgets.jobs_table import COLUMNS, JobsTable, describe_sort, short_id
 
 if TYPE_CHECKING:  # pragma: no cover
     from tunedeck.core.records import JobRow
 
-COLUMNS = (
-    ("id", "id"),
-    ("model", "model"),
-    ("method", "method"),
-    ("status", "status"),
-    ("progress", "progress"),
-    ("created", "created"),
-    ("fine_tuned_model", "fine-tuned model"),
-)
-COLUMN_KEYS = tuple(key for key, _ in COLUMNS)
-
-Cells = tuple[Text, ...]
-
-
 COMPACT_BELOW = 110
 """Terminal widths under this show shortened job ids, so 80 columns fit the key columns."""
-
-
-def short_id(job_id: str) -> str:
-    """`ftjob-abc…uvwxyz`: the head and the tail of a long id."""
-    return job_id if len(job_id) <= 18 else f"{job_id[:9]}…{job_id[-6:]}"
-
-
-def row_cells(row: JobRow, compact: bool = False) -> Cells:
-    """One table row as literal `Text` cells (untrusted values never reach markup)."""
-    job = row.job
-    return (
-        one_line(short_id(job.id) if compact else job.id),
-        one_line(job.model or "-"),
-        one_line(job.method_label),
-        status_text(job.status),
-        progress_text(row),
-        Text(short_time(job.created_at), end=""),
-        one_line(job.fine_tuned_model or "-", "" if job.fine_tuned_model else "dim"),
-    )
-
-
-class JobsTable(DataTable):
-    """The jobs table: rows keyed by job id, so updates keep the cursor and the scroll."""
-
-    BINDINGS = [
-        Binding("j", "cursor_down", "Down", show=False),
-        Binding("k", "cursor_up", "Up", show=False),
-        Binding("g", "scroll_top", "Top", show=False),
-        Binding("G", "scroll_bottom", "Bottom", show=False),
-    ]
-
-    def __init__(self, *, id: str | None = None) -> None:
-        super().__init__(id=id, cursor_type="row", zebra_stripes=True)
-        self._shown: dict[str, Cells] = {}
-        self._rows: list[JobRow] = []
-        self.compact = False
-        """Shortened ids (narrow terminals); the full id is on the Job screen."""
-        self.cell_updates = 0
-        """Cells actually rewritten (no-op updates are skipped; tests check it)."""
-
-    def on_mount(self) -> None:
-        for key, label in COLUMNS:
-            self.add_column(label, key=key)
-
-    @property
-    def job_ids(self) -> list[str]:
-        """Job ids in display order."""
-        return [str(row.key.value) for row in self.ordered_rows]
-
-    @property
-    def selected_job_id(self) -> str | None:
-        if not self.row_count:
-            return None
-        row = min(max(self.cursor_row, 0), self.row_count - 1)
-        return str(self.coordinate_to_cell_key(Coordinate(row, 0)).row_key.value)
-
-    def select_job(self, job_id: str) -> bool:
-        if job_id not in self._shown:
-            return False
-        self.move_cursor(row=self.get_row_index(job_id), animate=False)
-        return True
-
-    def set_compact(self, compact: bool) -> None:
-        if compact != self.compact:
-            self.compact = compact
-            self.show_rows(self._rows)
-
-    def show_rows(self, rows: list[JobRow]) -> None:
-        """Add, update and remove rows in place; skip cells whose value did not change."""
-        self._rows = rows
-        wanted = {row.job.id: row_cells(row, self.compact) for row in rows}
-        selected = self.selected_job_id
-        for job_id in [j for j in self._shown if j not in wanted]:
-            self.remove_row(job_id)
-            del self._shown[job_id]
-        for job_id, cells in wanted.items():
-            old = self._shown.get(job_id)
-            if old is None:
-                self.add_row(*cells, key=job_id)
-            elif old != cells:
-                for column, new, previous in zip(COLUMN_KEYS, cells, old):
-                    if new != previous:
-                        self.update_cell(job_id, column, new, update_width=True)
-                        self.cell_updates += 1
-            self._shown[job_id] = cells
-        order = list(wanted)
-        if self.job_ids != order:
-            # DataTable sorts on cell values: map each shown id cell to its place.
-            position = {cells[0].plain: index for index, cells in enumerate(wanted.values())}
-            if len(position) < len(order):  # two shortened ids collide: show them in full
-                self.compact = False
-                self.show_rows(rows)
-                return
-            self.sort("id", key=lambda cell: position[cell.plain])
-        if selected in wanted and self.selected_job_id != selected:
-            self.move_cursor(row=order.index(selected), animate=False)
 
 
 class JobsScreen(Screen):
@@ -140,12 +34,30 @@ class JobsScreen(Screen):
         Binding("enter", "open_job", "Open", id="jobs.open", tooltip="Open the selected job"),
         Binding("n", "launch", "New job", id="jobs.launch", tooltip="Launch a fine-tuning job"),
         Binding("c", "cancel_job", "Cancel job", id="jobs.cancel", tooltip="Cancel the selected job (asks first)"),
+        # A priority binding runs before the next key is read, so the input has focus by then:
+        # "/abc" typed in one burst filters on "abc".
+        Binding("slash", "filter", "Filter", id="jobs.filter", priority=True, tooltip="Filter by id, model, status, method, suffix or fine-tuned model"),
+        Binding("s", "next_sort", "Sort", id="jobs.sort", tooltip="Sort on the next column (a click on a header sorts on it)"),
+        Binding("S", "reverse_sort", "Reverse", id="jobs.reverse", show=False, tooltip="Reverse the sort"),
+        Binding("space", "mark", "Mark", id="jobs.mark", tooltip="Mark or unmark the selected job for comparison"),
+        Binding("m", "mark", "Mark", id="jobs.mark_m", show=False),
+        Binding("C", "compare", "Compare", id="jobs.compare", tooltip="Compare the marked jobs (two or more)"),
+        Binding("escape", "clear_filter", "Clear filter", id="jobs.clear_filter", show=False, tooltip="Clear the filter"),
     ]
 
-    HELP = "Jobs: every fine-tuning job of this profile, newest first."
+    AUTO_FOCUS = "JobsTable"
+
+    HELP = (
+        "Jobs: every fine-tuning job of this profile, newest first. "
+        "/ filters, s sorts (S reverses, or click a header), space marks, C compares the marked jobs."
+    )
 
     def compose(self) -> ComposeResult:
         yield AppHeader("Jobs", id="header")
+        field = Input(placeholder="filter: id, model, status, method, suffix, fine-tuned model", id="jobs-filter", compact=True)
+        field.display = False  # opened by "/"; never the first thing focused
+        yield field
+        yield Static(id="jobs-note")
         yield JobsTable(id="jobs-table")
         yield Static(id="jobs-empty")
         yield Footer()
@@ -158,11 +70,16 @@ class JobsScreen(Screen):
     def table(self) -> JobsTable:
         return self.query_one(JobsTable)
 
+    @property
+    def filter_input(self) -> Input:
+        return self.query_one("#jobs-filter", Input)
+
     def on_mount(self) -> None:
         self.table.set_compact(self.app.size.width < COMPACT_BELOW)
         state = self.state
         state.rows_changed.subscribe(self, self._rows_changed)
-        state.changed.subscribe(self, lambda _: self._update_empty_state())
+        state.changed.subscribe(self, lambda _: self._state_changed())
+        self._state_changed()
         self._rows_changed(state.rows)
 
     def on_screen_resume(self) -> None:
@@ -175,14 +92,73 @@ class JobsScreen(Screen):
     def on_resize(self) -> None:
         self.table.set_compact(self.app.size.width < COMPACT_BELOW)
 
+    def _state_changed(self) -> None:
+        if self._follow_state():
+            self.table.refresh_rows()
+        self._update_empty_state()
+        self._update_note()
+
+    def _follow_state(self) -> bool:
+        """The table's view of the profile: local (no cost) and stale (rows from the cache
+        while not online, or before the API answered). True when that changed."""
+        state = self.state
+        table = self.table
+        local = state.service is not None and state.service.profile.backend == "local"
+        stale = state.rows_source is not None and (state.connection_state != "online" or state.rows_source != "api")
+        changed = (local, stale) != (table.local, table.stale)
+        table.local, table.stale = local, stale
+        return changed
+
     def _rows_changed(self, rows: list[JobRow]) -> None:
+        self._follow_state()
         self.table.show_rows(rows)
         self._update_empty_state()
+        self._update_note()
+        self.refresh_bindings()  # the selected job may have ended: no "Cancel job" then
+
+    def on_jobs_table_view_changed(self, event: JobsTable.ViewChanged) -> None:
+        event.stop()
+        self._update_note()
+        self._update_empty_state()
+        self.refresh_bindings()  # a filter may hide every job, or move the cursor to another
+
+    # -- the line above the table -----------------------------------------------------------
+
+    def note_text(self) -> Text:
+        """`12 jobs · sort: created ▼ · filter "sft": 3 shown · 2 marked · offline: …`"""
+        table = self.table
+        total = len(table.all_rows)
+        text = Text(end="", style="dim", no_wrap=True, overflow="ellipsis")
+        text.append(f"{total} job{'s' if total != 1 else ''}")
+        text.append(" · sort: ")
+        text.append(describe_sort(table.sort_by), style="bold")
+        if table.filter_text:
+            text.append(" · filter ")
+            text.append(one_line(f'"{table.filter_text}"', "bold"))
+            text.append(f": {table.row_count} shown")
+        if table.marks:
+            text.append(" · ")
+            text.append(f"{len(table.marks)} marked", style="bold")
+            text.append(" (C compares)" if len(table.marks) > 1 else " (mark another to compare)")
+        if table.stale and total:
+            fetched = [row.fetched_at for row in table.all_rows if row.fetched_at is not None]
+            text.append(" · ")
+            text.append("cached", style="bold")
+            if fetched:
+                text.append(f", fetched {age_text(table.clock() - max(fetched))}")
+            text.append(f"; {STALE_GLYPH} = may have moved on")
+        return text
+
+    def _update_note(self) -> None:
+        note = self.query_one("#jobs-note", Static)
+        note.display = bool(self.table.all_rows)
+        note.update(self.note_text())
 
     def _update_empty_state(self) -> None:
         state = self.state
-        has_rows = bool(self.table.row_count)
-        self.table.display = has_rows
+        table = self.table
+        has_rows = bool(table.row_count)
+        table.display = has_rows
         empty = self.query_one("#jobs-empty", Static)
         empty.display = not has_rows
         if has_rows:
@@ -190,6 +166,10 @@ class JobsScreen(Screen):
         text = Text(end="")
         if state.rows_source is None:
             text.append("Opening the cache…", style="dim")
+        elif table.all_rows:  # the filter hides every job
+            text.append("No job matches ")
+            text.append(one_line(f'"{table.filter_text}"', "bold"))
+            text.append(" (id, model, status, method, suffix, fine-tuned model). Escape clears the filter.")
         else:
             text.append("No jobs yet.\n\n", style="bold")
             text.append("Press ")
@@ -207,6 +187,75 @@ class JobsScreen(Screen):
                 text.append(one_line(state.connection_detail))
                 text.append(" (press r to retry)", style="dim")
         empty.update(text)
+
+    # -- filter -------------------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "filter" and self.focused is self.filter_input:
+            return False  # "/" typed into the filter is a character
+        if action == "cancel_job":  # offered only for a selected job that has not ended
+            job_id = self.table.selected_job_id
+            if job_id is None:  # an empty table, or a filter that hides every job
+                return False
+            row = self.state.row(job_id)
+            return not (row is not None and row.job.is_terminal)
+        return True
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self.refresh_bindings()
+
+    def action_filter(self) -> None:
+        field = self.filter_input
+        field.display = True
+        # Focus now, not after a refresh: the keys already queued behind "/" go to the input.
+        self.set_focus(field)
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id == "jobs-filter":
+            event.stop()
+            self.table.set_filter(event.value)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "jobs-filter":
+            event.stop()
+            if not event.value:
+                event.input.display = False
+            self.set_focus(self.table)
+
+    def action_clear_filter(self) -> None:
+        field = self.filter_input
+        if not field.display and not self.table.filter_text:
+            raise SkipAction()
+        field.value = ""
+        field.display = False
+        self.table.set_filter("")
+        self.set_focus(self.table)
+
+    # -- sort, marks, compare ---------------------------------------------------------------
+
+    def action_next_sort(self) -> None:
+        self.table.next_sort()
+
+    def action_reverse_sort(self) -> None:
+        self.table.reverse_sort()
+
+    def action_mark(self) -> None:
+        job_id = self.table.selected_job_id
+        if job_id:
+            self.table.toggle_mark(job_id)
+
+    def action_compare(self) -> None:
+        marked = list(self.table.marks)
+        if len(marked) < 2:
+            self.notify(
+                "Mark two or more jobs with space (or m), then press C to compare them.", title="compare", markup=False
+            )
+            return
+        from .compare import CompareScreen
+
+        self.app.push_screen(CompareScreen(marked))
+
+    # -- open, launch, cancel ---------------------------------------------------------------
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()
@@ -233,3 +282,6 @@ class JobsScreen(Screen):
             host(self).requests.confirm_cancel(job_id)
         else:
             self.notify("no job selected", markup=False)
+
+
+__all__ = ["JobsScreen", "JobsTable", "COLUMNS", "COMPACT_BELOW", "short_id"]

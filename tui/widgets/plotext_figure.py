@@ -33,7 +33,8 @@ def build_figure(width: int, height: int, draw: Callable[[Any], None]) -> Text:
 
 class CachedChart(Widget):
     """A chart drawn by `_build(width, height)`, cached until `version` (bumped by the subclass
-    whenever its data changes) or the size changes: plotext builds cost milliseconds."""
+    whenever its data changes), the size or `options_key()` (what the user chose to see)
+    changes: plotext builds cost milliseconds."""
 
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
@@ -41,16 +42,20 @@ class CachedChart(Widget):
         """Bumped whenever the data changes (part of the render cache key)."""
         self.build_count = 0
         """How many times plotext built the chart (tests check caching with it)."""
-        self._cache_key: tuple[int, int, int] | None = None
+        self._cache_key: tuple[object, ...] | None = None
         self._cache = Text()
 
     def render(self) -> Text:
         width, height = self.content_size
-        key = (self.version, width, height)
+        key = (self.version, width, height, self.options_key())
         if key != self._cache_key:
             self._cache = self._build(width, height)
             self._cache_key = key
         return self._cache
+
+    def options_key(self) -> tuple[object, ...]:
+        """Everything besides the data and the size that changes the drawing (hashable)."""
+        return ()
 
     def _build(self, width: int, height: int) -> Text:
         raise NotImplementedError
