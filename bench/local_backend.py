@@ -26,8 +26,8 @@ from pathlib import Path
 import aiohttp
 import openai
 
-from tunedeck.core.datasets.synth import write_dataset
 from tunedeck.backend import BUILTIN_BASE_MODEL, LocalBackend
+from tunedeck.core.datasets.synth import write_dataset
 
 SEED_EXAMPLES = 40  # per seeded job: 3 epochs x 40 steps, about 130 events each
 

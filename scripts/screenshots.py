@@ -4,7 +4,9 @@
 
 One job is trained to completion (with a validation file, so the chart has both curves)
 and one is stopped mid-run; the script writes jobs.svg (the list), job.svg (the finished
-job: fields, events, loss chart), job-running.svg (the mid-run job), launch.svg (the form),
+job: fields, events, loss chart), job-overfitting.svg (a job that overfits: the verdict, the
+best checkpoint), compare.svg (the two finished jobs side by side), job-running.svg (the
+mid-run job), launch.svg (the form),
 preflight.svg (its pre-flight), grader-editor.svg (the RFT grader editor after a test run),
 help.svg, dataset.svg (the browser on a file with a few bad lines, an error chosen),
 dataset-stats.svg (its stats view) and job-transformer.svg (a tiny transformer mid-run, with
@@ -80,6 +82,8 @@ async def render(out_dir: Path, home: Path, text: bool = False) -> list[Path]:
                 LaunchRequest(training_path=train, model=BUILTIN_BASE_MODEL, validation_path=valid)
             )
             await asyncio.to_thread(backend.run_until, done.id, "succeeded")
+            overfit = await launch_overfitting_job(app, home)
+            await asyncio.to_thread(backend.run_until, overfit.id, "succeeded")
             running = await app.service.launch(LaunchRequest(training_path=train, model=BUILTIN_BASE_MODEL))
             await asyncio.to_thread(backend.run_until, running.id, "running")
             await asyncio.to_thread(backend.advance, running.id, 150)
@@ -94,6 +98,20 @@ async def render(out_dir: Path, home: Path, text: bool = False) -> list[Path]:
             await open_job(app, settle, done.id)
             shoot("job.svg")
             app.pop_screen()
+            await settle()
+
+            await open_job(app, settle, overfit.id)
+            shoot("job-overfitting.svg")
+            app.pop_screen()
+            await settle()
+
+            for job_id in (done.id, overfit.id):  # mark both, then compare them
+                table.move_cursor(row=table.job_ids.index(job_id))
+                await pilot.press("space")
+            await pilot.press("C")
+            await settle()
+            shoot("compare.svg")
+            await pilot.press("escape")
             await settle()
 
             await open_job(app, settle, running.id)
@@ -131,6 +149,32 @@ async def render(out_dir: Path, home: Path, text: bool = False) -> list[Path]:
     finally:
         backend.stop()
     return written
+
+
+async def launch_overfitting_job(app, home: Path):
+    """The recorded overfitting case (scripts/record_curves.py): 16 examples with 30% of their
+    labels redrawn, 20 epochs; its validation loss turns up after epoch 6."""
+    from record_curves import sft
+
+    from tunedeck.backend import BUILTIN_BASE_MODEL
+    from tunedeck.core.launch.request import LaunchRequest
+
+    def write(rows: list[dict], name: str) -> Path:
+        path = home / name
+        path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+        return path
+
+    small = write(sft(16, 1, noise=0.3)(home), "small-noisy.jsonl")
+    small_valid = write(sft(60, 2, noise=0.3)(home), "small-noisy-valid.jsonl")
+    request = LaunchRequest(
+        training_path=small,
+        validation_path=small_valid,
+        model=BUILTIN_BASE_MODEL,
+        hyperparameters={"n_epochs": 20, "batch_size": 1},
+        seed=1,
+        suffix="overfit",
+    )
+    return await app.service.launch(request)
 
 
 async def open_job(app, settle, job_id: str) -> None:
