@@ -218,11 +218,32 @@ async def test_a_changed_cell_renders_again_alone():
         first = table.cells_rendered
         assert first >= 20 * 8  # everything was drawn once
 
-        table.update_cell("r5", "c3", Text("fresh"))
+        table.update_cell("r5", "c3", Text("R5C3"))  # as wide as before: only its row is painted
         await pilot.pause()
         assert table.cells_rendered - first == 1
-        assert "fresh" in screen_text(app)
-        assert "r5c3" not in screen_text(app)
+        assert "R5C3" in screen_text(app) and "r5c3" not in screen_text(app)
+
+        table.update_cell("r5", "c3", Text("fresh and wide"), update_width=True)  # wider: the column grows
+        await pilot.pause()
+        await pilot.pause()
+        lines = screen_text(app).splitlines()
+        header = next(line for line in lines if "c4" in line)
+        for row in (0, 5, 6, 19):  # every line moved with the wider column, not only the changed one
+            line = next(line for line in lines if f"r{row}c0" in line)
+            assert line.index(f"r{row}c4") == header.index("c4"), line
+        assert "fresh and wide" in screen_text(app)
+        wide = header.index("c4")
+
+        table.update_cell("r5", "c3", Text("r5c3"), update_width=True)  # its widest cell narrower: it shrinks
+        await pilot.pause()
+        await pilot.pause()
+        lines = screen_text(app).splitlines()
+        header = next(line for line in lines if "c4" in line)
+        assert header.index("c4") < wide - 5
+        for row in (0, 5, 19):
+            line = next(line for line in lines if f"r{row}c0" in line)
+            assert line.index(f"r{row}c4") == header.index("c4"), line
+        first = table.cells_rendered - 1  # the rest counts from here
 
         table.move_cursor(row=2)  # the cursor's old and new rows are drawn again, nothing else
         await pilot.pause()
