@@ -8,6 +8,7 @@ TUI wraps them in literal `Text`).
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -26,16 +27,23 @@ def byte_size(count: float) -> str:
     return f"{count:,.1f} {unit}"
 
 
-def duration_text(seconds: float) -> str:
-    """A wait as people read it: `45 s`, `3 min 05 s`, `2 h 10 min`."""
-    seconds = max(0, int(round(seconds)))
-    if seconds < 60:
-        return f"{seconds} s"
-    minutes, seconds = divmod(seconds, 60)
+def duration_text(seconds: float | None, *, compact: bool = False) -> str:
+    """A wait as people read it: `45 s`, `3 min 05 s`, `2 h 10 min`; `compact` for table cells
+    and one-line summaries: `45s`, `12m`, `1h05m`, `2d03h` (minutes hold still for a minute,
+    so a live table changes a cell once a minute, not every tick). `-` when unknown."""
+    if seconds is None or seconds < 0 or math.isnan(seconds):
+        return "-"
+    whole = int(seconds) if compact else max(0, int(round(seconds)))
+    if whole < 60:
+        return f"{whole}s" if compact else f"{whole} s"
+    minutes, rest = divmod(whole, 60)
     if minutes < 60:
-        return f"{minutes} min {seconds:02d} s"
+        return f"{minutes}m" if compact else f"{minutes} min {rest:02d} s"
     hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min"
+    if hours < 24 or not compact:
+        return f"{hours}h{minutes:02d}m" if compact else f"{hours} h {minutes:02d} min"
+    days, hours = divmod(hours, 24)
+    return f"{days}d{hours:02d}h"
 
 
 def local_time(timestamp: int | None, *, seconds: bool = False) -> str:

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 from rich.cells import cell_len
 from rich.text import Text
 
+from tunedeck.core.describe import duration_text
+
 from .safe_text import clean, one_line
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -112,30 +114,13 @@ def progress_text(row: JobRow) -> Text:
     return Text("-", style="dim", end="")
 
 
-def duration_text(seconds: float | None) -> str:
-    """`45s`, `12m`, `1h05m`, `2d03h` (`-` when unknown)."""
-    if seconds is None or seconds < 0 or math.isnan(seconds):
-        return "-"
-    whole = int(seconds)
-    if whole < 60:
-        return f"{whole}s"
-    minutes = whole // 60
-    if minutes < 60:
-        return f"{minutes}m"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 24:
-        return f"{hours}h{minutes:02d}m"
-    days, hours = divmod(hours, 24)
-    return f"{days}d{hours:02d}h"
-
-
 def age_text(seconds: float | None) -> str:
     """`3h ago` (`just now` under a minute)."""
     if seconds is None:
         return "age unknown"
     if seconds < 60:
         return "just now"
-    shown = duration_text(seconds)
+    shown = duration_text(seconds, compact=True)
     # The coarse unit is enough for an age: 1h05m ago reads as 1h ago.
     head = shown[: next((i + 1 for i, c in enumerate(shown) if c.isalpha()), len(shown))]
     return f"{head} ago"

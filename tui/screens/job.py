@@ -398,9 +398,8 @@ class JobScreen(Screen):
 
     def _progress_parts(self) -> list[tuple[str, Text]]:
         """Step, epoch, elapsed, ETA and cost so far, as (label, value) pairs."""
+        from tunedeck.core.describe import duration_text
         from tunedeck.core.watch.progress import cost_so_far, elapsed_s, eta_s
-
-        from ..formatting import duration_text
 
         job, series = self.job, self.chart.series
         if job is None:
@@ -417,11 +416,11 @@ class JobScreen(Screen):
         now = time.time()
         elapsed = elapsed_s(job, now)
         if elapsed is not None:
-            parts.append(("elapsed", Text(duration_text(elapsed), end="")))
+            parts.append(("elapsed", Text(duration_text(elapsed, compact=True), end="")))
         if not job.is_terminal:
             eta = eta_s(job, step, total, now)
             if eta is not None:
-                parts.append(("ETA", Text(duration_text(eta), end="")))
+                parts.append(("ETA", Text(duration_text(eta, compact=True), end="")))
         service = self.state.service
         fraction = step / total if step and total else (1.0 if job.status == "succeeded" else None)
         money = cost_so_far(

@@ -20,13 +20,12 @@ from textual.coordinate import Coordinate
 from textual.message import Message
 from textual.widgets import DataTable
 
-from tunedeck.core.describe import short_time
+from tunedeck.core.describe import duration_text, short_time
 from tunedeck.core.watch.progress import cost_so_far, elapsed_s, eta_s
 
 from ..formatting import (
     STALE_GLYPH,
     age_text,
-    duration_text,
     middle_ellipsis,
     progress_text,
     shown_fraction,
@@ -211,8 +210,8 @@ def timed_cells(row: JobRow, view: View) -> dict[str, Text]:
     """The cells that move with the clock while a job has not ended: elapsed, ETA, cost."""
     money = money_of(row, view)
     return {
-        "elapsed": Text(duration_text(elapsed_s(row.job, view.now)), end=""),
-        "eta": Text(duration_text(eta_of(row, view)), end="", style="dim" if stale_age(row, view) is not None else ""),
+        "elapsed": Text(duration_text(elapsed_s(row.job, view.now), compact=True), end=""),
+        "eta": Text(duration_text(eta_of(row, view), compact=True), end="", style="dim" if stale_age(row, view) is not None else ""),
         "cost": Text(money.text(), style="dim" if money.usd is None else "", end=""),
     }
 
