@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .watch.overfit import Verdict
+    from .watch.verdict import Verdict
 
 TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
 

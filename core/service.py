@@ -29,8 +29,7 @@ from .cache import Cache, CachedRow
 from .config import Profile
 from .paging import EVENTS_MAX_PAGES, JOBS_MAX_PAGES, CursorWalk
 from .records import TERMINAL_STATUSES, Checkpoint, Job, JobEvent, JobRow
-from .watch.overfit import Verdict, assess
-from .watch.series import MetricSeries
+from .watch.verdict import Verdict
 
 if TYPE_CHECKING:  # pragma: no cover
     from tunedeck.backend import LocalBackend
@@ -42,6 +41,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .launch.request import LaunchRequest
     from .local_service import LocalEndpoint
     from .paths import AppPaths
+    from .watch.series import MetricSeries
 
 
 # -- what listeners hear -------------------------------------------------------------------
@@ -547,6 +547,8 @@ class Service:
         if watched.assessed_version == series.version and watched.assessed_finished == job.is_terminal:
             return
         version = series.version
+        from .watch.overfit import assess  # the rule loads when a job is first judged, not at start
+
         judge = functools.partial(
             assess,
             series,
@@ -925,6 +927,8 @@ def _listed_row(job: Job, cached: JobRow | None) -> JobRow:
 
 def _series_of(job_id: str, events: Iterable[dict[str, Any]]) -> MetricSeries:
     """A job's series from its cached metrics events (run in a thread)."""
+    from .watch.series import MetricSeries
+
     return MetricSeries.from_events(JobEvent.from_api(job_id, e) for e in events)
 
 

@@ -97,7 +97,7 @@ async def test_watch_streams_messages_and_one_line_per_step_then_exits_0(backend
 
 
 async def test_watch_prints_the_advice_once_when_the_detector_alarms(backend, sft_file, monkeypatch):
-    import tunedeck.core.service as service_module
+    import tunedeck.core.watch.overfit as overfit_module
 
     def fake_assess(series, *, method, n_epochs=None, checkpoint_steps=None, finished=False, rule=None, **_):
         alarm = (series.last_step() or 0) >= 4
@@ -111,7 +111,7 @@ async def test_watch_prints_the_advice_once_when_the_detector_alarms(backend, sf
             reasons=(),
         )
 
-    monkeypatch.setattr(service_module, "assess", fake_assess)
+    monkeypatch.setattr(overfit_module, "assess", fake_assess)
     service = await open_service(local_backend=backend)
     await service.connect()
     try:
@@ -262,13 +262,13 @@ def test_show_prints_messages_and_a_metrics_summary_and_json_the_verdict(capsys,
 def test_show_names_a_checkpoint_the_job_kept(capsys, cli_backend, sft_file, monkeypatch):
     """A finished job's verdict is worked out with the checkpoints the provider kept, which
     `jobs show` lists: not the verdict stored before they were known."""
-    import tunedeck.core.service as service_module
+    import tunedeck.core.watch.overfit as overfit_module
 
     def fake_assess(series, *, checkpoint_steps=None, **_):
         best = max(checkpoint_steps) if checkpoint_steps else None
         return Verdict("ok", None, best, "valid_loss", 1.0, f"use the checkpoint at step {best}", ())
 
-    monkeypatch.setattr(service_module, "assess", fake_assess)
+    monkeypatch.setattr(overfit_module, "assess", fake_assess)
     (job_id,) = launch(cli_backend, sft_file)
     code, out, _ = run_cli(capsys, "jobs", "show", job_id, "--json")
     shown = json.loads(out)

@@ -242,7 +242,7 @@ async def test_a_failed_job_alerts_as_failed_with_its_reason(service, manual_bac
 async def test_overfitting_alerts_once_when_the_verdict_newly_alarms(service, manual_backend, sft_file, monkeypatch):
     """The rule itself is tested in the detector's tests; here: the verdict is worked out as
     events arrive, stored, carried by the rows, and told once per change."""
-    import tunedeck.core.service as service_module
+    import tunedeck.core.watch.overfit as overfit_module
 
     calls = []
 
@@ -260,7 +260,7 @@ async def test_overfitting_alerts_once_when_the_verdict_newly_alarms(service, ma
             reasons=(),
         )
 
-    monkeypatch.setattr(service_module, "assess", fake_assess)
+    monkeypatch.setattr(overfit_module, "assess", fake_assess)
     job = await launch(service, sft_file)
     await asyncio.to_thread(manual_backend.advance, job.id, 3)
     await poll(service, job.id)
@@ -478,9 +478,9 @@ def _steps_verdict(series, *, checkpoint_steps=None, finished=False, **_):
 async def test_a_finished_jobs_verdict_is_worked_out_again_with_the_checkpoints_kept(
     service, manual_backend, sft_file, monkeypatch
 ):
-    import tunedeck.core.service as service_module
+    import tunedeck.core.watch.overfit as overfit_module
 
-    monkeypatch.setattr(service_module, "assess", _steps_verdict)
+    monkeypatch.setattr(overfit_module, "assess", _steps_verdict)
     job = await launch(service, sft_file)
     await asyncio.to_thread(manual_backend.advance, job.id, 3)
     await service.pause(job.id)
@@ -512,9 +512,9 @@ async def test_a_finished_jobs_verdict_is_worked_out_again_with_the_checkpoints_
 async def test_opening_a_job_that_finished_long_ago_does_not_alert_overfitting(
     service, manual_backend, sft_file, monkeypatch
 ):
-    import tunedeck.core.service as service_module
+    import tunedeck.core.watch.overfit as overfit_module
 
-    monkeypatch.setattr(service_module, "assess", _steps_verdict)
+    monkeypatch.setattr(overfit_module, "assess", _steps_verdict)
     job = await launch(service, sft_file)
     await asyncio.to_thread(manual_backend.run_until_settled)
     await service.sync_events(job.id)  # its metrics were cached before verdicts were: none stored
@@ -529,13 +529,13 @@ async def test_opening_a_job_that_finished_long_ago_does_not_alert_overfitting(
 
 
 async def test_a_job_that_ends_overfitting_while_watched_alerts(service, manual_backend, sft_file, monkeypatch):
-    import tunedeck.core.service as service_module
+    import tunedeck.core.watch.overfit as overfit_module
 
     def on_finish(series, *, finished=False, **_):
         state = "overfitting" if finished else "ok"
         return Verdict(state, None, None, None, None, f"{state} at the end", ())
 
-    monkeypatch.setattr(service_module, "assess", on_finish)
+    monkeypatch.setattr(overfit_module, "assess", on_finish)
     job = await launch(service, sft_file)
     await asyncio.to_thread(manual_backend.advance, job.id, 2)
     await poll(service, job.id)
@@ -548,6 +548,7 @@ async def test_metrics_are_built_and_judged_off_the_event_loop(service, manual_b
     import threading
 
     import tunedeck.core.service as service_module
+    import tunedeck.core.watch.overfit as overfit_module
 
     loop_thread = threading.current_thread()
     built, judged = [], []
@@ -562,7 +563,7 @@ async def test_metrics_are_built_and_judged_off_the_event_loop(service, manual_b
         return Verdict("ok", None, None, None, None, "fine", ())
 
     monkeypatch.setattr(MetricSeries, "from_events", classmethod(from_events))
-    monkeypatch.setattr(service_module, "assess", judge)
+    monkeypatch.setattr(overfit_module, "assess", judge)
     monkeypatch.setattr(service_module, "ASSESS_IN_THREAD_FROM", 0)  # every job counts as long here
     job = await launch(service, sft_file)
     await asyncio.to_thread(manual_backend.run_until_settled)

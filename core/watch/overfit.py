@@ -55,10 +55,10 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from .series import MetricSeries, ema, metric_family, value_at
+from .verdict import Verdict
 
 REWARD_VALIDATION = ("valid_reward_mean", "full_valid_mean_reward", "scores.valid_reward_mean")
 REWARD_TRAINING = ("train_reward_mean", "train_mean_reward", "scores.train_reward_mean")
@@ -131,51 +131,6 @@ class OverfitRule:
 
 
 DEFAULT_RULE = OverfitRule()
-
-
-@dataclass(frozen=True)
-class Verdict:
-    state: str  # "ok" | "watch" | "overfitting" | "no_validation" | "too_early"
-    fired_at_step: int | None = None  # first step at which the rule held (state "overfitting")
-    best_step: int | None = None  # step of the best checkpoint (or evaluation)
-    best_metric: str | None = None  # the series column judged, e.g. "full_valid_loss"
-    best_value: float | None = None  # its value at best_step, as measured
-    advice: str = ""
-    reasons: tuple[str, ...] = field(default_factory=tuple)
-
-    @property
-    def alarm(self) -> bool:
-        return self.state == "overfitting"
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "state": self.state,
-            "alarm": self.alarm,
-            "fired_at_step": self.fired_at_step,
-            "best_step": self.best_step,
-            "best_metric": self.best_metric,
-            "best_value": self.best_value,
-            "advice": self.advice,
-            "reasons": list(self.reasons),
-        }
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Verdict:
-        def integer(key: str) -> int | None:
-            value = data.get(key)
-            return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-
-        value = data.get("best_value")
-        metric = data.get("best_metric")
-        return cls(
-            state=str(data.get("state") or "ok"),
-            fired_at_step=integer("fired_at_step"),
-            best_step=integer("best_step"),
-            best_metric=str(metric) if metric is not None else None,
-            best_value=float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None,
-            advice=str(data.get("advice") or ""),
-            reasons=tuple(str(r) for r in data.get("reasons") or ()),
-        )
 
 
 @dataclass(frozen=True)
