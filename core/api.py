@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import os
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .config import Profile
 from .paging import JOBS_MAX_PAGES, CursorWalk
@@ -28,6 +29,40 @@ CHECKPOINTS_MAX_PAGES = 100  # 10,000 checkpoints at 100 a page: OpenAI keeps a 
 Progress = Callable[[int], None]
 """Told the bytes of a body handed to the connection so far (it starts again at 0 when the
 SDK sends the request again)."""
+
+
+class ChatAnswer(NamedTuple):
+    """One chat completion's answer (its first choice) and the tokens it was billed for."""
+
+    text: str
+    """The assistant's text ("" when it sent none, e.g. only a refusal or a tool call)."""
+    prompt_tokens: int | None
+    completion_tokens: int | None
+
+
+REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
+"""Models that take no `temperature` but the default (the API refuses 0 with a 400)."""
+
+
+def takes_temperature(model: str) -> bool:
+    """False for reasoning models (o-series, gpt-5), fine-tuned ones (`ft:o4-mini:...`) included."""
+    name = model[3:] if model.startswith("ft:") else model
+    return not name.startswith(REASONING_PREFIXES)
+
+
+def _chat_body(
+    model: str, messages: Sequence[dict[str, Any]], temperature: float | None, max_tokens: int | None, seed: int | None
+) -> dict[str, Any]:
+    """The request's fields. `max_completion_tokens` is the name every current model takes
+    (`max_tokens` is refused by reasoning models); the local backend takes both."""
+    body: dict[str, Any] = {"model": model, "messages": list(messages)}
+    if temperature is not None and takes_temperature(model):
+        body["temperature"] = temperature
+    if max_tokens is not None:
+        body["max_completion_tokens"] = max_tokens
+    if seed is not None:
+        body["seed"] = seed
+    return body
 
 
 class ApiError(Exception):
@@ -136,6 +171,7 @@ class Api:
         self._client = client
         self.requests = 0  # calls made through this client (what polling costs, shown to users)
         self._warned: set[str] = set()
+        self._retrying: dict[int, openai.AsyncOpenAI] = {}  # copies with other SDK retries (one connection pool)
 
     def first_warning(self, about: str) -> bool:
         """True the first time this connection warns `about` something (e.g. one job's events):
@@ -315,3 +351,73 @@ class Api:
         with _translate_errors():
             graders = self._client.fine_tuning.alpha.graders
             return _dump(await graders.run(grader=grader, model_sample=model_sample, item=item))  # type: ignore[arg-type]
+
+    async def chat(
+        self,
+        model: str,
+        messages: Sequence[dict[str, Any]],
+        *,
+        temperature: float | None,
+        max_tokens: int | None,
+        seed: int | None = None,
+        retries: int | None = None,
+    ) -> ChatAnswer:
+        """One chat completion: the first choice's text and the usage. `None` leaves a setting
+        to the model's default (a reasoning model is always sent none: it takes no other).
+        `retries`: the SDK's own retries for this call (None: the client's); the evaluation
+        runner passes 0 and paces its retries itself."""
+        self.requests += 1
+        client = self._client
+        if retries is not None:
+            client = self._retrying.get(retries) or self._retrying.setdefault(
+                retries, self._client.with_options(max_retries=retries)
+            )
+        with _translate_errors():
+            completion = await client.chat.completions.create(
+                **_chat_body(model, messages, temperature, max_tokens, seed)
+            )
+        text = ""
+        if completion.choices:
+            text = completion.choices[0].message.content or ""
+        usage = completion.usage
+        return ChatAnswer(
+            text,
+            usage.prompt_tokens if usage is not None else None,
+            usage.completion_tokens if usage is not None else None,
+        )
+
+    async def chat_stream(
+        self, model: str, messages: Sequence[dict[str, Any]], *, temperature: float | None, max_tokens: int | None
+    ) -> AsyncIterator[str]:
+        """The answer's text as it arrives, one delta at a time (the first choice's)."""
+        self.requests += 1
+        with _translate_errors():
+            stream = await self._client.chat.completions.create(
+                **_chat_body(model, messages, temperature, max_tokens, None), stream=True
+            )
+            async with stream:
+                async for chunk in stream:
+                    for choice in chunk.choices:
+                        if choice.index == 0 and choice.delta is not None and choice.delta.content:
+                            yield choice.delta.content
+
+    async def download_file(self, file_id: str, target: Path) -> int:
+        """Write a file's content (`GET /files/{id}/content`) to `target`, streamed: memory
+        stays flat at any size. Written beside it first and renamed, so `target` is whole or
+        absent. Returns the bytes written."""
+        self.requests += 1
+        partial = target.with_name(f".{target.name}.partial")
+        written = 0
+        try:
+            with _translate_errors():
+                async with self._client.files.with_streaming_response.content(file_id) as response:
+                    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                    with os.fdopen(fd, "wb") as out:
+                        async for chunk in response.iter_bytes():
+                            out.write(chunk)  # a page-cache write: microseconds
+                            written += len(chunk)
+            partial.replace(target)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+        return written

@@ -8,7 +8,9 @@ identical file is reused, not sent again), and the Uploads-API uploads still in 
 A lost row there costs a second upload, never a wrong one: a remembered file is looked up
 on the server before it is reused. It also keeps each job's checkpoints (`checkpoints`) and
 what watching it worked out (`job_watch`: the overfitting verdict, the launch's estimate of
-billed tokens), so the jobs table shows them without reading any job's metrics.
+billed tokens), so the jobs table shows them without reading any job's metrics. Evaluation
+runs and their per-example results live here too (`eval_runs`, `eval_results`); their SQL is
+`evaluate/store.py`'s, run through `Cache.run`.
 
 A damaged file (not a database, truncated, malformed) is moved aside and replaced by a
 fresh one, at open or at the first read or write that meets the damage; `recovery_note`
@@ -46,9 +48,10 @@ __all__ = [
 ]
 
 # 2: uploaded_files and upload_sessions. 3: checkpoints, job_watch and jobs.fetched_at.
+# 4: eval_runs and eval_results (evaluations; their SQL lives in `evaluate/store.py`).
 # Every statement in `_SCHEMA` is "IF NOT EXISTS" and `_COLUMNS_ADDED` are added when
 # missing, so an older cache gains the new tables and columns on open and keeps its rows.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 _TERMINAL_SQL = "(" + ", ".join(f"'{status}'" for status in sorted(TERMINAL_STATUSES)) + ")"
 BUSY_TIMEOUT_S = 2.5  # how long a read or write waits for another process's lock
 
@@ -112,6 +115,39 @@ CREATE TABLE IF NOT EXISTS job_watch (
     verdict TEXT,
     estimated_tokens INTEGER,
     PRIMARY KEY (profile, job_id)
+);
+CREATE TABLE IF NOT EXISTS eval_runs (
+    profile TEXT NOT NULL,
+    id TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    status TEXT NOT NULL,
+    settings TEXT NOT NULL,
+    examples INTEGER NOT NULL DEFAULT 0,
+    done INTEGER NOT NULL DEFAULT 0,
+    errors INTEGER NOT NULL DEFAULT 0,
+    skipped TEXT NOT NULL DEFAULT '[]',
+    notes TEXT,
+    notes_model TEXT,
+    owner TEXT,
+    PRIMARY KEY (profile, id)
+);
+CREATE INDEX IF NOT EXISTS eval_runs_by_created ON eval_runs (profile, created_at DESC);
+CREATE TABLE IF NOT EXISTS eval_results (
+    profile TEXT NOT NULL,
+    run_id TEXT NOT NULL,
+    model_key TEXT NOT NULL,
+    example_index INTEGER NOT NULL,
+    answer TEXT,
+    score REAL,
+    passed INTEGER,
+    sub_scores TEXT NOT NULL DEFAULT '{}',
+    error TEXT,
+    error_kind TEXT,
+    prompt_tokens INTEGER,
+    completion_tokens INTEGER,
+    seconds REAL NOT NULL DEFAULT 0,
+    finished_at REAL NOT NULL DEFAULT 0,
+    PRIMARY KEY (profile, run_id, model_key, example_index)
 );
 """
 
@@ -291,6 +327,12 @@ class Cache:
 
     async def close(self) -> None:
         await self._db.close()
+
+    async def run(self, op: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
+        """Run one read or write of a caller's own SQL (a feature that keeps its tables'
+        SQL beside it, e.g. `evaluate/store.py`), with the damage handling every read here
+        has. `op` may run twice (again on the fresh file), so it must start from nothing."""
+        return await self._run(op)
 
     async def _run(self, op: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
         """Run one read or write; damage met here replaces the file and runs it again on the fresh one."""
@@ -593,6 +635,26 @@ class Cache:
             if not (isinstance(size, int) and isinstance(created_at, int) and isinstance(file_id, str)):
                 raise DamagedRow("a cached uploaded file is not a size, an id and a time")
             return UploadedFile(sha256, purpose, size, file_id, str(filename), created_at)
+
+        return await self._run(read)
+
+    async def file_by_id(self, profile: str, file_id: str) -> UploadedFile | None:
+        """The file this profile uploaded as `file_id`, if it remembers one (its content's
+        sha256 finds a local copy, e.g. of a job's validation file)."""
+
+        async def read(db: aiosqlite.Connection) -> UploadedFile | None:
+            async with db.execute(
+                "SELECT sha256, purpose, bytes, filename, created_at FROM uploaded_files "
+                "WHERE profile = ? AND file_id = ? ORDER BY created_at DESC LIMIT 1",
+                (profile, file_id),
+            ) as cur:
+                row = await cur.fetchone()
+            if row is None:
+                return None
+            sha256, purpose, size, filename, created_at = row
+            if not (isinstance(size, int) and isinstance(created_at, int) and isinstance(sha256, str)):
+                raise DamagedRow("a cached uploaded file is not a size, a hash and a time")
+            return UploadedFile(sha256, str(purpose), size, file_id, str(filename), created_at)
 
         return await self._run(read)
 

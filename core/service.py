@@ -34,6 +34,7 @@ from .watch.verdict import Verdict
 if TYPE_CHECKING:  # pragma: no cover
     from tunedeck.backend import LocalBackend
 
+    from .evaluate.service import Evaluations
     from .job_create import Sleep
     from .launch.launching import CheckedLaunch, LaunchProgress
     from .launch.models import ModelChoice
@@ -182,6 +183,7 @@ class Service:
         self._budget_level = 0  # 0 under 80% of the budget, 1 warned, 2 at or over it
         self._budget_cancel_failed = False  # at the budget, a cancel failed: tried again each check
         self._assessing = asyncio.Lock()
+        self._evaluations: Evaluations | None = None
         # Damage found after opening is announced; a note from the opening itself is read by
         # the front ends from `cache.recovery_note` once they listen.
         cache.on_recovery = lambda note: self.publish(Notice(note, "cache"))
@@ -801,7 +803,20 @@ class Service:
             raise ServiceError(str(exc), "preflight") from None
         if result.note:
             self.publish(Notice(f"{role} file: {result.note}", "upload"))
+        await self._remember_dataset(path)
         return result.file["id"]
+
+    async def _remember_dataset(self, path: Path) -> None:
+        """A file trained on joins the recent datasets: the launch form offers it again, and an
+        evaluation of the job finds its validation file here rather than downloading it (which
+        some providers refuse for fine-tuning files)."""
+        from .cachefile import CacheError
+        from .recent import remember_file
+
+        try:
+            await remember_file(self.cache, path)
+        except CacheError:
+            pass  # a convenience: never fail a launch on it
 
     async def cancel(self, job_id: str) -> Job:
         return await self._acted(await self._call(lambda api: api.cancel_job(job_id)))
@@ -884,6 +899,15 @@ class Service:
     async def run_grader(self, grader: dict[str, Any], sample: str, item: dict[str, Any]) -> dict[str, Any]:
         """Grade one answer with the provider's `graders/run` (the grader editor's test run)."""
         return await self._call(lambda api: api.run_grader(grader, sample, item))
+
+    @property
+    def evaluations(self) -> Evaluations:
+        """Evaluating models on a dataset (`evaluate/service.py`): made on first use."""
+        if self._evaluations is None:
+            from .evaluate.service import Evaluations
+
+            self._evaluations = Evaluations(self)
+        return self._evaluations
 
     @property
     def paths(self) -> AppPaths | None:
