@@ -14,6 +14,7 @@ import sys
 from typing import Any, Sequence
 
 from tunedeck.cli.data import add_data_parser, run_data
+from tunedeck.cli.evaluate import add_eval_parser, run_eval
 from tunedeck.cli.jobs_create import add_create_parser, run_create
 from tunedeck.cli.jobs_watch import WATCH_COMMANDS, add_watch_parsers, metrics_summary, run_watch_command
 from tunedeck.cli.serve import add_serve_parser, run_serve
@@ -61,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="agree once that the built-in profile NAME may send its key where it says",
     )
     add_data_parser(commands)
+    add_eval_parser(commands)
     return parser
 
 
@@ -79,6 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _confirm_profile(args.confirm) if args.confirm else _print_profiles()
         if args.command == "data":
             return run_data(args)
+        if args.command == "eval":
+            return asyncio.run(run_eval(args, args.profile))
         return asyncio.run(_jobs(args))
     except ConfigError as exc:
         _fail(f"config: {exc}")
