@@ -41,6 +41,10 @@ from textual.worker import Worker, WorkerState
 from .messages import (
     CancelFailed,
     ConnectionUpdated,
+    EvalFailed,
+    EvalFinished,
+    EvalProgressed,
+    EvalStarted,
     EventsArrived,
     JobAlert,
     JobCancelled,
@@ -59,7 +63,7 @@ from .messages import (
 )
 from .safe_text import clean
 from .screens.jobs import JobsScreen
-from .service_actions import ServiceActions
+from .service_actions import EVAL_WORKERS, ServiceActions
 from .state import AppState, WorkerFailure
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -117,6 +121,8 @@ class TunedeckApp(App[int]):
         Binding("r", "refresh", "Refresh", id="app.refresh", tooltip="Refresh from the API now"),
         Binding("p", "switch_profile", "Profile", id="app.profile", tooltip="Switch to the next profile"),
         Binding("d", "datasets", "Datasets", id="app.datasets", tooltip="Browse a dataset file before training on it"),
+        Binding("E", "evaluate", "Evaluate", id="app.evaluate", tooltip="Evaluate models on a dataset: baseline, fine-tuned, checkpoints"),
+        Binding("t", "playground", "Try models", id="app.playground", tooltip="Chat with two models side by side (a job's fine-tuned model and its base)"),
     ]
 
     def __init__(
@@ -419,6 +425,39 @@ class TunedeckApp(App[int]):
     def on_cancel_failed(self, message: CancelFailed) -> None:
         self.notify(clean(message.message), title=f"cannot cancel {clean(message.job_id)}", severity="error", markup=False)
 
+    def on_eval_started(self, message: EvalStarted) -> None:
+        from tunedeck.core.evaluate.records import EvalProgress
+
+        info = message.info
+        self.state.evaluations[info.id] = EvalProgress(info.id, info.done, info.total, info.errors, 0.0, None)
+        self.state.eval_progressed.publish(message)
+
+    def on_eval_progressed(self, message: EvalProgressed) -> None:
+        progress = message.progress
+        if progress.run_id not in self.state.evaluations:
+            return  # a late report of a run that has stopped since
+        self.state.evaluations[progress.run_id] = progress
+        self.state.eval_progressed.publish(message)
+
+    def on_eval_finished(self, message: EvalFinished) -> None:
+        self.state.evaluations.pop(message.run_id, None)
+        self.state.eval_progressed.publish(message)
+        if not self._evaluate_screen_open():
+            errors = f", {message.info.errors} errors" if message.info is not None and message.info.errors else ""
+            self.notify(f"{clean(message.run_id)} {clean(message.status)}{errors}", title="evaluation", markup=False)
+
+    def on_eval_failed(self, message: EvalFailed) -> None:
+        if message.run_id is not None:
+            self.state.evaluations.pop(message.run_id, None)
+        self.state.eval_progressed.publish(message)
+        if message.stage != "crash" and not self._evaluate_screen_open():
+            title = f"evaluation {clean(message.run_id)}" if message.run_id else "evaluation"
+            self.notify(clean(message.message), title=title, severity="error", markup=False, timeout=15)
+
+    def _evaluate_screen_open(self) -> bool:
+        """The Evaluate screen shows the run's news itself (other screens get a toast)."""
+        return bool(getattr(self.screen, "shows_evaluations", False))
+
     @on(Worker.StateChanged)
     def _worker_state_changed(self, event: Worker.StateChanged) -> None:
         """The one handler for unexpected worker failures (expected ones are messages already).
@@ -487,6 +526,7 @@ class TunedeckApp(App[int]):
             self.notify("Only one profile is configured (`tunedeck paths` shows the config file).", markup=False)
             return
         self.workers.cancel_group(self, POLL_WORKERS)
+        self.workers.cancel_group(self, EVAL_WORKERS)  # they ask through this profile's service
         while len(self.screen_stack) > 1:
             self.pop_screen()
         await self._close_service()
@@ -521,6 +561,18 @@ class TunedeckApp(App[int]):
 
         if not isinstance(self.screen, DatasetScreen):
             self.push_screen(DatasetScreen())
+
+    def action_evaluate(self) -> None:
+        from .screens.evaluate import EvaluateScreen
+
+        if not isinstance(self.screen, EvaluateScreen):
+            self.push_screen(EvaluateScreen())
+
+    def action_playground(self) -> None:
+        from .screens.playground import PlaygroundScreen
+
+        if not isinstance(self.screen, PlaygroundScreen):
+            self.push_screen(PlaygroundScreen())  # it fills both sides from the current job
 
     def action_help(self) -> None:
         from .screens.help import HelpScreen, help_sections

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from textual.message import Message
 
 if TYPE_CHECKING:  # pragma: no cover
+    from tunedeck.core.evaluate.records import EvalProgress, EvalRunInfo
     from tunedeck.core.launch.launching import CheckedLaunch, LaunchProgress
     from tunedeck.core.launch.models import ModelChoice
     from tunedeck.core.launch.request import LaunchRequest
@@ -190,6 +191,54 @@ class CheckpointsLoaded(Message):
     checkpoints: list[Checkpoint]
     source: str = "api"
     error: str | None = None
+
+
+# -- evaluations (`service_actions`' evaluation worker posts these; `AppState.eval_progressed` tells the screens)
+
+
+@dataclass(eq=False, repr=False)
+class EvalStarted(Message):
+    """An evaluation was created (or resumed) and is asking the models; `ticket` is what the
+    request that started it returned, so the screen that asked knows its run."""
+
+    ticket: int
+    info: EvalRunInfo
+
+
+@dataclass(eq=False, repr=False)
+class EvalProgressed(Message):
+    """How far a running evaluation got; only the latest of each run matters."""
+
+    progress: EvalProgress
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, EvalProgressed) and message.progress.run_id == self.progress.run_id
+
+
+@dataclass(eq=False, repr=False)
+class EvalFinished(Message):
+    """An evaluation stopped asking: `status` is "finished" (every answer in, some may be
+    errors) or "cancelled" (it resumes where it stopped); `info` as stored, when read."""
+
+    ticket: int
+    run_id: str
+    status: str
+    info: EvalRunInfo | None = None
+
+
+@dataclass(eq=False, repr=False)
+class EvalFailed(Message):
+    """An evaluation could not start or stopped on an error; `message` says why (shown
+    literally). `stage`: "plan" (a job's evaluation could not be planned: no data), "create"
+    (the settings were refused: the file, a line, the grader) or "run". `kind` is the
+    `ServiceError`'s kind when it has one; `run_id` is None before the run exists."""
+
+    ticket: int
+    message: str
+    stage: str = "run"
+    run_id: str | None = None
+    kind: str = ""
+    job_id: str | None = None
 
 
 def message_for(event: ServiceEvent) -> Message | None:

@@ -7,17 +7,28 @@ widgets. An unexpected exception ends the worker in ERROR: the app's one worker-
 handler shows it, and screens recover from `AppState.worker_failed` (the worker groups
 below say which action failed). Pause and resume answer with a toast: the job's new state
 reaches the screens through the service's own `JobsChanged`.
+
+Evaluations run here too (`start_evaluation`, `evaluate_job`, `resume_evaluation`): one
+worker per run, which creates it (or plans it from a job), then asks every model through
+`service.evaluations.execute`, posting `EvalStarted`, `EvalProgressed`, then `EvalFinished`
+or `EvalFailed`. Leaving the Evaluate screen leaves it running; `cancel_evaluation` cancels
+the worker, and the run keeps every answer stored so far (it resumes).
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from .messages import (
     CancelFailed,
+    EvalFailed,
+    EvalFinished,
+    EvalProgressed,
+    EvalStarted,
     JobCancelled,
     JobLaunched,
     LaunchFailed,
@@ -29,7 +40,9 @@ from .safe_text import clean
 
 if TYPE_CHECKING:  # pragma: no cover
     from textual.app import App
+    from textual.worker import Worker
 
+    from tunedeck.core.evaluate.records import EvalRunInfo, EvalSettings
     from tunedeck.core.launch.launching import CheckedLaunch
     from tunedeck.core.launch.models import ModelChoice
     from tunedeck.core.launch.request import LaunchRequest
@@ -41,6 +54,7 @@ LAUNCH_WORKERS = "launch"
 PREFLIGHT_WORKERS = "preflight"
 CANCEL_WORKERS = "cancel"
 JOB_ACTION_WORKERS = "job action"
+EVAL_WORKERS = "evaluate"
 JOB_ACTIONS = ("pause", "resume")
 """Job actions without a question first (each is a `Service` method of that name)."""
 
@@ -51,6 +65,9 @@ class ServiceActions:
         self._state = state
         self._launch_cancel: asyncio.Event | None = None
         self._preflight_cancel = threading.Event()
+        self._tickets = itertools.count(1)
+        self._evaluating: dict[str, Worker[None]] = {}
+        """The worker asking each running evaluation's models, by run id."""
 
     def load_models(self) -> None:
         """Ask the backend for its model list (answers with `ModelsLoaded`)."""
@@ -222,3 +239,119 @@ class ServiceActions:
             self._app.notify(clean(said), title=f"cannot {action} {clean(job_id)}", severity="error", markup=False, timeout=15)
         else:
             self._app.notify(f"{action} requested: {clean(job.id)} is {clean(job.status)}", title=action, markup=False)
+
+    # -- evaluations ------------------------------------------------------------------------
+
+    def start_evaluation(self, settings: EvalSettings) -> int:
+        """Create a run from `settings` and ask every model; returns the ticket its messages carry."""
+        return self._evaluation(partial(self._evaluate, settings=settings), "evaluate models")
+
+    def evaluate_job(self, job_id: str) -> int:
+        """Plan a job's evaluation (`service.evaluations.plan_for_job`), then run it."""
+        return self._evaluation(partial(self._evaluate, job_id=job_id), "evaluate a job")
+
+    def resume_evaluation(self, run_id: str, retry_errors: bool = False) -> int:
+        """Ask what a stopped run has not answered (`retry_errors`: also the answers that failed)."""
+        what = "retry an evaluation's failures" if retry_errors else "resume an evaluation"
+        return self._evaluation(partial(self._evaluate, run_id=run_id, retry_errors=retry_errors), what)
+
+    def cancel_evaluation(self, run_id: str) -> bool:
+        """Stop a running evaluation; False when it is not running in this app."""
+        worker = self._evaluating.get(run_id)
+        if worker is None:
+            return False
+        worker.cancel()
+        return True
+
+    def evaluating(self, run_id: str) -> bool:
+        return run_id in self._evaluating
+
+    def _evaluation(self, work: Any, description: str) -> int:
+        ticket = next(self._tickets)
+        self._app.run_worker(
+            partial(work, ticket), group=EVAL_WORKERS, exit_on_error=False, description=description
+        )
+        return ticket
+
+    async def _evaluate(
+        self,
+        ticket: int,
+        *,
+        settings: EvalSettings | None = None,
+        job_id: str | None = None,
+        run_id: str | None = None,
+        retry_errors: bool = False,
+    ) -> None:
+        from textual.worker import get_current_worker
+
+        from tunedeck.core.api import ApiError
+        from tunedeck.core.service import ServiceError
+
+        state, post = self._state, self._app.post_message
+        stage = "plan" if job_id is not None else "create" if settings is not None else "run"
+
+        def failed(message: str, kind: str = "") -> None:
+            post(EvalFailed(ticket, message, stage, run_id, kind, job_id))
+
+        service = state.service
+        if service is None:
+            failed("the cache is still opening; try again in a moment")
+            return
+        if run_id is not None and run_id in self._evaluating:
+            failed(f"evaluation {run_id} is already running", "running")
+            return
+        if not service.is_connected:
+            where = state.connection_detail if state.connection_state == "error" else state.connection_state
+            failed(f"not connected to {service.profile.describe()} ({where}); press r to retry", "connection")
+            return
+        evaluations = service.evaluations
+        try:
+            if job_id is not None:
+                settings = await evaluations.plan_for_job(job_id)
+                stage = "create"
+            if settings is not None:
+                info: EvalRunInfo | None = await evaluations.create(settings)
+            else:
+                assert run_id is not None
+                info = await evaluations.run_info(run_id)
+                if info is None:
+                    failed(f"no evaluation {run_id} in the cache")
+                    return
+        except ApiError as exc:
+            failed(exc.message, exc.kind)
+            return
+        except ServiceError as exc:
+            failed(str(exc), getattr(exc, "kind", "") or "")
+            return
+        except OSError as exc:
+            failed(f"{exc.filename or 'file'}: {exc.strerror or exc}", "file")
+            return
+        run_id, stage = info.id, "run"
+        if run_id in self._evaluating:  # resumed twice before the first got going
+            failed(f"evaluation {run_id} is already running", "running")
+            return
+        self._evaluating[run_id] = get_current_worker()
+        post(EvalStarted(ticket, info))
+        try:
+            final = await evaluations.execute(
+                run_id, lambda progress: post(EvalProgressed(progress)), retry_errors=retry_errors
+            )
+        except asyncio.CancelledError:
+            post(EvalFinished(ticket, run_id, "cancelled"))
+            raise
+        except ApiError as exc:
+            failed(exc.message, exc.kind)
+        except ServiceError as exc:
+            failed(str(exc), getattr(exc, "kind", "") or "")
+        except OSError as exc:
+            failed(f"{exc.filename or 'file'}: {exc.strerror or exc}", "file")
+        except Exception:
+            # Shown by the app's one worker-failure handler; this only says the run stopped.
+            stage = "crash"
+            failed("stopped on an unexpected error")
+            raise
+        else:
+            post(EvalFinished(ticket, run_id, final.status, final))
+        finally:
+            self._evaluating.pop(run_id, None)
+

@@ -17,6 +17,7 @@ from textual.worker import Worker, WorkerState
 if TYPE_CHECKING:  # pragma: no cover
     from textual.dom import DOMNode
 
+    from tunedeck.core.evaluate.records import EvalProgress, EvalSettings
     from tunedeck.core.launch.launching import CheckedLaunch
     from tunedeck.core.launch.models import ModelChoice
     from tunedeck.core.launch.request import LaunchRequest
@@ -24,6 +25,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from tunedeck.core.service import Service
 
     from .messages import (
+        EvalFailed,
+        EvalFinished,
+        EvalProgressed,
+        EvalStarted,
         EventsArrived,
         JobLaunched,
         JobNotFound,
@@ -62,6 +67,8 @@ class AppState:
         """A calm note for the Jobs screen (e.g. the endpoint offers no fine-tuning)."""
         self.current_job_id: str | None = None
         """The job last opened or launched: the Jobs screen puts its cursor there."""
+        self.evaluations: dict[str, EvalProgress] = {}
+        """The evaluations running in this app, by run id, as far as they got."""
 
         # -- announcements screens subscribe to ------------------------------------------
         self.changed: Signal[None] = Signal(owner, "state")
@@ -74,6 +81,10 @@ class AppState:
         self.preflight_checked: Signal[PreflightChecked] = Signal(owner, "preflight")
         self.launch_progressed: Signal[LaunchProgressed] = Signal(owner, "launch progress")
         self.worker_failed: Signal[WorkerFailure] = Signal(owner, "worker failed")
+        self.eval_progressed: Signal[EvalStarted | EvalProgressed | EvalFinished | EvalFailed] = Signal(
+            owner, "evaluation"
+        )
+        """An evaluation started, moved on, stopped or failed (`evaluations` is up to date)."""
 
     @property
     def connected(self) -> bool:
@@ -108,6 +119,24 @@ class ServiceRequests(Protocol):
     def pause_job(self, job_id: str) -> None: ...
 
     def resume_job(self, job_id: str) -> None: ...
+
+    def start_evaluation(self, settings: EvalSettings) -> int:
+        """Create a run and ask every model (answers: `EvalStarted`, `EvalProgressed`...,
+        `EvalFinished` or `EvalFailed`, each carrying the ticket returned here)."""
+        ...
+
+    def evaluate_job(self, job_id: str) -> int:
+        """Plan a job's evaluation (base, fine-tuned, checkpoints on its validation file), then
+        start it; a plan that cannot be made answers `EvalFailed(stage="plan")`."""
+        ...
+
+    def resume_evaluation(self, run_id: str, retry_errors: bool = False) -> int:
+        """Ask what a stopped run has not answered yet (`retry_errors`: also what failed)."""
+        ...
+
+    def cancel_evaluation(self, run_id: str) -> bool:
+        """Stop a running evaluation (its answers so far are kept; it resumes). False: not running here."""
+        ...
 
 
 class ScreenHost(Protocol):

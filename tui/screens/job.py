@@ -139,6 +139,7 @@ class JobScreen(Screen):
         Binding("f", "filter_events", "Filter", show=False, id="job.filter", tooltip="Events shown: all, info+, warn+, errors"),
         Binding("e", "export_svg", "Export SVG", show=False, id="job.export", tooltip="Write the chart as <job>-<pane>.svg here"),
         Binding("a", "launch_again", "Launch again", id="job.launch_again", tooltip="A launch form filled from this job"),
+        Binding("E", "evaluate_job", "Evaluate", id="job.evaluate", tooltip="Evaluate base vs fine-tuned vs each checkpoint on the job's validation file"),
     ]
 
     HELP = (
@@ -602,6 +603,13 @@ class JobScreen(Screen):
     def action_filter_events(self) -> None:
         self.log_widget.cycle_filter()
         self._update_events_title()
+
+    def action_evaluate_job(self) -> None:
+        """Base vs fine-tuned vs each checkpoint on the job's validation file, in one press;
+        the Evaluate screen shows it run (or, with no data to use, its form filled)."""
+        from .evaluate import EvaluateScreen
+
+        self.app.push_screen(EvaluateScreen(self.job_id))
 
     def action_launch_again(self) -> None:
         """The launch form filled from this job: its files (by id), model, method, every
