@@ -378,7 +378,9 @@ async def eval_show(service: Service, run_id: str, *, as_json: bool, markdown: b
         if markdown:
             from tunedeck.core.evaluate.analysis import markdown_report
 
-            print(markdown_report(info, summary, examples.examples, results))
+            report = markdown_report(info, summary, examples.examples, results)
+            # rows, answers and notes are untrusted: no escape sequence reaches the terminal
+            print("\n".join(strip_controls(line) for line in report.split("\n")))
             return EXIT_OK
     if as_json:
         print(json.dumps(run_json(info, summary), indent=2))

@@ -38,6 +38,8 @@ class ChatAnswer(NamedTuple):
     """The assistant's text ("" when it sent none, e.g. only a refusal or a tool call)."""
     prompt_tokens: int | None
     completion_tokens: int | None
+    finish_reason: str | None = None
+    """"length" when max tokens cut it (a reasoning model may be cut before any text)."""
 
 
 REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
@@ -376,14 +378,16 @@ class Api:
             completion = await client.chat.completions.create(
                 **_chat_body(model, messages, temperature, max_tokens, seed)
             )
-        text = ""
+        text, finish_reason = "", None
         if completion.choices:
             text = completion.choices[0].message.content or ""
+            finish_reason = completion.choices[0].finish_reason
         usage = completion.usage
         return ChatAnswer(
             text,
             usage.prompt_tokens if usage is not None else None,
             usage.completion_tokens if usage is not None else None,
+            finish_reason,
         )
 
     async def chat_stream(

@@ -6,7 +6,9 @@ One job is trained to completion (with a validation file, so the chart has both 
 and one is stopped mid-run; the script writes jobs.svg (the list), job.svg (the finished
 job: fields, events, loss chart), job-overfitting.svg (a job that overfits: the verdict, the
 best checkpoint), compare.svg (the two finished jobs side by side), job-running.svg (the
-mid-run job), launch.svg (the form),
+mid-run job), evaluate.svg (`E` on the finished job: base vs fine-tuned vs checkpoints),
+eval-results.svg (its results, failures only), playground.svg (two models side by side),
+launch.svg (the form),
 preflight.svg (its pre-flight), grader-editor.svg (the RFT grader editor after a test run),
 help.svg, dataset.svg (the browser on a file with a few bad lines, an error chosen),
 dataset-stats.svg (its stats view) and job-transformer.svg (a tiny transformer mid-run, with
@@ -114,6 +116,8 @@ async def render(out_dir: Path, home: Path, text: bool = False) -> list[Path]:
             await pilot.press("escape")
             await settle()
 
+            await shoot_evaluation(app, pilot, settle, shoot, done.id)
+
             await open_job(app, settle, running.id)
             shoot("job-running.svg")
             await pilot.press("question_mark")
@@ -149,6 +153,39 @@ async def render(out_dir: Path, home: Path, text: bool = False) -> list[Path]:
     finally:
         backend.stop()
     return written
+
+
+async def shoot_evaluation(app, pilot, settle, shoot, job_id: str) -> None:
+    """`E` on the finished job: base vs fine-tuned vs checkpoints on its validation file, then
+    its results (the first failure chosen) and the playground on the same two models."""
+    from tunedeck.tui.screens.evaluate import EvaluateScreen
+
+    await open_job(app, settle, job_id)
+    await pilot.press("E")
+    await settle()
+    screen = app.screen
+    assert isinstance(screen, EvaluateScreen), screen
+    for _ in range(200):  # the run's worker ends with the run; its messages land after
+        await settle()
+        info = screen.table.infos.get(screen.run_id) if screen.run_id else None
+        if info is not None and info.status == "finished" and screen.summaries.get(info.id) and not app.state.evaluations:
+            break
+    shoot("evaluate.svg")
+    await pilot.press("enter")
+    await settle()
+    await pilot.press("f")  # failures
+    await settle()
+    shoot("eval-results.svg")
+    await pilot.press("escape", "escape")
+    await settle()
+    await pilot.press("t")  # the playground: the job's fine-tuned model against its base
+    await settle()
+    await pilot.press(*"my parcel never came, the courier lost it", "enter")
+    await settle()
+    await pilot.pause()
+    shoot("playground.svg")
+    await pilot.press("escape", "escape")
+    await settle()
 
 
 async def launch_overfitting_job(app, home: Path):

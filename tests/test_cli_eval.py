@@ -277,3 +277,15 @@ def test_no_connection_exits_1(capsys, cli, monkeypatch):
     monkeypatch.delenv("BENCH_KEY")
     code, out, err = run_cli(capsys, "eval", "run", "--data", str(cli.held_out), "--model", "m")
     assert code == 1 and "cannot evaluate" in err and out == ""
+
+
+def test_show_markdown_prints_no_escape_sequence_from_the_data(capsys, cli, tmp_path):
+    rows = [json.loads(line) for line in cli.held_out.read_text().splitlines()[:3]]
+    rows[0]["messages"][-2]["content"] = "\x1b[2J\x1b]0;owned\x07 my parcel"  # the ticket asked
+    data = tmp_path / "hostile.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    code, out, err = run_cli(capsys, "eval", "run", "--data", str(data), *base_and_tuned(cli), "--json")
+    assert code == 0, err
+    code, out, _ = run_cli(capsys, "eval", "show", json.loads(out)["id"], "--markdown")
+    assert code == 0 and "my parcel" in out
+    assert "\x1b" not in out and "\x07" not in out and "␛[2J" in out

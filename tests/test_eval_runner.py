@@ -397,3 +397,42 @@ async def test_a_job_launched_here_is_planned_on_the_validation_file_it_was_laun
     assert planned.data_path == str(validation.resolve())  # remembered at launch, not downloaded
     assert not (paths.cache_dir / "eval-data").exists()
     await service.cancel(job.id)
+
+
+async def test_an_answer_cut_before_any_text_is_an_error_to_raise_the_limit_for(service, trained, monkeypatch):
+    from tunedeck.core.api import ChatAnswer
+
+    real_chat = Api.chat
+
+    async def chat(api, model, messages, **options):
+        if model == BUILTIN_BASE_MODEL:  # a reasoning model that thought past its limit
+            return ChatAnswer("", 20, options["max_tokens"], "length")
+        return await real_chat(api, model, messages, **options)
+
+    monkeypatch.setattr(Api, "chat", chat)
+    info = await service.evaluations.create(settings(trained.held_out, *both(trained), limit=4))
+    await service.evaluations.execute(info.id)
+    results = await service.evaluations.results(info.id)
+    base = [r for r in results if r.model_key == "base"]
+    assert all(r.error_kind == "request" and "cut at max tokens (16)" in r.error for r in base)
+    assert all(r.score is not None for r in results if r.model_key == "fine-tuned")
+
+
+async def test_a_judge_reply_that_cannot_be_read_is_that_examples_error(service, trained, monkeypatch):
+    from tunedeck.core.evaluate import graders
+
+    calls = []
+
+    def parse_judge(text):
+        calls.append(text)
+        if len(calls) == 2:
+            raise ValueError("a reply no parser expected")
+        return graders.Grade(1.0, {}, None)
+
+    monkeypatch.setattr(graders, "parse_judge", parse_judge)
+    choice = GraderChoice(kind="model", judge_model=trained.fine_tuned)
+    info = await service.evaluations.create(settings(trained.held_out, ("base", BUILTIN_BASE_MODEL), limit=4, grader=choice))
+    done = await service.evaluations.execute(info.id)
+    assert done.status == "finished" and done.done == 4 and done.errors == 1
+    results = await service.evaluations.results(info.id)
+    assert sum(1 for r in results if r.error and "could not be read" in r.error) == 1

@@ -137,7 +137,7 @@ async def test_scores_and_the_selected_example_side_by_side(paths, trained):
         copied = app.clipboard
         assert example.reference in copied and f"fine-tuned ({fine_tuned})" in copied
 
-        await pilot.press("p")  # the playground, on the run's two models
+        await pilot.press("t")  # the playground, on the run's two models
         await settle(pilot)
         assert isinstance(app.screen, PlaygroundScreen)
         assert app.screen.model_field("a").value == BUILTIN_BASE_MODEL
@@ -302,7 +302,7 @@ async def test_an_unknown_run_says_so(paths):
         screen = await open_results(pilot, "eval-nope")
         assert screen.info is None and "no evaluation" in (screen.load_error or "")
         assert "no evaluation" in screen_text(app)
-        await pilot.press("f", "x", "y", "a", "p")  # nothing to act on: each says so, none fails
+        await pilot.press("f", "x", "y", "a", "t")  # nothing to act on: each says so, none fails
         await settle(pilot)
         assert app.screen is screen
         no_unexpected_errors(app)

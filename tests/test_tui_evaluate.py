@@ -413,3 +413,40 @@ async def test_e_on_a_job_asks_first_where_the_provider_bills_each_answer(paths,
         assert isinstance(screen, EvaluateScreen)
         await wait_for(pilot, lambda: finished(screen), "the evaluation to finish once agreed")
         assert run_of(screen).settings.job_id == job_id
+
+
+async def test_switching_profile_mid_run_cancels_the_run_cleanly(isolated_home, manual_backend, valid_file, monkeypatch):
+    from tunedeck.core.bootstrap import open_service
+    from tunedeck.core.evaluate.records import EvalSettings, ModelSpec
+    from tunedeck.tui.app import TunedeckApp
+
+    config_dir = isolated_home / "config"
+    config_dir.mkdir(parents=True)
+    (config_dir / "config.toml").write_text(
+        f'default_profile = "bench"\n[profiles.bench]\nbackend = "compatible"\n'
+        f'base_url = "{manual_backend.base_url}"\napi_key_env = "BENCH_KEY"\n',
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("BENCH_KEY", manual_backend.api_key)
+    gate = Gate(monkeypatch, open_for=3)
+    app = TunedeckApp(poll=False)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(pilot)
+        settings = EvalSettings(str(valid_file), "", (ModelSpec(MODEL, "base", "base"),), concurrency=1)
+        app.requests.start_evaluation(settings)
+        await wait_for(pilot, lambda: gate.held == 1, "a request held mid-run")
+        (run_id,) = app.state.evaluations
+
+        await pilot.press("p")  # to the local profile: the run stops first, its answers kept
+        await settle(pilot)
+        assert app.state.profile_name == "local"
+        failures = [n for n in app._notifications if "unexpected" in str(n.message)]
+        assert not failures
+    gate.open()
+
+    bench = await open_service("bench")
+    try:
+        info = await bench.evaluations.run_info(run_id)
+        assert info.status == "cancelled" and info.done == 3  # resumable, nothing lost
+    finally:
+        await bench.close()

@@ -174,3 +174,14 @@ def test_sampling_fields():
     for temperature, tokens in (("-1", "5"), ("x", "5"), ("1", "0"), ("1", "1.5")):
         with pytest.raises(ValueError):
             parse_sampling(temperature, tokens)
+
+
+async def test_t_opens_the_playground_drawn_at_once_even_with_no_models(paths, manual_backend):
+    app = make_app(paths, manual_backend)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(pilot)
+        await pilot.press("t")
+        await settle(pilot)
+        assert isinstance(app.screen, PlaygroundScreen)
+        shown = screen_text(app)  # what is drawn, not what the column would say
+        assert shown.count("type a prompt below") == 2

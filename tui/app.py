@@ -27,6 +27,7 @@ announces it (`AppState.worker_failed`) so the screen that asked can recover.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import os
 import sys
@@ -526,7 +527,12 @@ class TunedeckApp(App[int]):
             self.notify("Only one profile is configured (`tunedeck paths` shows the config file).", markup=False)
             return
         self.workers.cancel_group(self, POLL_WORKERS)
-        self.workers.cancel_group(self, EVAL_WORKERS)  # they ask through this profile's service
+        # Evaluations ask through this profile's service: each stores what it has and marks
+        # its run cancelled before the cache closes (it resumes later), else the close lands
+        # mid-write and the run ends as a crash.
+        for worker in self.workers.cancel_group(self, EVAL_WORKERS):
+            with contextlib.suppress(Exception):
+                await worker.wait()
         while len(self.screen_stack) > 1:
             self.pop_screen()
         await self._close_service()

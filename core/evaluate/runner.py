@@ -199,6 +199,12 @@ class EvalRunner:
             return self._failed(spec, example, message, "request", self._clock() - started)
         state.answered += 1
         state.mixed = True
+        if not answer.text and answer.finish_reason == "length":
+            # A reasoning model spends its limit thinking: an empty cut answer says nothing of
+            # the model, so it is an error to raise the limit for, not a wrong answer.
+            limit = f" ({sampling.max_tokens})" if sampling.max_tokens else ""
+            message = f"the answer was cut at max tokens{limit} before any text; raise max tokens"
+            return self._failed(spec, example, message, "request", self._clock() - started)
         grade = await self._grade(example, answer.text)
         score = grade.score
         passed = None
@@ -277,9 +283,11 @@ class EvalRunner:
             judge = choice.judge_model or ""
             try:
                 judged = await self._ask(judge, judge_messages(example, answer), 0.0, None, None)
+                return parse_judge(judged.text)
             except ApiError as exc:
                 return Grade(None, {}, f"the judge {judge} could not be asked: {exc.message}")
-            return parse_judge(judged.text)
+            except Exception as exc:  # an unreadable reply is this example's, never the run's
+                return Grade(None, {}, f"the judge {judge}'s reply could not be read: {type(exc).__name__}: {exc}")
         try:
             if len(answer) > THREAD_GRADING_CHARS:
                 return await asyncio.to_thread(grade, choice, answer, example)

@@ -6,7 +6,7 @@ Everything is read through `service.evaluations` in a worker that posts it back
 (`EvalResultsLoaded`); the screen reads again when the app says the run moved on. `f`
 cycles the filters (all, failures, disagreements, flipped), `a` asks a model for failure
 notes (saved with the run), `n` shows them, `x` exports the run as Markdown, `y` copies
-the selected example's answers, `p` opens the playground on the run's first two models.
+the selected example's answers, `t` opens the playground on the run's first two models.
 """
 
 from __future__ import annotations
@@ -134,7 +134,7 @@ class EvalResultsScreen(Screen):
         Binding("n", "toggle_notes", "Notes", id="eval_results.notes", tooltip="Show the failure notes or the answers"),
         Binding("x", "export", "Export", id="eval_results.export", tooltip="Write the run as Markdown here"),
         Binding("y", "copy_answers", "Copy", id="eval_results.copy", tooltip="Copy the selected example's answers"),
-        Binding("p", "playground", "Playground", id="eval_results.playground", tooltip="Chat with the first two models"),
+        Binding("t", "playground", "Try models", id="eval_results.playground", tooltip="Chat with the first two models"),
     ]
 
     HELP = (

@@ -359,7 +359,9 @@ class EvaluateScreen(Screen):
         return not running and info.errors > 0 and info.status != "running"
 
     def action_start(self) -> None:
-        self.form.request_start()
+        # After the keys typed before it: a model id submitted with Enter just before ctrl+s
+        # is added first (a binding runs ahead of the field's own messages).
+        self.form.call_after_refresh(self.form.request_start)
 
     def on_eval_form_start_requested(self, message: EvalForm.StartRequested) -> None:
         message.stop()

@@ -42,7 +42,6 @@ class JobsScreen(Screen):
         Binding("space", "mark", "Mark", id="jobs.mark", tooltip="Mark or unmark the selected job for comparison"),
         Binding("m", "mark", "Mark", id="jobs.mark_m", show=False),
         Binding("C", "compare", "Compare", id="jobs.compare", tooltip="Compare the marked jobs (two or more)"),
-        Binding("E", "evaluate_job", "Evaluate", id="jobs.evaluate", tooltip="Evaluate the selected job: base vs fine-tuned vs checkpoints"),
         Binding("escape", "clear_filter", "Clear filter", id="jobs.clear_filter", show=False, tooltip="Clear the filter"),
     ]
 
@@ -276,12 +275,6 @@ class JobsScreen(Screen):
         from .launch import LaunchScreen
 
         self.app.push_screen(LaunchScreen())
-
-    def action_evaluate_job(self) -> None:
-        """The selected job evaluated in one press (no job selected: the Evaluate screen)."""
-        from .evaluate import EvaluateScreen
-
-        self.app.push_screen(EvaluateScreen(self.table.selected_job_id))
 
     def action_cancel_job(self) -> None:
         job_id = self.table.selected_job_id

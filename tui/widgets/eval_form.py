@@ -280,7 +280,11 @@ class EvalForm(VerticalScroll):
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
-        if event.input.id in ("eval-model-id", "eval-system", "eval-label"):
+        if event.input.id == "eval-model-id":
+            # What was submitted, not what the field holds by now: keys typed fast after
+            # Enter are already in it, and belong to the next model.
+            self.add_model(event.value)
+        elif event.input.id in ("eval-system", "eval-label"):
             self.add_model()
         else:
             self.request_start()
@@ -298,10 +302,11 @@ class EvalForm(VerticalScroll):
 
     # -- models ---------------------------------------------------------------------------------
 
-    def add_model(self) -> ModelSpec | None:
-        """The typed (or picked) model as a new row; its label from the model when none is typed."""
+    def add_model(self, submitted: str | None = None) -> ModelSpec | None:
+        """The typed (or picked) model as a new row; its label from the model when none is typed.
+        `submitted`: the id field's text when Enter was pressed (only that much is taken)."""
         id_field = self.query_one("#eval-model-id", Input)
-        typed = id_field.value.strip()
+        typed = (id_field.value if submitted is None else submitted).strip()
         picked = self._picked
         model = picked if picked is not None and clean(picked) == typed else typed
         if not model:
@@ -318,8 +323,10 @@ class EvalForm(VerticalScroll):
             return None
         spec = ModelSpec(model, label or default_label(model, system, taken), kind_of(model), system)
         self.models.add_spec(spec)
-        for field in (id_field, label_field, self.query_one("#eval-system", Input)):
+        for field in (label_field, self.query_one("#eval-system", Input)):
             field.value = ""
+        rest = id_field.value
+        id_field.value = rest[len(submitted):] if submitted is not None and rest.startswith(submitted) else ""
         self._picked = None
         self.clear_problem("models")
         id_field.focus()

@@ -39,7 +39,8 @@ class PlaygroundColumn(Vertical):
             yield Static(classes="playground-transcript")
 
     def on_mount(self) -> None:
-        self._redraw()
+        # `is_mounted` turns true only once the Mount handlers have run: draw just after.
+        self.call_after_refresh(self._redraw)
 
     @property
     def answering(self) -> bool:
