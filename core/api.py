@@ -53,7 +53,12 @@ def takes_temperature(model: str) -> bool:
 
 
 def _chat_body(
-    model: str, messages: Sequence[dict[str, Any]], temperature: float | None, max_tokens: int | None, seed: int | None
+    model: str,
+    messages: Sequence[dict[str, Any]],
+    temperature: float | None,
+    max_tokens: int | None,
+    seed: int | None,
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The request's fields. `max_completion_tokens` is the name every current model takes
     (`max_tokens` is refused by reasoning models); the local backend takes both."""
@@ -64,6 +69,9 @@ def _chat_body(
         body["max_completion_tokens"] = max_tokens
     if seed is not None:
         body["seed"] = seed
+    for key, value in (extra or {}).items():
+        if value is not None and (key != "reasoning_effort" or not takes_temperature(model)):
+            body[key] = value  # reasoning_effort only where a model reasons (others refuse it)
     return body
 
 
@@ -363,6 +371,7 @@ class Api:
         max_tokens: int | None,
         seed: int | None = None,
         retries: int | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> ChatAnswer:
         """One chat completion: the first choice's text and the usage. `None` leaves a setting
         to the model's default (a reasoning model is always sent none: it takes no other).
@@ -376,7 +385,7 @@ class Api:
             )
         with _translate_errors():
             completion = await client.chat.completions.create(
-                **_chat_body(model, messages, temperature, max_tokens, seed)
+                **_chat_body(model, messages, temperature, max_tokens, seed, extra)
             )
         text, finish_reason = "", None
         if completion.choices:

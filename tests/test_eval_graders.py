@@ -198,7 +198,9 @@ def test_judge_messages_carry_the_question_reference_and_answer():
 @pytest.mark.parametrize(
     ("reply", "score"),
     [("score: 0.8", 0.8), ("Score = 1", 1.0), ("0", 0.0), ("The answer is right. .75", 0.75),
-     ("score: 7 (out of 10), so 0.7", 0.7), ("I rate it 8/10 overall, 0.8", 0.8)],
+     ("score: 7 (out of 10), so 0.7", 0.7), ("I rate it 8/10 overall, 0.8", 0.8),
+     ("The answer names 1 city but the reference names 3. Score 0.2", 0.2), ("Score: 0,5", 0.5),
+     ("score: 1 at first sight; on reflection, score: 0.4", 0.4)],
 )  # fmt: skip
 def test_parse_judge_reads_scores(reply, score):
     assert parse_judge(reply) == Grade(score, {}, None)
@@ -211,3 +213,4 @@ def test_parse_judge_names_what_came_back():
     assert "\x1b" not in bad.error and len(bad.error) < 200
     assert parse_judge("").error == "the judge gave no score from 0 to 1: an empty reply"
     assert parse_judge("7 out of 10").score is None
+    assert parse_judge("1/2").score is None  # a fraction is not read as its numerator

@@ -436,3 +436,27 @@ async def test_a_judge_reply_that_cannot_be_read_is_that_examples_error(service,
     assert done.status == "finished" and done.done == 4 and done.errors == 1
     results = await service.evaluations.results(info.id)
     assert sum(1 for r in results if r.error and "could not be read" in r.error) == 1
+
+
+def test_an_rft_jobs_response_format_and_effort_are_asked_again_and_sent():
+    from tunedeck.core.api import _chat_body
+    from tunedeck.core.evaluate.service import _job_sampling
+    from tunedeck.core.records import Job
+
+    schema = {"type": "json_schema", "json_schema": {"name": "city", "schema": {"type": "object"}}}
+    body = {
+        "id": "ftjob-1", "model": "o4-mini-2025-04-16", "status": "succeeded", "created_at": 1,
+        "method": {"type": "reinforcement", "reinforcement": {
+            "grader": {"type": "string_check"}, "response_format": schema,
+            "hyperparameters": {"reasoning_effort": "low"}}},
+    }  # fmt: skip
+    sampling = _job_sampling(Job.from_api(body))
+    assert sampling.response_format == schema and sampling.reasoning_effort == "low"
+    assert Sampling.from_json(sampling.to_json()) == sampling
+    assert _job_sampling(Job.from_api({**body, "method": {"type": "supervised"}})) == Sampling()
+
+    extra = {"response_format": schema, "reasoning_effort": "low"}
+    sent = _chat_body("ft:o4-mini-2025-04-16:acme::x", [], 0.0, None, None, extra)
+    assert sent["response_format"] == schema and sent["reasoning_effort"] == "low" and "temperature" not in sent
+    plain = _chat_body("gpt-4.1-mini", [], 0.0, 16, None, extra)
+    assert "reasoning_effort" not in plain and plain["response_format"] == schema

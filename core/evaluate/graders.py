@@ -61,8 +61,9 @@ JUDGE_TEXT_LIMIT = 6000
 JUDGE_ECHO_LIMIT = 80
 """Characters of an unreadable judge reply quoted back in the error."""
 _FENCE = re.compile(r"\A```[A-Za-z0-9_-]*\s*\n(.*?)\n?```\Z", re.DOTALL)
-_SCORE_LABEL = re.compile(r"score\s*[:=]\s*(-?\d+(?:\.\d+)?|-?\.\d+)", re.IGNORECASE)
-_NUMBER = re.compile(r"(?<![\w.])-?(?:\d+(?:\.\d+)?|\.\d+)(?!\w)")
+_SCORE_LABEL = re.compile(r"score\W{0,3}(-?\d+(?:[.,]\d+)?|-?[.,]\d+)(?![\w/])", re.IGNORECASE)
+# A bare number, not part of a fraction ("1/2") or a word.
+_NUMBER = re.compile(r"(?<![\w./])-?(?:\d+(?:\.\d+)?|\.\d+)(?![\w/])")
 
 
 @dataclass(frozen=True)
@@ -319,18 +320,15 @@ def _clip(text: str, limit: int = JUDGE_TEXT_LIMIT) -> str:
 
 
 def parse_judge(text: str) -> Grade:
-    """The score in a judge's reply: after `score:` when it says so, else the first number
-    from 0 to 1 in it; a reply with neither is a `Grade` error quoting it."""
+    """The score in a judge's reply: the last `score: X` (`Score = 0,5` too) from 0 to 1,
+    else the last bare number from 0 to 1 (a judge concludes: "names 1 city of 3 ... 0.2" is
+    0.2; fractions like "1/2" are not read); a reply with neither is a `Grade` error quoting it."""
     text = text or ""
-    labelled = _SCORE_LABEL.search(text)
-    if labelled:
-        value = float(labelled.group(1))
-        if 0.0 <= value <= 1.0:
-            return Grade(value, {}, None)
-    for match in _NUMBER.finditer(text):
-        value = float(match.group())
-        if 0.0 <= value <= 1.0:
-            return Grade(value, {}, None)
+    for candidates in (_SCORE_LABEL.finditer(text), _NUMBER.finditer(text)):
+        values = [float(match.group(match.lastindex or 0).replace(",", ".")) for match in candidates]
+        in_range = [value for value in values if 0.0 <= value <= 1.0]
+        if in_range:
+            return Grade(in_range[-1], {}, None)
     return Grade(None, {}, f"the judge gave no score from 0 to 1: {_echo(text)}")
 
 

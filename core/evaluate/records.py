@@ -121,13 +121,29 @@ class Sampling:
     temperature: float = 0.0
     max_tokens: int = 256
     seed: int | None = None
+    response_format: dict[str, Any] | None = None
+    """Sent as is: an RFT job's own (its grader then reads `{{sample.output_json.*}}`)."""
+    reasoning_effort: str | None = None
+    """Sent to reasoning models: an RFT job's own."""
 
     def to_json(self) -> dict[str, Any]:
-        return {"temperature": self.temperature, "max_tokens": self.max_tokens, "seed": self.seed}
+        return {
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+            "seed": self.seed,
+            "response_format": self.response_format,
+            "reasoning_effort": self.reasoning_effort,
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Sampling:
-        return cls(float(data.get("temperature", 0.0)), int(data.get("max_tokens", 256)), data.get("seed"))
+        return cls(
+            float(data.get("temperature", 0.0)),
+            int(data.get("max_tokens", 256)),
+            data.get("seed"),
+            data.get("response_format"),
+            data.get("reasoning_effort"),
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -186,8 +186,9 @@ class EvalRunner:
         sampling = self.settings.sampling
         messages = with_system_prompt(example.prompt, spec.system_prompt)
         try:
+            extra = {"response_format": sampling.response_format, "reasoning_effort": sampling.reasoning_effort}
             answer: ChatAnswer = await self._ask(
-                spec.model, messages, sampling.temperature, sampling.max_tokens, sampling.seed
+                spec.model, messages, sampling.temperature, sampling.max_tokens, sampling.seed, extra
             )
         except ApiError as exc:
             self._refused(spec, exc)
@@ -260,13 +261,14 @@ class EvalRunner:
         temperature: float | None,
         max_tokens: int | None,
         seed: int | None,
+        extra: dict[str, Any] | None = None,
     ) -> ChatAnswer:
         """One chat request, tried again after a growing pause while it fails in passing."""
         for attempt in range(self.tries):
             try:
                 return await self._call(
                     lambda api: api.chat(
-                        model, messages, temperature=temperature, max_tokens=max_tokens, seed=seed, retries=0
+                        model, messages, temperature=temperature, max_tokens=max_tokens, seed=seed, retries=0, extra=extra
                     )
                 )
             except ApiError as exc:

@@ -202,10 +202,11 @@ class Evaluations:
             models.append(ModelSpec(job.fine_tuned_model, "fine-tuned", "fine_tuned"))
         total_steps = await self._total_steps(job)
         labels = {m.label for m in models}
+        last_step = max((c.step for c in checkpoints), default=0)  # when the total is not cached
         for checkpoint in sorted(checkpoints, key=lambda c: (c.step, c.created_at)):
             if not checkpoint.model or checkpoint.model in {m.model for m in models}:
                 continue
-            if job.status == "succeeded" and total_steps is not None and checkpoint.step >= total_steps:
+            if job.status == "succeeded" and job.fine_tuned_model and checkpoint.step >= (total_steps or last_step):
                 continue  # the final checkpoint: the fine-tuned model under another name
             label = f"step {checkpoint.step}"
             suffix = 2
@@ -228,6 +229,7 @@ class Evaluations:
             data_sha256=sha256,
             models=tuple(models),
             grader=default_grader_for_job(job.raw),
+            sampling=_job_sampling(job),
             job_id=job.id,
         )
 
@@ -451,3 +453,18 @@ def _matching_file(candidates: Sequence[str], size: int, sha256: str) -> Path | 
         except OSError:
             continue
     return None
+
+
+def _job_sampling(job: Job) -> Sampling:
+    """An RFT job's model answered in its response format and reasoning effort during
+    training (its grader may read `{{sample.output_json.*}}`): the evaluation asks the same."""
+    method = job.raw.get("method") or {}
+    settings = method.get("reinforcement") if method.get("type") == "reinforcement" else None
+    if not isinstance(settings, dict):
+        return Sampling()
+    response_format = settings.get("response_format")
+    effort = (settings.get("hyperparameters") or {}).get("reasoning_effort")
+    return Sampling(
+        response_format=response_format if isinstance(response_format, dict) else None,
+        reasoning_effort=effort if isinstance(effort, str) and effort != "auto" else None,
+    )
