@@ -17,6 +17,7 @@ from conftest import eventually, generate_dataset
 from tui_support import make_app, settle
 
 from tunedeck.core.api import Api
+from tunedeck.core.evaluate.runner import REFUSED_AFTER
 from tunedeck.core.launch.request import LaunchRequest
 from tunedeck.tui.screens.evaluate import EvaluateScreen
 from tunedeck.tui.screens.job import JobScreen
@@ -300,7 +301,9 @@ HOSTILE = "[@click=app.quit]x[/] osc52\x1b]52;c;aGk=\x07 bidi\u202eevil [bold"
 RAW = ("\x1b", "\x07", "\u202e")
 
 
-async def test_failed_answers_rerun_with_f_and_hostile_names_show_literally(paths, manual_backend, tmp_path, valid_file):
+async def test_failed_answers_rerun_with_f_and_hostile_names_show_literally(
+    paths, manual_backend, tmp_path, valid_file, monkeypatch
+):
     data = tmp_path / f"data {HOSTILE.replace('/', '')}.jsonl"
     data.write_bytes(valid_file.read_bytes())
     app = make_app(paths, manual_backend)
@@ -326,10 +329,21 @@ async def test_failed_answers_rerun_with_f_and_hostile_names_show_literally(path
         assert app.screen is screen  # no markup action ran
 
         assert screen.check_action("retry_failed", ()) and not screen.check_action("resume_run", ())
+        asked: list[str] = []
+        real_chat = Api.chat
+
+        async def chat(api, model, *args, **kwargs):
+            asked.append(model)
+            return await real_chat(api, model, *args, **kwargs)
+
+        monkeypatch.setattr(Api, "chat", chat)
         screen.table.focus()
         await pilot.press("F")
-        await wait_for(pilot, lambda: info.id in app.state.evaluations or screen.loads > 2, "the re-run to start")
+        await wait_for(pilot, lambda: asked, "the failed examples asked again")
         await wait_for(pilot, lambda: finished(screen) and screen.table.infos[info.id].done == 12, "the re-run to finish")
+        # asked again until the model is refused the same way REFUSED_AFTER times (those in
+        # flight by then answer too); the rest keep that refusal without a request
+        assert REFUSED_AFTER <= len(asked) < 12
         assert run_of(screen).errors == 12
         for note in app._notifications:
             assert not note.markup
