@@ -48,6 +48,20 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 PROGRESS_EVERY_S = 2.0
 BUILT_IN_GRADERS = ("exact", "string_check", "text_similarity", "json", "model")
 PROBLEMS_SHOWN = 20
+DEFAULT_MAX_TOKENS = 256
+RUN_OPTIONS = {
+    "concurrency": "--concurrency",
+    "grader": "--grader",
+    "limit": "--limit",
+    "temperature": "--temperature",
+    "max_tokens": "--max-tokens",
+    "system": "--system",
+    "seed": "--seed",
+    "judge": "--judge",
+    "fields": "--fields",
+    "pass_threshold": "--pass-threshold",
+}
+"""The options a new run takes, which `--resume` and `--retry-errors` refuse (None: not given)."""
 
 Print = Callable[[str], None]
 
@@ -99,9 +113,14 @@ def _ask_options(parser: argparse.ArgumentParser, *, for_job: bool = False) -> N
     parser.add_argument("--fields", metavar="A,B", help="json: the fields to compare (default all)")
     parser.add_argument("--pass-threshold", type=float, metavar="X", help="a score at or above X passes")
     parser.add_argument("--limit", type=int, metavar="N", help="only the first N evaluable rows")
-    parser.add_argument("--concurrency", type=int, default=4, metavar="N", help="requests at once, 1 to 64 (default 4)")
-    parser.add_argument("--temperature", type=float, default=0.0, metavar="T", help="0 to 2 (default 0)")
-    parser.add_argument("--max-tokens", type=int, default=256, metavar="N", help="per answer (default 256)")
+    parser.add_argument("--concurrency", type=int, metavar="N", help="requests at once, 1 to 64 (default 4)")
+    parser.add_argument("--temperature", type=float, metavar="T", help="0 to 2 (default 0)")
+    parser.add_argument(
+        "--max-tokens",
+        type=int,
+        metavar="N",
+        help=f"per answer (default {DEFAULT_MAX_TOKENS}; reasoning models: their own unless given)",
+    )
     parser.add_argument("--seed", type=int, metavar="S", help="sampling seed, where the API takes one")
     parser.add_argument("--out", metavar="FILE.jsonl", help="write one JSON line per example")
     parser.add_argument("--json", action="store_true", help="print one JSON object, not the table")
@@ -141,8 +160,27 @@ async def run_eval(args: argparse.Namespace, profile: str | None = None) -> int:
     except (ApiError, CacheError) as exc:
         _fail(str(exc))
         return EXIT_FAILED
+    except BrokenPipeError:  # `eval list | head`: the reader has what it wanted
+        _quiet_stdout()
+        return EXIT_OK
+    except OSError as exc:  # a folder or file that cannot be made, read or written (a download)
+        where = f"{exc.filename}: " if exc.filename else ""
+        _fail(f"{where}{exc.strerror or exc}")
+        return EXIT_FAILED
     finally:
         await service.close()
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at the null device, so exiting does not fail again flushing the closed pipe."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # no file descriptor (a captured stdout)
+        pass
 
 
 async def _connect(service: Service) -> bool:
@@ -165,15 +203,24 @@ async def eval_run(service: Service, args: argparse.Namespace, *, err: Print | N
     if existing:
         if args.data or args.model:
             raise UsageError("--resume and --retry-errors continue a run as it was made: give no --data or --model")
+        given = [flag for name, flag in RUN_OPTIONS.items() if getattr(args, name, None) is not None]
+        if args.grader is None and (args.operation != "ilike" or args.metric != "fuzzy_match"):
+            given.append("--operation/--metric")
+        if given:
+            raise UsageError(
+                f"--resume and --retry-errors continue a run as it was made: give no {', '.join(given)}"
+            )
         info = await evaluations.run_info(existing)
         if info is None:
             raise UsageError(f"no evaluation {existing!r} in profile {service.profile.name!r}")
+        _check_out(args.out)
     else:
         if not args.data:
             raise UsageError("eval run needs --data FILE (or --resume ID)")
         if not args.model:
             raise UsageError("eval run needs at least one --model")
         settings = _settings(args, Path(args.data), _models(args.model, args.system), _grader(args))
+        _check_out(args.out)
         info = await evaluations.create(settings)
     return await _execute(service, info, args, retry_errors=bool(args.retry_errors), err=err)
 
@@ -184,7 +231,16 @@ async def eval_job(service: Service, args: argparse.Namespace, *, err: Print | N
     planned = await service.evaluations.plan_for_job(args.job_id, Path(args.data) if args.data else None)
     grader = _grader(args) if args.grader else planned.grader
     settings = _settings(args, Path(planned.data_path), planned.models, grader, job_id=planned.job_id)
-    settings = dataclasses.replace(settings, data_sha256=planned.data_sha256)
+    # the job's own response format and reasoning effort (RFT), with the options' sampling
+    sampling = dataclasses.replace(
+        planned.sampling,
+        temperature=settings.sampling.temperature,
+        max_tokens=settings.sampling.max_tokens,
+        seed=settings.sampling.seed,
+        max_tokens_set=settings.sampling.max_tokens_set,
+    )
+    settings = dataclasses.replace(settings, data_sha256=planned.data_sha256, sampling=sampling)
+    _check_out(args.out)
     info = await service.evaluations.create(settings)
     return await _execute(service, info, args, retry_errors=False, err=err)
 
@@ -206,18 +262,28 @@ async def _execute(
     progress.finish()
     results = await service.evaluations.results(info.id)
     summary = await service.evaluations.summary(info.id)
-    if args.out:
-        examples = await service.evaluations.examples(info.id)
-        _write_out(Path(args.out), info, examples, results)
     if args.json:
         print(json.dumps(run_json(info, summary), indent=2))
     else:
         print_summary(info, summary)
+    if args.out:  # after the summary: a file that cannot be written costs no scores
+        examples = await service.evaluations.examples(info.id)
+        _write_out(Path(args.out), info, examples, results)
     if info.status != "finished":  # stopped part-way (the connection went): it resumes
         warn(f"{info.id} {info.status} at {info.done}/{info.total}; to continue it: tunedeck eval run --resume {info.id}")
         return EXIT_FAILED
-    if results and all(r.error_kind == "request" for r in results):
-        warn(f"every request failed; the first said: {results[0].error}")
+    first_errors: dict[str, ExampleResult] = {}
+    answered: set[str] = set()
+    for result in results:
+        if result.error is not None:
+            first_errors.setdefault(result.model_key, result)
+        if result.error_kind != "request":
+            answered.add(result.model_key)
+    failed = [m.label for m in info.settings.models if m.label in first_errors and m.label not in answered]
+    for label, first in first_errors.items():
+        said = "every request failed; the first said" if label in failed else "the first of its errors"
+        warn(f"{label}: {said}: {first.error}")
+    if failed:
         return EXIT_FAILED
     if info.errors:
         warn(f"{info.errors} results have an error; ask them again: tunedeck eval run --retry-errors {info.id}")
@@ -249,8 +315,13 @@ def _settings(
         data_sha256="",
         models=tuple(models),
         grader=grader,
-        sampling=Sampling(args.temperature, args.max_tokens, args.seed),
-        concurrency=args.concurrency,
+        sampling=Sampling(
+            args.temperature if args.temperature is not None else 0.0,
+            args.max_tokens if args.max_tokens is not None else DEFAULT_MAX_TOKENS,
+            args.seed,
+            max_tokens_set=args.max_tokens is not None,
+        ),
+        concurrency=args.concurrency if args.concurrency is not None else 4,
         limit=args.limit,
         job_id=job_id,
     )
@@ -297,11 +368,30 @@ def _grader(args: argparse.Namespace) -> GraderChoice:
     return choice
 
 
+def _check_out(out: str | None) -> None:
+    """`--out` can be written, told before the run is made rather than after it ran."""
+    if not out:
+        return
+    path = Path(out)
+    existed = path.exists()
+    try:
+        with path.open("a", encoding="utf-8"):
+            pass
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+    if not existed:
+        path.unlink(missing_ok=True)
+
+
 def _tell_skipped(info: EvalRunInfo, warn: Print) -> None:
-    for problem in info.skipped[:PROBLEMS_SHOWN]:
+    from tunedeck.core.evaluate.records import skipped_rows
+
+    shown = info.skipped[:PROBLEMS_SHOWN]
+    for problem in shown:
         warn(f"skipped {problem.describe(info.settings.data_path)}")
-    if len(info.skipped) > PROBLEMS_SHOWN:
-        warn(f"skipped {len(info.skipped) - PROBLEMS_SHOWN} more rows")
+    more = skipped_rows(info.skipped) - skipped_rows(shown)
+    if more > 0:
+        warn(f"skipped {more} more rows")
 
 
 class ProgressLine:

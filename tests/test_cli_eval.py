@@ -132,6 +132,7 @@ def test_a_grader_error_shows_on_its_example_and_the_run_goes_on(capsys, cli, tm
     assert code == 0, err
     assert row_of(out, "fine-tuned")[8] == "1"  # the ERRORS column (after the two intervals)
     assert "1 results have an error" in err and "--retry-errors" in err
+    assert "fine-tuned: the first of its errors: " in err and "item.label" in err
     lines = [json.loads(line)["results"]["fine-tuned"] for line in out_file.read_text().splitlines()]
     assert lines[1]["error_kind"] == "grader" and "item.label" in lines[1]["error"] and lines[1]["answer"]
     assert all(line["error"] is None and line["score"] is not None for i, line in enumerate(lines) if i != 1)
@@ -142,7 +143,9 @@ def test_a_missing_model_errs_on_its_rows_while_the_other_completes(capsys, cli)
         capsys, "eval", "run", "--data", str(cli.held_out), "--model", f"fine-tuned={cli.fine_tuned}",
         "--model", f"missing={MISSING_MODEL}", "--limit", "8", "--json",
     )  # fmt: skip
-    assert code == 0, err  # some requests were answered
+    # a model none of whose requests was answered fails the run, naming its first error
+    assert code == 1 and "missing: every request failed; the first said: " in err and "does not exist" in err
+    assert "fine-tuned:" not in err
     tuned, missing = json.loads(out)["models"]
     assert (tuned["graded"], tuned["errors"], missing["graded"], missing["request_errors"]) == (8, 0, 0, 8)
 
@@ -289,3 +292,103 @@ def test_show_markdown_prints_no_escape_sequence_from_the_data(capsys, cli, tmp_
     code, out, _ = run_cli(capsys, "eval", "show", json.loads(out)["id"], "--markdown")
     assert code == 0 and "my parcel" in out
     assert "\x1b" not in out and "\x07" not in out and "␛[2J" in out
+
+
+# -- review fixes -------------------------------------------------------------------------------------
+
+
+def test_max_tokens_is_marked_given_only_when_given(capsys, cli):
+    data = str(cli.held_out)
+    code, out, err = run_cli(capsys, "eval", "run", "--data", data, "--model", cli.fine_tuned, "--limit", "2", "--json")
+    assert code == 0, err
+    sampling = json.loads(out)["settings"]["sampling"]
+    assert (sampling["max_tokens"], sampling["max_tokens_set"]) == (256, False)  # reasoning models: their own
+    code, out, err = run_cli(
+        capsys, "eval", "run", "--data", data, "--model", cli.fine_tuned, "--limit", "2", "--max-tokens", "32", "--json"
+    )
+    assert code == 0, err
+    sampling = json.loads(out)["settings"]["sampling"]
+    assert (sampling["max_tokens"], sampling["max_tokens_set"]) == (32, True)
+
+
+def test_resume_refuses_the_options_of_a_new_run_naming_them(capsys, cli):
+    code, out, err = run_cli(capsys, "eval", "run", "--data", str(cli.held_out), "--model", cli.fine_tuned,
+                             "--limit", "2", "--json")  # fmt: skip
+    assert code == 0, err
+    run_id = json.loads(out)["id"]
+    code, _, err = run_cli(capsys, "eval", "run", "--resume", run_id, "--concurrency", "2", "--max-tokens", "9")
+    assert code == 2 and "--concurrency" in err and "--max-tokens" in err
+    code, _, err = run_cli(capsys, "eval", "run", "--retry-errors", run_id, "--temperature", "0", "--seed", "1")
+    assert code == 2 and "--temperature" in err and "--seed" in err
+    assert run_cli(capsys, "eval", "run", "--resume", run_id)[0] == 0
+
+
+def test_an_out_file_that_cannot_be_written_is_told_before_the_run_is_made(capsys, cli, tmp_path):
+    out_path = tmp_path / "no-such-folder" / "out.jsonl"
+    code, _, err = run_cli(capsys, "eval", "run", "--data", str(cli.held_out), "--model", cli.fine_tuned,
+                           "--out", str(out_path))  # fmt: skip
+    assert code == 2 and "cannot write" in err and "no-such-folder" in err
+    assert run_cli(capsys, "eval", "list")[1].strip() == "no evaluations yet"
+    fine = tmp_path / "fine.jsonl"
+    code, out, err = run_cli(capsys, "eval", "run", "--data", str(cli.held_out), "--model", cli.fine_tuned,
+                             "--limit", "2", "--out", str(fine))  # fmt: skip
+    assert code == 0, err
+    assert len(fine.read_text().splitlines()) == 2
+
+
+def test_a_file_that_cannot_be_made_exits_1_without_a_traceback(capsys, cli, monkeypatch):
+    from tunedeck.core.evaluate.service import Evaluations
+
+    async def plan_for_job(self, job_id, data=None):  # the download's folder cannot be made
+        raise PermissionError(13, "Permission denied", "/cache/eval-data")
+
+    monkeypatch.setattr(Evaluations, "plan_for_job", plan_for_job)
+    code, _, err = run_cli(capsys, "eval", "job", cli.job["id"])
+    assert code == 1 and err.strip() == "tunedeck: /cache/eval-data: Permission denied"
+
+
+def test_list_into_a_closed_pipe_exits_quietly(capsys, cli, monkeypatch):
+    import sys
+
+    class ClosedPipe:
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def flush(self):
+            pass
+
+    monkeypatch.setattr(sys, "stdout", ClosedPipe())
+    code = main(["eval", "list"])
+    assert code == 0 and capsys.readouterr().err == ""
+
+
+def test_the_rows_not_listed_are_counted_as_rows(capsys, cli, tmp_path):
+    from tunedeck.core.evaluate.examples import MAX_PROBLEMS
+
+    good = cli.held_out.read_text().splitlines()[:2]
+    data = tmp_path / "many-bad.jsonl"
+    data.write_text("\n".join([*good, *['{"messages": "not a list"}'] * (MAX_PROBLEMS + 30)]) + "\n")
+    code, out, err = run_cli(capsys, "eval", "run", "--data", str(data), "--model", cli.fine_tuned, "--json")
+    assert code == 0, err
+    assert f"skipped {MAX_PROBLEMS + 30 - 20} more rows" in err  # 20 told, the rest counted
+
+
+def test_a_job_evaluation_asks_with_the_jobs_response_format(capsys, cli, monkeypatch):
+    import dataclasses
+
+    from tunedeck.core.evaluate.records import Sampling
+    from tunedeck.core.evaluate.service import Evaluations
+
+    schema = {"type": "json_schema", "json_schema": {"name": "label", "schema": {"type": "object"}}}
+    real_plan = Evaluations.plan_for_job
+
+    async def plan_for_job(self, job_id, data=None):  # as an RFT job's plan carries them
+        planned = await real_plan(self, job_id, data)
+        return dataclasses.replace(planned, sampling=Sampling(response_format=schema, reasoning_effort="low"))
+
+    monkeypatch.setattr(Evaluations, "plan_for_job", plan_for_job)
+    code, out, err = run_cli(capsys, "eval", "job", cli.job["id"], "--limit", "2", "--temperature", "0.5", "--json")
+    assert code == 0, err
+    sampling = json.loads(out)["settings"]["sampling"]
+    assert sampling["response_format"] == schema and sampling["reasoning_effort"] == "low"
+    assert sampling["temperature"] == 0.5

@@ -119,6 +119,14 @@ def test_json_answers_that_miss_fields_or_are_not_json_score_zero_there():
     assert grade(GraderChoice("json"), "[1, 2]", ex).score == 0.0
 
 
+def test_json_compares_values_as_json_not_as_their_text():
+    ex = example(json.dumps({"n": 1, "where": {"city": "Oslo", "zip": 150}, "tags": [1.0, "a"]}))
+    same = '{"tags": [1, "a"], "where": {"zip": 150.0, "city": "Oslo"}, "n": 1.0}'
+    assert grade(GraderChoice("json"), same, ex) == Grade(1.0, {"n": 1.0, "where": 1.0, "tags": 1.0}, None)
+    text = grade(GraderChoice("json"), '{"n": "1", "where": {"city": "Oslo", "zip": "150"}, "tags": [1, "a"]}', ex)
+    assert text == Grade(1 / 3, {"n": 0.0, "where": 0.0, "tags": 1.0}, None)
+
+
 def test_json_needs_a_json_object_reference():
     assert "reference answer is not JSON" in grade(GraderChoice("json"), "{}", example("billing")).error
     assert "not an object" in grade(GraderChoice("json"), "{}", example("[1]")).error
@@ -197,10 +205,9 @@ def test_judge_messages_carry_the_question_reference_and_answer():
 
 @pytest.mark.parametrize(
     ("reply", "score"),
-    [("score: 0.8", 0.8), ("Score = 1", 1.0), ("0", 0.0), ("The answer is right. .75", 0.75),
-     ("score: 7 (out of 10), so 0.7", 0.7), ("I rate it 8/10 overall, 0.8", 0.8),
+    [("score: 0.8", 0.8), ("Score = 1", 1.0), ("0", 0.0), (" 0.75\n", 0.75), ("1.", 1.0),
      ("The answer names 1 city but the reference names 3. Score 0.2", 0.2), ("Score: 0,5", 0.5),
-     ("score: 1 at first sight; on reflection, score: 0.4", 0.4)],
+     ("score: 1 at first sight; on reflection, score: 0.4", 0.4), ("0,5", 0.5)],
 )  # fmt: skip
 def test_parse_judge_reads_scores(reply, score):
     assert parse_judge(reply) == Grade(score, {}, None)
@@ -214,3 +221,8 @@ def test_parse_judge_names_what_came_back():
     assert parse_judge("").error == "the judge gave no score from 0 to 1: an empty reply"
     assert parse_judge("7 out of 10").score is None
     assert parse_judge("1/2").score is None  # a fraction is not read as its numerator
+    # a number in prose is no score: only a labelled one, or a reply that is just a number
+    assert parse_judge("The answer names 1 city but the reference names 3.").score is None
+    assert parse_judge("The answer is right. .75").score is None
+    assert parse_judge("I rate it 8/10 overall, 0.8").score is None
+    assert parse_judge("score: 7 (out of 10)").score is None

@@ -460,3 +460,103 @@ def test_an_rft_jobs_response_format_and_effort_are_asked_again_and_sent():
     assert sent["response_format"] == schema and sent["reasoning_effort"] == "low" and "temperature" not in sent
     plain = _chat_body("gpt-4.1-mini", [], 0.0, 16, None, extra)
     assert "reasoning_effort" not in plain and plain["response_format"] == schema
+
+
+async def test_a_reasoning_model_gets_its_own_max_tokens_unless_the_user_chose_one(service, trained, monkeypatch):
+    import dataclasses
+
+    from tunedeck.core.api import ChatAnswer
+
+    sent: dict[tuple[str, bool], list] = {}
+    real_chat = Api.chat
+    chosen = False
+
+    async def chat(api, model, messages, **options):
+        sent.setdefault((model, chosen), []).append(options["max_tokens"])
+        if model == "o4-mini":  # a reasoning model: no such model here, so it answers for it
+            return ChatAnswer("billing", 10, 300, "stop")
+        return await real_chat(api, model, messages, **options)
+
+    monkeypatch.setattr(Api, "chat", chat)
+    both_kinds = settings(trained.held_out, ("reasoning", "o4-mini"), ("chat", trained.fine_tuned), limit=2)
+    info = await service.evaluations.create(both_kinds)
+    assert (await service.evaluations.execute(info.id)).errors == 0
+    chosen = True
+    given = dataclasses.replace(both_kinds, sampling=Sampling(0.0, 16, max_tokens_set=True))
+    await service.evaluations.execute((await service.evaluations.create(given)).id)
+    assert sent[("o4-mini", False)] == [None, None]  # the default 16 would leave it no words
+    assert sent[(trained.fine_tuned, False)] == [16, 16]
+    assert sent[("o4-mini", True)] == [16, 16] and sent[(trained.fine_tuned, True)] == [16, 16]
+    # a run stored before the flag existed sent its limit to every model: a resume asks the same
+    assert Sampling.from_json({"temperature": 0.0, "max_tokens": 256}).max_tokens_for(True) == 256
+    assert Sampling.from_json(Sampling(0.0, 256).to_json()).max_tokens_for(True) is None
+
+
+async def test_a_given_up_models_errors_do_not_hide_that_the_api_went_away(service, trained, monkeypatch):
+    real_chat = Api.chat
+
+    async def chat(api, model, messages, **options):
+        if model == trained.fine_tuned:  # the connection went, for every request from now on
+            raise ApiError("connection", "Connection error.")
+        return await real_chat(api, model, messages, **options)  # a 404: given up after a few
+
+    monkeypatch.setattr(Api, "chat", chat)
+    run = settings(trained.held_out, ("missing", MISSING_MODEL), ("fine-tuned", trained.fine_tuned), concurrency=1)
+    info = await service.evaluations.create(run)
+    with pytest.raises(ServiceError, match="cannot reach the API"):
+        await service.evaluations.execute(info.id)
+    stopped = await service.evaluations.run_info(info.id)
+    assert stopped.status == "interrupted" and stopped.done < HELD_OUT  # stopped, not run to the end
+
+
+async def test_a_result_cancelled_while_it_is_written_keeps_its_counters(service, trained):
+    from tunedeck.core.evaluate.records import ExampleResult
+
+    store = service.evaluations.store
+    info = await service.evaluations.create(settings(trained.held_out, ("fine-tuned", trained.fine_tuned)))
+    real_run = service.cache.run
+    entered = asyncio.Event()
+
+    async def run(op):  # the write is cancelled while it is in the database, not before it
+        async def slowed(db):
+            entered.set()
+            await asyncio.sleep(0)
+            return await op(db)
+
+        return await real_run(slowed)
+
+    service.cache.run = run
+    try:
+        result = ExampleResult("fine-tuned", 0, None, None, None, error="boom", error_kind="request")
+        writing = asyncio.create_task(store.put_result(info.id, result))
+        await entered.wait()
+        writing.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await writing
+        assert await store.recount(info.id) == (1, 1)  # waited for the write, which committed
+    finally:
+        service.cache.run = real_run
+    stored = await service.evaluations.run_info(info.id)
+    assert (stored.done, stored.errors) == (1, 1)
+
+
+async def test_two_executes_of_one_run_in_a_process_start_it_once(service, trained):
+    info = await service.evaluations.create(settings(trained.held_out, ("fine-tuned", trained.fine_tuned), limit=2))
+    first = asyncio.create_task(service.evaluations.execute(info.id))
+    second = asyncio.create_task(service.evaluations.execute(info.id))
+    done, failed = await asyncio.gather(first, second, return_exceptions=True)
+    assert done.status == "finished" and done.done == 2
+    assert isinstance(failed, ServiceError) and "already running" in str(failed)
+
+
+async def test_a_run_another_live_process_runs_cannot_be_deleted(service, trained):
+    store = service.evaluations.store
+    info = await service.evaluations.create(settings(trained.held_out, ("fine-tuned", trained.fine_tuned), limit=2))
+    parent = os.getppid()  # a live process that is not this one
+    other = f"{socket.gethostname()}:{parent}:{_start_time(parent)}"
+    assert await store.claim(info.id, other, None)
+    with pytest.raises(ServiceError, match="another tunedeck process"):
+        await service.evaluations.delete(info.id)
+    await store.set_status(info.id, "interrupted")
+    await service.evaluations.delete(info.id)
+    assert await service.evaluations.run_info(info.id) is None

@@ -268,3 +268,36 @@ async def test_a_run_left_running_by_a_dead_process_shows_interrupted(evaluation
     assert stored.info.status == "running"  # only shown so: the row is left as the owner wrote it
     await evaluations.delete(info.id)
     assert await evaluations.runs() == []
+
+
+async def test_results_can_be_read_without_their_answers_and_many_decode_the_same(store, monkeypatch):
+    import asyncio
+
+    from tunedeck.core.evaluate import store as store_module
+
+    run = await store.create(settings(), examples=3, created_at=1.0)
+    for index in range(3):
+        await store.put_result(run.id, result("base", index))
+    full = await store.results(run.id)
+    bare = await store.results(run.id, answers=False)
+    assert [r.answer for r in full] == ["answer"] * 3 and [r.answer for r in bare] == [None] * 3
+    assert [dataclasses.replace(r, answer=None) for r in full] == bare
+    threads = []
+    real_to_thread = asyncio.to_thread
+
+    async def to_thread(func, *args, **kwargs):
+        threads.append(func)
+        return await real_to_thread(func, *args, **kwargs)
+
+    monkeypatch.setattr(store_module, "THREAD_DECODING_ROWS", 2)
+    monkeypatch.setattr(asyncio, "to_thread", to_thread)
+    assert await store.results(run.id) == full and len(threads) == 1  # decoded off the loop
+
+
+def test_a_problem_standing_for_rows_not_listed_counts_them_and_old_json_reads():
+    from tunedeck.core.evaluate.records import skipped_rows
+
+    listed = (ExampleProblem(2, "messages", "bad"), ExampleProblem(90, None, "and 40 more rows", 40))
+    assert skipped_rows(listed) == 41
+    assert tuple(ExampleProblem.from_json(p.to_json()) for p in listed) == listed
+    assert ExampleProblem.from_json({"line": 3, "field": None, "message": "m"}).rows == 1

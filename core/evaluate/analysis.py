@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from typing import Any, Sequence
 
 from .graders import describe_grader, pass_threshold
-from .records import EvalExample, EvalRunInfo, EvalSettings, ExampleResult
+from .records import EvalExample, EvalRunInfo, EvalSettings, ExampleResult, skipped_rows
 from .results import EvalSummary, ModelScore, PairedComparison, by_model, example_rows, passed
 from .stats import Interval
 
@@ -177,7 +177,7 @@ def _report_settings(info: EvalRunInfo) -> str:
     if s.job_id:
         lines.append(f"- Job: `{inline(s.job_id)}`")
     if info.skipped:
-        lines.append(f"- Rows skipped: {len(info.skipped)} (first: {cell(info.skipped[0].describe())})")
+        lines.append(f"- Rows skipped: {skipped_rows(info.skipped)} (first: {cell(info.skipped[0].describe())})")
     for spec in s.models:
         prompt = f", system prompt: {cell(_clip(spec.system_prompt, 200))}" if spec.system_prompt is not None else ""
         lines.append(f"- Model **{cell(spec.label)}**: `{inline(spec.model)}` ({spec.kind}){prompt}")

@@ -32,7 +32,7 @@ from typing import IO, Any, Iterator
 from tunedeck.core.datasets.checker import BOM, is_blank, parse_line
 from tunedeck.core.datasets.messages import json_type
 
-from .records import EvalExample, ExampleProblem
+from .records import EvalExample, ExampleProblem, skipped_rows
 
 PROMPT_ROLES = ("system", "developer", "user", "assistant")
 """The roles a prompt turn may have (tool turns need the calls they answer, which are not text)."""
@@ -98,7 +98,8 @@ def _nothing_to_evaluate(path: Path, problems: list[ExampleProblem]) -> str:
     if not problems:
         return f"{path} has no rows to evaluate"
     first = problems[0].describe(str(path))
-    more = f" and {len(problems) - 1} more" if len(problems) > 1 else ""
+    rest = skipped_rows(problems) - problems[0].rows
+    more = f" and {rest} more" if rest > 0 else ""
     return f"{path} has no row that can be evaluated: {first}{more}"
 
 
@@ -122,7 +123,7 @@ class ProblemList:
         if not self.unlisted:
             return list(self.items)
         more = ExampleProblem(
-            self.last_line, None, f"and {self.unlisted} more rows that cannot be evaluated (not listed)"
+            self.last_line, None, f"and {self.unlisted} more rows that cannot be evaluated (not listed)", self.unlisted
         )
         return [*self.items, more]
 

@@ -6,8 +6,10 @@ The built-in kinds, as backend graders:
 - `exact`: `string_check` `eq` of `{{sample.output_text}}` and the reference;
 - `string_check`: the same with the choice's `operation` (eq, ne, like, ilike);
 - `text_similarity`: the choice's `metric`;
-- `json`: a `multi` grader, one `string_check` `eq` per field of `{{sample.output_json.F}}`
-  against the reference's field, `calculate_output` their mean; one sub-score per field;
+- `json`: a `multi` grader, one `string_check` `eq` per field of the answer against the
+  reference's, `calculate_output` their mean; one sub-score per field. Both are parsed here
+  and each field handed over as canonical JSON text (keys sorted, 1.0 written 1), so values
+  compare as JSON: key order and 1 vs 1.0 do not matter, 1 vs "1" does;
 - `custom`: the grader object as given, reading the row itself as `{{item.*}}`.
 
 The built-in kinds compare the answer and the reference without their surrounding
@@ -47,6 +49,7 @@ JSON_FIELD_KEY = re.compile(r"[^.\[\]\s{}]+")
 """A JSON field a template can name: no dots, brackets, braces or spaces."""
 REFERENCE_KEY = "reference_answer"
 REFERENCE_JSON_KEY = "reference_json"
+ANSWER_JSON_KEY = "answer_json"
 FLAG_WORDS = {
     "invalid_variable_error": "a template variable is missing",
     "sample_parse_error": "the answer is not valid JSON",
@@ -62,8 +65,8 @@ JUDGE_ECHO_LIMIT = 80
 """Characters of an unreadable judge reply quoted back in the error."""
 _FENCE = re.compile(r"\A```[A-Za-z0-9_-]*\s*\n(.*?)\n?```\Z", re.DOTALL)
 _SCORE_LABEL = re.compile(r"score\W{0,3}(-?\d+(?:[.,]\d+)?|-?[.,]\d+)(?![\w/])", re.IGNORECASE)
-# A bare number, not part of a fraction ("1/2") or a word.
-_NUMBER = re.compile(r"(?<![\w./])-?(?:\d+(?:\.\d+)?|\.\d+)(?![\w/])")
+# A reply that is a number and nothing else.
+_BARE_NUMBER = re.compile(r"-?(?:\d+(?:[.,]\d+)?|[.,]\d+)")
 
 
 @dataclass(frozen=True)
@@ -249,10 +252,32 @@ def _grade_json(choice: GraderChoice, answer: str, reference_text: str) -> Grade
         return Grade(None, {}, f"the reference answer has no field {', '.join(absent[:4])}")
     if not fields:
         return Grade(None, {}, "the reference answer is an empty object: no fields to compare")
-    return _run_json(fields, _unfenced(answer.strip()), reference)
+    try:
+        parsed = json.loads(_unfenced(answer.strip()))
+    except (ValueError, RecursionError):
+        parsed = None
+    if not isinstance(parsed, dict):  # not a JSON object: a wrong answer on every field
+        return Grade(0.0, {name: 0.0 for name in fields}, None)
+    canonical = {name: _canonical(parsed[name]) for name in fields if name in parsed}
+    return _run_json(fields, answer, {name: _canonical(reference[name]) for name in fields}, canonical)
 
 
-def _run_json(fields: list[str], answer: str, reference: dict[str, Any]) -> Grade:
+def _canonical(value: Any) -> str:
+    """`value` as JSON text that equal JSON values share: keys sorted, integral floats as integers."""
+    return json.dumps(_normalised(value), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+def _normalised(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {key: _normalised(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_normalised(item) for item in value]
+    return value
+
+
+def _run_json(fields: list[str], answer: str, reference: dict[str, str], given: dict[str, str]) -> Grade:
     from tunedeck.backend import run_grader
 
     keys = {f"field_{position}": name for position, name in enumerate(fields)}
@@ -262,15 +287,16 @@ def _run_json(fields: list[str], answer: str, reference: dict[str, Any]) -> Grad
         "graders": {key: _field_check(name) for key, name in keys.items()},
         "calculate_output": "(" + " + ".join(keys) + f") / {len(keys)}",
     }
-    body = run_grader(grader, answer, {REFERENCE_JSON_KEY: reference})
+    item = {REFERENCE_JSON_KEY: reference, ANSWER_JSON_KEY: given}
+    body = run_grader(grader, answer, item)
     if "error" in body:
         return Grade(None, {}, strip_controls(f"the grader was refused: {body['error'].get('message')}"))
     subs = {keys[key]: float(value) for key, value in (body.get("sub_rewards") or {}).items() if key in keys}
     flags = set(_raised_flags(body))
     if flags - {"sample_parse_error", "invalid_variable_error"}:
-        return Grade(None, subs, _flags_in_words(sorted(flags), grader, {REFERENCE_JSON_KEY: reference}))
+        return Grade(None, subs, _flags_in_words(sorted(flags), grader, item))
     # The reference's fields are all there (checked above), so a missing variable is a field
-    # the answer lacks, and a parse error an answer that is not JSON: both score 0 there.
+    # the answer lacks: it scores 0 there.
     score = float(body["reward"]) if not flags else sum(subs.values()) / len(fields)
     return Grade(score, subs, None)
 
@@ -280,7 +306,7 @@ def _field_check(name: str) -> dict[str, Any]:
         "type": "string_check",
         "name": name,
         "operation": "eq",
-        "input": "{{sample.output_json.%s}}" % name,
+        "input": "{{item.%s.%s}}" % (ANSWER_JSON_KEY, name),
         "reference": "{{item.%s.%s}}" % (REFERENCE_JSON_KEY, name),
     }
 
@@ -320,15 +346,19 @@ def _clip(text: str, limit: int = JUDGE_TEXT_LIMIT) -> str:
 
 
 def parse_judge(text: str) -> Grade:
-    """The score in a judge's reply: the last `score: X` (`Score = 0,5` too) from 0 to 1,
-    else the last bare number from 0 to 1 (a judge concludes: "names 1 city of 3 ... 0.2" is
-    0.2; fractions like "1/2" are not read); a reply with neither is a `Grade` error quoting it."""
+    """The score in a judge's reply: the last labelled `score: X` (`Score = 0,5` too) from 0
+    to 1, or a reply that is only a number from 0 to 1. Numbers elsewhere in prose ("names 1
+    city of 3") are never read as a score: a reply without either is a `Grade` error quoting it."""
     text = text or ""
-    for candidates in (_SCORE_LABEL.finditer(text), _NUMBER.finditer(text)):
-        values = [float(match.group(match.lastindex or 0).replace(",", ".")) for match in candidates]
-        in_range = [value for value in values if 0.0 <= value <= 1.0]
-        if in_range:
-            return Grade(in_range[-1], {}, None)
+    labelled = [float(m.group(1).replace(",", ".")) for m in _SCORE_LABEL.finditer(text)]
+    in_range = [value for value in labelled if 0.0 <= value <= 1.0]
+    if in_range:
+        return Grade(in_range[-1], {}, None)
+    bare = _BARE_NUMBER.fullmatch(text.strip().rstrip("."))
+    if bare is not None:
+        value = float(bare.group(0).replace(",", "."))
+        if 0.0 <= value <= 1.0:
+            return Grade(value, {}, None)
     return Grade(None, {}, f"the judge gave no score from 0 to 1: {_echo(text)}")
 
 

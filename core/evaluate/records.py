@@ -6,6 +6,7 @@ Pure data: no I/O, no SDK types, so both front ends and the cache share one shap
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +42,8 @@ class ExampleProblem:
     line: int
     field: str | None
     message: str
+    rows: int = 1
+    """The rows it stands for: more than one for the entry counting the rows not listed."""
 
     def describe(self, path: str = "") -> str:
         place = f"{path}:{self.line}" if path else f"line {self.line}"
@@ -48,11 +51,19 @@ class ExampleProblem:
         return f"{place}{where}: {self.message}"
 
     def to_json(self) -> dict[str, Any]:
-        return {"line": self.line, "field": self.field, "message": self.message}
+        data: dict[str, Any] = {"line": self.line, "field": self.field, "message": self.message}
+        if self.rows != 1:
+            data["rows"] = self.rows
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ExampleProblem:
-        return cls(int(data["line"]), data.get("field"), str(data["message"]))
+        return cls(int(data["line"]), data.get("field"), str(data["message"]), int(data.get("rows", 1)))
+
+
+def skipped_rows(problems: Sequence[ExampleProblem]) -> int:
+    """How many rows `problems` stand for (the unlisted ones counted, not their one entry)."""
+    return sum(p.rows for p in problems)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +136,14 @@ class Sampling:
     """Sent as is: an RFT job's own (its grader then reads `{{sample.output_json.*}}`)."""
     reasoning_effort: str | None = None
     """Sent to reasoning models: an RFT job's own."""
+    max_tokens_set: bool = False
+    """The user chose `max_tokens`. A reasoning model's thinking counts against the limit (a
+    default 256 leaves it no words), so it is sent to them only when chosen; chat models
+    always get it."""
+
+    def max_tokens_for(self, reasons: bool) -> int | None:
+        """The limit to send a model (`reasons`: it is a reasoning model); None: its own."""
+        return self.max_tokens if self.max_tokens_set or not reasons else None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -133,6 +152,7 @@ class Sampling:
             "seed": self.seed,
             "response_format": self.response_format,
             "reasoning_effort": self.reasoning_effort,
+            "max_tokens_set": self.max_tokens_set,
         }
 
     @classmethod
@@ -143,6 +163,8 @@ class Sampling:
             data.get("seed"),
             data.get("response_format"),
             data.get("reasoning_effort"),
+            # a run stored before the flag sent its limit to every model: a resume asks the same
+            bool(data.get("max_tokens_set", True)),
         )
 
 

@@ -36,7 +36,7 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..api import ApiError, ChatAnswer
+from ..api import ApiError, ChatAnswer, takes_temperature
 from .records import EvalExample, EvalProgress, EvalRunInfo, ExampleResult, ModelSpec
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -176,19 +176,20 @@ class EvalRunner:
 
     # -- one example -------------------------------------------------------------------------
 
-    async def _answer(self, example: EvalExample, spec: ModelSpec) -> ExampleResult | _ConnectionFailure:
+    async def _answer(self, example: EvalExample, spec: ModelSpec) -> ExampleResult | _ConnectionFailure | _NotAsked:
         from .examples import with_system_prompt
 
         state = self._models[spec.label]
         started = self._clock()
         if state.dead is not None:
-            return self._failed(spec, example, state.dead, "request", 0.0)
+            return _NotAsked(self._failed(spec, example, state.dead, "request", 0.0))
         sampling = self.settings.sampling
         messages = with_system_prompt(example.prompt, spec.system_prompt)
+        max_tokens = sampling.max_tokens_for(not takes_temperature(spec.model))
         try:
             extra = {"response_format": sampling.response_format, "reasoning_effort": sampling.reasoning_effort}
             answer: ChatAnswer = await self._ask(
-                spec.model, messages, sampling.temperature, sampling.max_tokens, sampling.seed, extra
+                spec.model, messages, sampling.temperature, max_tokens, sampling.seed, extra
             )
         except ApiError as exc:
             self._refused(spec, exc)
@@ -203,7 +204,7 @@ class EvalRunner:
         if not answer.text and answer.finish_reason == "length":
             # A reasoning model spends its limit thinking: an empty cut answer says nothing of
             # the model, so it is an error to raise the limit for, not a wrong answer.
-            limit = f" ({sampling.max_tokens})" if sampling.max_tokens else ""
+            limit = f" ({max_tokens})" if max_tokens else ""
             message = f"the answer was cut at max tokens{limit} before any text; raise max tokens"
             return self._failed(spec, example, message, "request", self._clock() - started)
         grade = await self._grade(example, answer.text)
@@ -299,8 +300,11 @@ class EvalRunner:
 
     # -- storing -----------------------------------------------------------------------------
 
-    async def _store(self, result: ExampleResult | _ConnectionFailure) -> None:
+    async def _store(self, result: ExampleResult | _ConnectionFailure | _NotAsked) -> None:
         counts = self._counts
+        if isinstance(result, _NotAsked):  # no request was made: it says nothing of the connection
+            await self._put(result.result)
+            return
         if isinstance(result, _ConnectionFailure):
             counts.streak.append(result.result)
             if len(counts.streak) >= CONNECTION_STREAK:
@@ -338,5 +342,12 @@ class EvalRunner:
 @dataclass(frozen=True)
 class _ConnectionFailure:
     """A result that failed for want of a connection: held back until the API answers again."""
+
+    result: ExampleResult
+
+
+@dataclass(frozen=True)
+class _NotAsked:
+    """The error of a model given up on, stored without a request (the streak goes on)."""
 
     result: ExampleResult

@@ -80,8 +80,8 @@ class Evaluations:
         from .results import summarise
 
         info = (await self._require(run_id)).info
-        results = await self.store.results(info.id)
-        return summarise(info.settings, results, info.examples, local=self.is_local)
+        results = await self.store.results(info.id, answers=False)  # a summary reads no answer
+        return await asyncio.to_thread(summarise, info.settings, results, info.examples, local=self.is_local)
 
     @property
     def is_local(self) -> bool:
@@ -130,11 +130,15 @@ class Evaluations:
             raise ServiceError(f"evaluation {info.id} is already running")
         if info.status == "running" and stored.owner != this_process() and is_alive(stored.owner):
             raise ServiceError(f"evaluation {info.id} is running in another tunedeck process")
-        self.service._require_api()
-        examples = await self._read_examples(info)
-        if not await self.store.claim(info.id, this_process(), stored.owner):
-            raise ServiceError(f"evaluation {info.id} was started by another tunedeck process meanwhile")
-        self._active.add(info.id)
+        self._active.add(info.id)  # before any await: a second execute() of it in this process is refused
+        try:
+            self.service._require_api()
+            examples = await self._read_examples(info)
+            if not await self.store.claim(info.id, this_process(), stored.owner):
+                raise ServiceError(f"evaluation {info.id} was started by another tunedeck process meanwhile")
+        except BaseException:
+            self._active.discard(info.id)
+            raise
         knobs: dict[str, Any] = {}
         if self.tries is not None:
             knobs["tries"] = self.tries
@@ -183,6 +187,8 @@ class Evaluations:
         stored = await self._require(run_id)
         if stored.info.id in self._active:
             raise ServiceError(f"evaluation {stored.info.id} is running: cancel it first")
+        if stored.info.status == "running" and stored.owner != this_process() and is_alive(stored.owner):
+            raise ServiceError(f"evaluation {stored.info.id} is running in another tunedeck process: stop it first")
         await self.store.delete(stored.info.id)
 
     # -- from a job ------------------------------------------------------------------------------

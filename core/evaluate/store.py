@@ -12,6 +12,7 @@ process that is gone is shown as `interrupted` (`EvalStore.is_alive`).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import secrets
@@ -33,6 +34,12 @@ _RESULT_COLUMNS = (
     "model_key, example_index, answer, score, passed, sub_scores, error, error_kind, "
     "prompt_tokens, completion_tokens, seconds, finished_at"
 )
+_RESULT_COLUMNS_NO_ANSWER = _RESULT_COLUMNS.replace("answer,", "NULL,", 1)
+assert _RESULT_COLUMNS_NO_ANSWER != _RESULT_COLUMNS  # the same columns, the answer read as NULL
+
+
+THREAD_DECODING_ROWS = 2000
+"""Results at least this many are decoded in a thread."""
 
 
 def new_run_id() -> str:
@@ -90,6 +97,9 @@ class EvalStore:
     def __init__(self, cache: Cache, profile: str) -> None:
         self.cache = cache
         self.profile = profile
+        self._writing = asyncio.Lock()
+        """Held by each result's write to its COMMIT (cancelled or not), and by a recount: a
+        recount never reads between a result's row and its counters."""
 
     # -- runs --------------------------------------------------------------------------------
 
@@ -210,7 +220,8 @@ class EvalStore:
             await db.commit()
             return int(done), int(errors)
 
-        return await self.cache.run(write)
+        async with self._writing:  # after the results whose writes are under way
+            return await self.cache.run(write)
 
     async def delete(self, run_id: str) -> None:
         """The run and every result of it."""
@@ -255,11 +266,22 @@ class EvalStore:
             )
             await db.commit()
 
-        await self.cache.run(write)
+        async def locked() -> None:
+            async with self._writing:
+                await self.cache.run(write)
 
-    async def results(self, run_id: str, model_key: str | None = None) -> list[ExampleResult]:
-        """A run's results by example, then model key."""
-        sql = f"SELECT {_RESULT_COLUMNS} FROM eval_results WHERE profile = ? AND run_id = ?"
+        # Shielded: a cancel between the INSERT and the COMMIT would leave the row without its
+        # counters in an open transaction, for whatever write came next to commit.
+        await asyncio.shield(locked())
+
+    async def results(
+        self, run_id: str, model_key: str | None = None, *, answers: bool = True
+    ) -> list[ExampleResult]:
+        """A run's results by example, then model key; `answers=False`: without their answers
+        (None: a summary needs none, and a long answer costs reading). Decoded in a thread
+        when there are many, so the loop keeps drawing."""
+        columns = _RESULT_COLUMNS if answers else _RESULT_COLUMNS_NO_ANSWER
+        sql = f"SELECT {columns} FROM eval_results WHERE profile = ? AND run_id = ?"
         params: tuple[Any, ...] = (self.profile, run_id)
         if model_key is not None:
             sql += " AND model_key = ?"
@@ -269,7 +291,9 @@ class EvalStore:
         async def read(db: aiosqlite.Connection) -> list[ExampleResult]:
             async with db.execute(sql, params) as cursor:
                 rows = await cursor.fetchall()
-            return [_result(row) for row in rows]
+            if len(rows) < THREAD_DECODING_ROWS:
+                return [_result(row) for row in rows]
+            return await asyncio.to_thread(lambda: [_result(row) for row in rows])
 
         return await self.cache.run(read)
 
