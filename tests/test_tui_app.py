@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from tui_support import make_app, settle
+from tui_support import bench_profile, make_app, poll, settle
 
 from tunedeck.core.bootstrap import open_service
 from tunedeck.tui.app import TunedeckApp
@@ -24,11 +24,6 @@ from tunedeck.tui.screens.preflight import PreflightScreen
 from tunedeck.tui.textshot import screen_text
 
 HOSTILE = "loss [@click=app.quit]ok[/] [/ \x1b]52;c;aGVsbG8=\x07 \x1b]0;pwned\x1b\\ done"
-
-
-async def poll(pilot) -> None:
-    await pilot.app.poll_now()
-    await settle(pilot)
 
 
 async def type_text(pilot, text: str) -> None:
@@ -467,14 +462,7 @@ async def test_a_validation_file_gives_the_chart_a_validation_curve(paths, manua
 
 
 async def test_p_switches_to_the_next_profile(isolated_home, manual_backend, sft_file, monkeypatch):
-    config_dir = isolated_home / "config"
-    config_dir.mkdir(parents=True)
-    (config_dir / "config.toml").write_text(
-        f'default_profile = "bench"\n[profiles.bench]\nbackend = "compatible"\n'
-        f'base_url = "{manual_backend.base_url}"\napi_key_env = "BENCH_KEY"\n',
-        encoding="utf-8",
-    )
-    monkeypatch.setenv("BENCH_KEY", manual_backend.api_key)
+    bench_profile(isolated_home, manual_backend, monkeypatch)
     seeding = await open_service("bench")
     await seeding.connect()
     from tunedeck.core.launch.request import LaunchRequest

@@ -340,3 +340,58 @@ def test_hostile_text_is_shown_literally():
         assert "␛]52;c;aGk=␇" in out and "request error" in out
     assert "\x1b" in answers_for_clipboard(example, models, results)  # the clipboard gets the text as it is
 
+
+
+async def test_filters_are_worked_out_off_the_loop_and_resizes_fit_once(paths, trained, monkeypatch):
+    import threading
+
+    from tunedeck.core.evaluate import results as results_module
+
+    backend, fine_tuned, data = trained
+    threads: list[str] = []
+    real = results_module.example_rows
+
+    def example_rows(*args, **kwargs):
+        threads.append(threading.current_thread().name)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(results_module, "example_rows", example_rows)
+    app = make_app(paths, backend)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await start(pilot)
+        info, _, _ = await finished_run(app, fine_tuned, data)
+        screen = await open_results(pilot, info.id)
+        assert threads and threading.main_thread().name not in threads  # all four filters, in a thread
+        asked = len(threads)
+        for _ in range(4):
+            await pilot.press("f")  # only swaps the lists
+        await settle(pilot)
+        assert len(threads) == asked and screen.filter == "all"
+
+        await pilot.resize_terminal(100, 36)
+        await wait_for(pilot, lambda: screen.fits and not screen._resize_timer, "the fit to the new size")
+        fits = screen.fits
+        for _ in range(4):  # a drag: many sizes in a row, one fit once it rests
+            screen.on_resize()
+        await wait_for(pilot, lambda: screen.fits > fits, "the fit after the resize")
+        await settle(pilot)
+        assert screen.fits == fits + 1 and len(threads) == asked
+        no_unexpected_errors(app)
+
+
+async def test_answers_arriving_read_the_run_at_most_once_a_second(paths, trained):
+    from tunedeck.core.evaluate.records import EvalProgress
+    from tunedeck.tui.messages import EvalProgressed
+
+    backend, fine_tuned, data = trained
+    app = make_app(paths, backend)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await start(pilot)
+        info, _, _ = await finished_run(app, fine_tuned, data)
+        screen = await open_results(pilot, info.id)
+        loads = screen.loads
+        for _ in range(5):  # a burst of progress reports
+            app.state.eval_progressed.publish(EvalProgressed(EvalProgress(info.id, info.done, info.total, 0, 0.0, None)))
+        await wait_for(pilot, lambda: screen.loads > loads, "the timed read")
+        await settle(pilot)
+        assert screen.loads == loads + 1 and screen._reload_timer is None

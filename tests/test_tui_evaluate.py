@@ -14,11 +14,12 @@ from pathlib import Path
 
 import pytest
 from conftest import eventually, generate_dataset
-from tui_support import make_app, settle
+from tui_support import bench_profile, make_app, open_job, settle
 
 from tunedeck.core.api import Api
 from tunedeck.core.evaluate.runner import REFUSED_AFTER
 from tunedeck.core.launch.request import LaunchRequest
+from tunedeck.tui.screens.eval_results import EvalResultsScreen
 from tunedeck.tui.screens.evaluate import EvaluateScreen
 from tunedeck.tui.screens.job import JobScreen
 from tunedeck.tui.textshot import screen_text
@@ -33,11 +34,6 @@ def valid_file(tmp_path):
     return generate_dataset("sft", 12, tmp_path / "valid.jsonl", "--learnable", "--seed", "9")
 
 
-async def poll(pilot) -> None:
-    await pilot.app.poll_now()
-    await settle(pilot)
-
-
 async def trained_job(app, manual_backend, training, validation=None) -> str:
     request = LaunchRequest(
         training_path=training, validation_path=validation, model=MODEL, hyperparameters={"n_epochs": 3, "batch_size": 4}
@@ -45,16 +41,6 @@ async def trained_job(app, manual_backend, training, validation=None) -> str:
     job = await app.service.launch(request)
     await asyncio.to_thread(manual_backend.run_until, job.id, "succeeded")
     return job.id
-
-
-async def open_job(pilot, job_id: str) -> JobScreen:
-    await poll(pilot)
-    pilot.app.push_screen(JobScreen(job_id))
-    await settle(pilot)
-    await poll(pilot)
-    screen = pilot.app.screen
-    assert isinstance(screen, JobScreen)
-    return screen
 
 
 async def wait_for(pilot, check, what: str, timeout: float = 60):
@@ -281,7 +267,10 @@ async def test_cancel_keeps_the_answers_and_resume_finishes_the_run(paths, manua
         assert "R resumes it" in screen.panel.text
         assert screen.check_action("resume_run", ()) and not screen.check_action("cancel_run", ())
 
-        await pilot.press("enter")  # not finished: no results yet
+        await pilot.press("enter")  # a cancelled run's results: what it answered so far
+        await wait_for(pilot, lambda: isinstance(app.screen, EvalResultsScreen) and app.screen.loads, "its results")
+        assert app.screen.info.id == run_id and len(app.screen.results) == 5
+        await pilot.press("escape")
         await pilot.pause()
         assert app.screen is screen
 
@@ -433,15 +422,9 @@ async def test_switching_profile_mid_run_cancels_the_run_cleanly(isolated_home, 
     from tunedeck.core.bootstrap import open_service
     from tunedeck.core.evaluate.records import EvalSettings, ModelSpec
     from tunedeck.tui.app import TunedeckApp
+    from tunedeck.tui.screens.confirm import ConfirmScreen
 
-    config_dir = isolated_home / "config"
-    config_dir.mkdir(parents=True)
-    (config_dir / "config.toml").write_text(
-        f'default_profile = "bench"\n[profiles.bench]\nbackend = "compatible"\n'
-        f'base_url = "{manual_backend.base_url}"\napi_key_env = "BENCH_KEY"\n',
-        encoding="utf-8",
-    )
-    monkeypatch.setenv("BENCH_KEY", manual_backend.api_key)
+    bench_profile(isolated_home, manual_backend, monkeypatch)
     gate = Gate(monkeypatch, open_for=3)
     app = TunedeckApp(poll=False)
     async with app.run_test(size=(120, 36)) as pilot:
@@ -451,7 +434,16 @@ async def test_switching_profile_mid_run_cancels_the_run_cleanly(isolated_home, 
         await wait_for(pilot, lambda: gate.held == 1, "a request held mid-run")
         (run_id,) = app.state.evaluations
 
-        await pilot.press("p")  # to the local profile: the run stops first, its answers kept
+        await pilot.press("p")  # asks first: the running evaluation would stop
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen) and "1 evaluation is running" in app.screen.question
+        await pilot.press("n")
+        await pilot.pause()
+        assert app.state.profile_name == "bench" and run_id in app.state.evaluations
+
+        await pilot.press("p")
+        await pilot.pause()
+        await pilot.press("y")  # to the local profile: the run stops first, its answers kept
         await settle(pilot)
         assert app.state.profile_name == "local"
         failures = [n for n in app._notifications if "unexpected" in str(n.message)]
@@ -464,3 +456,78 @@ async def test_switching_profile_mid_run_cancels_the_run_cleanly(isolated_home, 
         assert info.status == "cancelled" and info.done == 3  # resumable, nothing lost
     finally:
         await bench.close()
+
+
+# -- keys in the form, a second start, runs already going --------------------------------------------
+
+
+async def test_fast_typing_adds_each_model_and_one_start_makes_one_run(paths, manual_backend, valid_file, monkeypatch):
+    app = make_app(paths, manual_backend)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(pilot)
+        gate = Gate(monkeypatch, open_for=0)  # the run stays going while the keys land
+        screen = EvaluateScreen()
+        app.push_screen(screen)
+        await settle(pilot)
+        form = screen.form
+        form.data_input.value = str(valid_file)
+        form.query_one("#eval-model-id").focus()
+        # Enter, the next id and ctrl+s (twice) typed before the app catches up
+        await pilot.press(*MODEL, "enter", *"ft:other", "enter", "ctrl+s")
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: gate.held and screen._starting is None, "the run going")
+        await pilot.press("ctrl+s")  # once more, the run going: shown, not started again
+        await pilot.pause()
+        assert "already running" in screen.status_text
+        gate.open()
+        await wait_for(pilot, lambda: screen.runs and finished(screen), "the run to finish")
+        assert [s.model for s in run_of(screen).settings.models] == [MODEL, "ft:other"]
+        assert len(await app.service.evaluations.runs()) == 1  # one run for three ctrl+s
+
+        profile = app.state.profile_name
+        form.models.focus()  # not a text field: the app's letters would leave or switch profile
+        await pilot.press("t", "d", "p", "q")
+        await pilot.pause()
+        assert app.screen is screen and app.is_running and app.state.profile_name == profile
+        assert not app.check_action("quit", ()) and not app.check_action("switch_profile", ())
+        screen.table.focus()  # from the runs, q quits again
+        await pilot.pause()
+        assert app.check_action("quit", ()) and app.check_action("playground", ())
+
+
+async def test_e_on_a_job_already_evaluating_shows_that_run(paths, manual_backend, sft_file, valid_file, monkeypatch):
+    app = make_app(paths, manual_backend)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(pilot)
+        job_id = await trained_job(app, manual_backend, sft_file, valid_file)
+        await open_job(pilot, job_id)
+        gate = Gate(monkeypatch, open_for=1)
+        await pilot.press("E")
+        first = app.screen
+        assert isinstance(first, EvaluateScreen)
+        await wait_for(pilot, lambda: gate.held and first.run_id, "the job's run held mid-way")
+        run_id = first.run_id
+        await pilot.press("escape")
+        await pilot.pause()
+        assert isinstance(app.screen, JobScreen)
+        await pilot.press("E")  # the same evaluation again: the running one is shown
+        second = app.screen
+        assert isinstance(second, EvaluateScreen) and second is not first
+        await wait_for(pilot, lambda: second.run_id == run_id, "the running run selected")
+        assert list(app.state.evaluations) == [run_id]
+        assert len(await app.service.evaluations.runs()) == 1
+        gate.open()
+        await wait_for(pilot, lambda: finished(second), "the run to finish")
+
+
+async def test_another_runs_failure_is_said_on_the_screen(paths, manual_backend):
+    app = make_app(paths, manual_backend)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(pilot)
+        screen = EvaluateScreen()
+        app.push_screen(screen)
+        await settle(pilot)
+        app.requests.resume_evaluation("eval-nosuch")  # not this screen's request
+        await wait_for(pilot, lambda: "eval-nosuch" in screen.status_text, "the failure on the screen")
+        assert "no evaluation eval-nosuch" in screen.status_text
+        assert any(n.title == "evaluation eval-nosuch" for n in app._notifications)

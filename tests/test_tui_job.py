@@ -17,7 +17,7 @@ import time
 import pytest
 from conftest import generate_dataset
 from rich.text import Text
-from tui_support import make_app, settle
+from tui_support import make_app, open_job, poll, settle
 
 from tunedeck.core.bootstrap import open_service
 from tunedeck.core.launch.request import LaunchRequest
@@ -31,26 +31,11 @@ from tunedeck.tui.widgets.metric_chart import MetricChart, available_panes
 EPOCHS, BATCH = 3, 4  # 40 examples: 10 steps an epoch, 30 in all
 
 
-async def poll(pilot) -> None:
-    await pilot.app.poll_now()
-    await settle(pilot)
-
-
 async def launch(app, training, validation=None, **hyper) -> str:
     hyperparameters = {"n_epochs": EPOCHS, "batch_size": BATCH, **hyper}
     request = LaunchRequest(training_path=training, validation_path=validation, model="tunedeck-ngram", hyperparameters=hyperparameters)
     job = await app.service.launch(request)
     return job.id
-
-
-async def open_job(pilot, job_id: str) -> JobScreen:
-    await poll(pilot)
-    pilot.app.push_screen(JobScreen(job_id))
-    await settle(pilot)
-    await poll(pilot)
-    screen = pilot.app.screen
-    assert isinstance(screen, JobScreen)
-    return screen
 
 
 def toasts(app) -> list[tuple[str, str]]:

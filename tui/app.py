@@ -430,7 +430,8 @@ class TunedeckApp(App[int]):
         from tunedeck.core.evaluate.records import EvalProgress
 
         info = message.info
-        self.state.evaluations[info.id] = EvalProgress(info.id, info.done, info.total, info.errors, 0.0, None)
+        if info.id not in self.state.evaluations:  # else a run already going, shown again: keep its progress
+            self.state.evaluations[info.id] = EvalProgress(info.id, info.done, info.total, info.errors, 0.0, None)
         self.state.eval_progressed.publish(message)
 
     def on_eval_progressed(self, message: EvalProgressed) -> None:
@@ -505,7 +506,26 @@ class TunedeckApp(App[int]):
             self._start_polling(poller)
 
     def action_switch_profile(self) -> None:
-        self._switch_profile()
+        running = len(self.state.evaluations)
+        if not running:
+            self._switch_profile()
+            return
+        from .screens.confirm import ConfirmScreen
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._switch_profile()
+
+        many = "1 evaluation is" if running == 1 else f"{running} evaluations are"
+        question = f"{many} running; switching stops {'it' if running == 1 else 'them'} (R resumes later)."
+        self.push_screen(ConfirmScreen(question, yes_label="Switch", no_label="Stay"), answered)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """A screen may turn off app keys where they would be typed by mistake (a form)."""
+        blocks = getattr(self.screen, "blocks_app_action", None)
+        if blocks is not None and blocks(action):
+            return False
+        return True
 
     def switch_profile(self, keep_launch: LaunchRequest | None = None) -> None:
         """Open the next profile; `keep_launch` reopens the launch form as it was filled."""

@@ -67,6 +67,8 @@ class ServiceActions:
         self._preflight_cancel = threading.Event()
         self._tickets = itertools.count(1)
         self._evaluating: dict[str, Worker[None]] = {}
+        self._running_settings: dict[str, EvalSettings] = {}
+        """What each run going on in this app asks (a job's one-key evaluation finds its twin)."""
         """The worker asking each running evaluation's models, by run id."""
 
     def load_models(self) -> None:
@@ -266,6 +268,10 @@ class ServiceActions:
     def evaluating(self, run_id: str) -> bool:
         return run_id in self._evaluating
 
+    def running_twin(self, settings: EvalSettings) -> str | None:
+        """The run going on in this app that asks what `settings` ask, if any."""
+        return next((r for r, s in self._running_settings.items() if _same_asks(s, settings)), None)
+
     def _evaluation(self, work: Any, description: str) -> int:
         ticket = next(self._tickets)
         self._app.run_worker(
@@ -309,6 +315,10 @@ class ServiceActions:
             if job_id is not None:
                 settings = await evaluations.plan_for_job(job_id)
                 stage = "create"
+                twin = self.running_twin(settings)
+                if twin is not None and (running := await evaluations.run_info(twin)) is not None:
+                    post(EvalStarted(ticket, running))  # already going: shown, not started twice
+                    return
             if settings is not None:
                 info: EvalRunInfo | None = await evaluations.create(settings)
             else:
@@ -331,6 +341,7 @@ class ServiceActions:
             failed(f"evaluation {run_id} is already running", "running")
             return
         self._evaluating[run_id] = get_current_worker()
+        self._running_settings[run_id] = info.settings
         post(EvalStarted(ticket, info))
         try:
             final = await evaluations.execute(
@@ -354,4 +365,11 @@ class ServiceActions:
             post(EvalFinished(ticket, run_id, final.status, final))
         finally:
             self._evaluating.pop(run_id, None)
+            self._running_settings.pop(run_id, None)
 
+
+def _same_asks(a: EvalSettings, b: EvalSettings) -> bool:
+    """Two settings ask the same (the file's hash aside: a plan has none yet)."""
+    from dataclasses import replace
+
+    return replace(a, data_sha256="") == replace(b, data_sha256="")

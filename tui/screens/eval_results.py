@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,6 +25,7 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.widgets import ContentSwitcher, DataTable, Footer, Markdown, Static
 from textual.worker import Worker
 
@@ -51,6 +53,9 @@ PAIR_LINES = 3
 """Lines for the paired comparisons (one each) when the terminal is at least TALL lines, else 2."""
 TALL = 30
 LOAD_WORKERS = "eval-results-load"
+PROGRESS_RELOAD_S = 1.0
+"""A running run is read again at most this often as its answers arrive."""
+RESIZE_DEBOUNCE_S = 0.1
 ANALYSIS_WORKERS = "eval-analysis"
 EXPORT_WORKERS = "eval-export"
 
@@ -66,6 +71,8 @@ class EvalResultsLoaded(Message):
     examples: ExampleSet | None = None
     examples_error: str | None = None
     error: str | None = None
+    rows: dict[str, list[ExampleRow]] | None = None
+    """Each filter's rows, worked out in a thread (`f` only swaps them)."""
 
 
 @dataclass(eq=False, repr=False)
@@ -167,6 +174,12 @@ class EvalResultsScreen(Screen):
         self.loads = 0
         self._loading = False
         self._reload_wanted = False
+        self.every_rows: dict[str, list[ExampleRow]] = {}
+        self.fits = 0
+        """Times the screen was fitted to a new size (tests count them)."""
+        self._last_load = float("-inf")
+        self._reload_timer: Timer | None = None
+        self._resize_timer: Timer | None = None
 
     def compose(self) -> ComposeResult:
         yield AppHeader(f"Evaluation · {clean(self.run_id)}", id="header")
@@ -206,10 +219,23 @@ class EvalResultsScreen(Screen):
     # -- loading ----------------------------------------------------------------------------
 
     def _run_progressed(self, event: Any) -> None:
+        from ..messages import EvalProgressed
+
         run_id = run_id_of(event)
         ours = self.info.id if self.info is not None else self.run_id
-        if run_id is not None and (run_id == ours or run_id.startswith(self.run_id)):
-            self.reload()
+        if run_id is None or not (run_id == ours or run_id.startswith(self.run_id)):
+            return
+        if isinstance(event, EvalProgressed):  # answers arriving: at most one read a second
+            wait = self._last_load + PROGRESS_RELOAD_S - time.monotonic()
+            if wait > 0:
+                if self._reload_timer is None:
+                    self._reload_timer = self.set_timer(wait, self._timed_reload)
+                return
+        self.reload()
+
+    def _timed_reload(self) -> None:
+        self._reload_timer = None
+        self.reload()
 
     def reload(self) -> None:
         """Read the run again; while a read is under way, once more after it (never starved)."""
@@ -220,6 +246,7 @@ class EvalResultsScreen(Screen):
 
     def _load(self) -> None:
         self._loading = True
+        self._last_load = time.monotonic()
         self._read_run()
 
     @work(group=LOAD_WORKERS, exit_on_error=False, description="read the evaluation run")
@@ -247,7 +274,15 @@ class EvalResultsScreen(Screen):
                 examples = await evaluations.examples(info.id)
             except (ServiceError, OSError) as exc:
                 examples_error = str(exc)
-        self.post_message(EvalResultsLoaded(info, summary, list(results), examples, examples_error))
+        from tunedeck.core.evaluate.results import example_rows
+
+        results = list(results)
+
+        def every_filter() -> dict[str, list[ExampleRow]]:  # CPU work on big runs: off the loop
+            return {name: example_rows(info.settings, results, info.examples, filter=name) for name in FILTERS}
+
+        rows = await asyncio.to_thread(every_filter)
+        self.post_message(EvalResultsLoaded(info, summary, results, examples, examples_error, rows=rows))
 
     def on_eval_results_loaded(self, message: EvalResultsLoaded) -> None:
         message.stop()
@@ -266,6 +301,7 @@ class EvalResultsScreen(Screen):
                 self.example_set = message.examples
                 self.examples = {example.index: example for example in message.examples.examples}
             self.examples_error = message.examples_error
+            self.every_rows = message.rows or {}
             self.by_example = {}
             for result in self.results:
                 self.by_example.setdefault(result.example_index, {})[result.model_key] = result
@@ -348,18 +384,12 @@ class EvalResultsScreen(Screen):
     def _show_pairs(self) -> None:
         self.query_one("#eval-pairs", Static).update(self.pairs_text())
 
-    def _rows_for(self, name: str) -> list[ExampleRow]:
-        from tunedeck.core.evaluate.results import example_rows
-
-        assert self.info is not None
-        return example_rows(self.info.settings, self.results, self.info.examples, filter=name)
-
     def _show_rows(self) -> None:
         if self.info is None:
             return
-        every = {name: self._rows_for(name) for name in FILTERS}
+        every = self.every_rows  # worked out with the read (a thread): swapped here
         self.counts = {name: len(rows) for name, rows in every.items()}
-        self.rows = every[self.filter]
+        self.rows = every.get(self.filter, [])
         width = self.app.size.width
         marks = sum(max(min(len(label), 12), 6) + 2 for label in self.labels)  # a mark and a score fit in 6
         room = max(12, width - 6 - marks - 2 - 2)  # the line column; the reference's padding; a scrollbar
@@ -600,6 +630,16 @@ class EvalResultsScreen(Screen):
         self.app.push_screen(PlaygroundScreen(models))
 
     def on_resize(self) -> None:
+        # A drag sends many sizes: fit once it rests.
+        if self._resize_timer is not None:
+            self._resize_timer.stop()
+        self._resize_timer = self.set_timer(RESIZE_DEBOUNCE_S, self._fit)
+
+    def _fit(self) -> None:
+        self._resize_timer = None
+        self.fits += 1
         if self.info is not None:
-            self._show_all()
+            if self.summary is not None:
+                self.query_one(EvalScores).show(self.summary, self.app.size.width)
+            self._show_rows()
 

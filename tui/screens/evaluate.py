@@ -4,7 +4,7 @@
 The runs themselves go on in app-level workers (`service_actions`), so leaving this screen
 leaves them running; their news arrives through `AppState.eval_progressed`. `c` cancels the
 selected running run (nothing is lost: `R` resumes it), `F` asks again only what failed,
-enter opens a finished run's results. Opened from a job (`E` there), it starts that job's
+enter opens a run's results (a stopped one's answers so far). Opened from a job (`E` there), it starts that job's
 evaluation at once (base vs fine-tuned vs each checkpoint on the job's validation file);
 when the job has no data to evaluate on, the form comes filled with the job's models and
 says so, and only the dataset is left to pick.
@@ -39,6 +39,9 @@ RUNS_WORKERS = "evaluate-runs"
 SUMMARY_LIMIT = 20
 """Scores are worked out for the newest runs only (each reads its results)."""
 RESUMABLE = ("cancelled", "interrupted", "created")
+FORM_BLOCKED_APP_ACTIONS = frozenset({"playground", "switch_profile", "datasets", "refresh", "quit"})
+"""App keys (single letters) that do nothing while focus is in the form: typed there by
+mistake (on the models list, a Select, a button), they would leave or switch the profile."""
 
 
 @dataclass(eq=False, repr=False)
@@ -71,7 +74,7 @@ class EvaluateScreen(Screen):
     """The app leaves this screen to tell an evaluation's news (others get a toast)."""
 
     BINDINGS = [
-        Binding("enter", "open_results", "Results", id="evaluate.results", tooltip="Open the selected finished run's results"),
+        Binding("enter", "open_results", "Results", id="evaluate.results", tooltip="Open the selected run's results (a running one fills in)"),
         Binding("ctrl+s", "start", "Start", id="evaluate.start", tooltip="Start the evaluation the form describes"),
         Binding("c", "cancel_run", "Cancel run", id="evaluate.cancel", tooltip="Stop the selected evaluation (it resumes)"),
         Binding("R", "resume_run", "Resume", id="evaluate.resume", tooltip="Ask what the selected run has not answered yet"),
@@ -82,7 +85,7 @@ class EvaluateScreen(Screen):
     ]
 
     HELP = (
-        "Evaluate: the runs so far (enter opens a finished one's results; c cancels a running one, "
+        "Evaluate: the runs so far (enter opens one's results; c cancels a running one, "
         "R resumes a stopped one, F re-runs only what failed) and a new evaluation: a dataset, the "
         "models (the first is the baseline; a base model with a system prompt is the prompted "
         "baseline), the grader; ctrl+s starts. E on a job evaluates it in one press."
@@ -103,6 +106,8 @@ class EvaluateScreen(Screen):
         self.status_text = ""
         """The last note under the form (plain text; tests read it)."""
         self._models_requested = False
+        self._starting: int | None = None
+        """The ticket of the form's start still on its way (a second ctrl+s waits for it)."""
         self._to_select: str | None = run_id
         """A run to put the cursor on once the list has it (then the user moves it)."""
 
@@ -243,6 +248,8 @@ class EvaluateScreen(Screen):
                     self._show_selected()
             return
         mine = message.ticket in self.tickets
+        if message.ticket == self._starting and isinstance(message, (EvalStarted, EvalFinished, EvalFailed)):
+            self._starting = None
         if isinstance(message, EvalStarted):
             if mine:
                 self.run_id = self._to_select = message.info.id
@@ -257,6 +264,11 @@ class EvaluateScreen(Screen):
             if mine:
                 self.tickets.discard(message.ticket)
                 self._failed(message)
+            elif message.stage != "crash":  # another's run (the app shows no toast here)
+                where = f"evaluation {message.run_id}: " if message.run_id else "evaluation: "
+                self.show_status(where + message.message)
+                title = f"evaluation {clean(message.run_id)}" if message.run_id else "evaluation"
+                self.notify(clean(message.message), title=title, severity="error", markup=False, timeout=15)
             if message.run_id is not None:
                 self.summaries.pop(message.run_id, None)
                 self._load_runs()
@@ -344,6 +356,11 @@ class EvaluateScreen(Screen):
 
     # -- keys --------------------------------------------------------------------------------
 
+    def blocks_app_action(self, action: str) -> bool:
+        """The app's single-letter keys are off while focus is in the form (the app asks)."""
+        focused = self.focused
+        return action in FORM_BLOCKED_APP_ACTIONS and focused is not None and self.form in focused.ancestors_with_self
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Cancel, resume and re-run only where the selected run allows them (hidden otherwise)."""
         if action not in ("cancel_run", "resume_run", "retry_failed"):
@@ -365,8 +382,18 @@ class EvaluateScreen(Screen):
 
     def on_eval_form_start_requested(self, message: EvalForm.StartRequested) -> None:
         message.stop()
+        if self._starting is not None:  # ctrl+s again before the first start answered
+            return
+        twin = host(self).requests.running_twin(message.settings)
+        if twin is not None:  # the same run is going already: shown, not started twice
+            self.show_status(f"already running: {twin} (c cancels it)")
+            self._to_select = twin
+            if self.table.select_run(twin):
+                self._to_select = None
+            return
         self.form.show_status("starting…", style="dim")
-        self.tickets.add(host(self).requests.start_evaluation(message.settings))
+        self._starting = host(self).requests.start_evaluation(message.settings)
+        self.tickets.add(self._starting)
 
     def _ask_then_evaluate_job(self, job_id: str) -> None:
         """On the local backend at once; where the provider bills each answer, after a yes:
@@ -421,12 +448,7 @@ class EvaluateScreen(Screen):
         info = self.table.infos.get(run_id)
         if info is None:
             return
-        if info.id in self.state.evaluations:
-            self.notify("still running: its results open once it finishes (c cancels it)", markup=False)
-            return
-        if info.status != "finished":
-            self.notify(f"{clean(run_id)} is {clean(info.status)}: R resumes it", markup=False)
-            return
+        # Any run's results open: a stopped one shows what it answered, a running one fills in.
         try:
             from .eval_results import EvalResultsScreen
         except ImportError:
