@@ -509,6 +509,12 @@ def print_summary(info: EvalRunInfo, summary: EvalSummary, out: Print | None = N
             f"{score.key:<{width}}  {mean:>5}  {_interval(score.interval, '.3f'):<14}  {passes:>10}  "
             f"{_interval(score.pass_interval, '.0%'):<11}  {errors:>6}  {tokens:>9}  {cost}"
         )
+    judged = [s for s in summary.scores if s.judge_prompt_tokens or s.judge_completion_tokens]
+    if judged:
+        tokens = sum(s.judge_prompt_tokens + s.judge_completion_tokens for s in judged)
+        costs = [s.judge_cost_usd for s in judged]
+        money = f"${sum(c for c in costs if c is not None):.4f}" if all(c is not None for c in costs) else "no known price"
+        say(f"judging: {tokens:,} tokens, {money} (in COST)")
     for pair in summary.pairs:
         diff = ""
         if pair.mean_diff is not None:
@@ -558,6 +564,9 @@ def run_json(info: EvalRunInfo, summary: EvalSummary) -> dict[str, Any]:
                 "prompt_tokens": s.prompt_tokens,
                 "completion_tokens": s.completion_tokens,
                 "cost_usd": s.cost_usd,
+                "judge_prompt_tokens": s.judge_prompt_tokens,
+                "judge_completion_tokens": s.judge_completion_tokens,
+                "judge_cost_usd": s.judge_cost_usd,
             }
             for s in summary.scores
         ],
@@ -600,6 +609,8 @@ def _run_row_json(info: EvalRunInfo) -> dict[str, Any]:
 
 def _write_out(path: Path, info: EvalRunInfo, examples: ExampleSet, results: Sequence[ExampleResult]) -> None:
     """One JSON line per example: its line, prompt and reference, and each model's result."""
+    from tunedeck.core.evaluate.examples import ExamplesError
+
     by_example: dict[int, dict[str, ExampleResult]] = {}
     for result in results:
         by_example.setdefault(result.example_index, {})[result.model_key] = result
@@ -618,6 +629,8 @@ def _write_out(path: Path, info: EvalRunInfo, examples: ExampleSet, results: Seq
                 out.write(json.dumps(line, ensure_ascii=False) + "\n")
     except OSError as exc:
         raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+    except ExamplesError as exc:  # the data file changed while being written out
+        raise UsageError(f"{path} is incomplete: {exc}") from None
 
 
 def _result_json(model: str, result: ExampleResult | None) -> dict[str, Any] | None:

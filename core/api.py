@@ -79,12 +79,16 @@ class ApiError(Exception):
     """A failed API call. `kind` is one of: connection, auth, permission, not_found,
     bad_request, rate_limit, server, training_not_available, config."""
 
-    def __init__(self, kind: str, message: str, status: int | None = None, code: str | None = None) -> None:
+    def __init__(
+        self, kind: str, message: str, status: int | None = None, code: str | None = None, retry_after: float | None = None
+    ) -> None:
         super().__init__(message)
         self.kind = kind
         self.message = message
         self.status = status
         self.code = code
+        self.retry_after = retry_after
+        """Seconds the server asked to wait before trying again (`Retry-After`), when it said."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +140,31 @@ def _status_error(exc: Any) -> ApiError:
     kind = {400: "bad_request", 401: "auth", 403: "permission", 404: "not_found", 429: "rate_limit"}.get(
         status, "server" if status >= 500 else "bad_request"
     )
-    return ApiError(kind, f"HTTP {status}: {message}", status, code)
+    return ApiError(kind, f"HTTP {status}: {message}", status, code, retry_after(getattr(exc, "response", None)))
+
+
+def retry_after(response: Any) -> float | None:
+    """The wait a 429 or 503 asks for: `retry-after-ms`, or `Retry-After` in seconds or as an
+    HTTP date; None when the server gave none (or nonsense)."""
+    import email.utils
+    import time
+
+    headers = getattr(response, "headers", None)
+    if headers is None:
+        return None
+    try:
+        if (ms := headers.get("retry-after-ms")) is not None:
+            return max(0.0, float(ms) / 1000)
+        value = headers.get("retry-after")
+        if value is None:
+            return None
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            when = email.utils.parsedate_to_datetime(value)
+            return max(0.0, when.timestamp() - time.time())
+    except (TypeError, ValueError, OverflowError):
+        return None
 
 
 def upload_name(path: Path) -> str:

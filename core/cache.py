@@ -49,9 +49,10 @@ __all__ = [
 
 # 2: uploaded_files and upload_sessions. 3: checkpoints, job_watch and jobs.fetched_at.
 # 4: eval_runs and eval_results (evaluations; their SQL lives in `evaluate/store.py`).
+# 5: eval_results.judge_prompt_tokens and judge_completion_tokens (a judge model's cost).
 # Every statement in `_SCHEMA` is "IF NOT EXISTS" and `_COLUMNS_ADDED` are added when
 # missing, so an older cache gains the new tables and columns on open and keeps its rows.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 _TERMINAL_SQL = "(" + ", ".join(f"'{status}'" for status in sorted(TERMINAL_STATUSES)) + ")"
 BUSY_TIMEOUT_S = 2.5  # how long a read or write waits for another process's lock
 
@@ -147,12 +148,18 @@ CREATE TABLE IF NOT EXISTS eval_results (
     completion_tokens INTEGER,
     seconds REAL NOT NULL DEFAULT 0,
     finished_at REAL NOT NULL DEFAULT 0,
+    judge_prompt_tokens INTEGER,
+    judge_completion_tokens INTEGER,
     PRIMARY KEY (profile, run_id, model_key, example_index)
 );
 """
 
 # Columns later versions added to tables an older cache already has: (table, column, type).
-_COLUMNS_ADDED = (("jobs", "fetched_at", "REAL"),)
+_COLUMNS_ADDED = (
+    ("jobs", "fetched_at", "REAL"),
+    ("eval_results", "judge_prompt_tokens", "INTEGER"),
+    ("eval_results", "judge_completion_tokens", "INTEGER"),
+)
 
 T = TypeVar("T")
 

@@ -46,6 +46,15 @@ def duration_text(seconds: float | None, *, compact: bool = False) -> str:
     return f"{days}d{hours:02d}h"
 
 
+def eta_text(seconds: float | None) -> str:
+    """A time left, compact and rounded up to the unit shown: 1 min 59 s left reads `2m`,
+    never `1m` (a wait that says less than it is, is the one people complain about)."""
+    if seconds is None or seconds < 0 or math.isnan(seconds):
+        return "-"
+    unit = 1 if seconds < 60 else 60 if seconds < 24 * 3600 else 3600
+    return duration_text(math.ceil(seconds / unit) * unit, compact=True)
+
+
 def local_time(timestamp: int | None, *, seconds: bool = False) -> str:
     """A Unix timestamp in the user's local time; '-' when unknown."""
     if not timestamp:

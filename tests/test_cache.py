@@ -115,7 +115,7 @@ async def test_a_schema_2_cache_keeps_its_rows_and_gains_the_watch_tables(tmp_pa
     assert (row.body["status"], row.fetched_at, row.verdict) == ("succeeded", 1234.5, {"state": "ok"})
     await cache.close()
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
     db.close()
 
     reopened = await Cache.open(path)  # at the current version: nothing to add, nothing lost

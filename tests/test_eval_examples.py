@@ -227,3 +227,21 @@ def test_overlong_lines_and_endless_problems_stay_bounded(tmp_path, monkeypatch)
         (4, found.problems[2].message),
         (7, "and 3 more rows that cannot be evaluated (not listed)"),
     ]
+
+
+def test_rows_are_read_again_from_the_file_by_position(tmp_path):
+    chat = {"messages": [{"role": "user", "content": "q0"}, {"role": "assistant", "content": "a0"}]}
+    rows = [chat, "", "not json", *({"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}]} for i in (1, 2))]
+    path = tmp_path / "rows.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + "".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows).encode())
+    examples = read_examples(path).examples
+    assert len(examples) == 3
+    assert [(e.index, e.line, e.reference) for e in examples] == [(0, 1, "a0"), (1, 4, "a1"), (2, 5, "a2")]
+    assert examples[-1].prompt == [{"role": "user", "content": "q2"}]
+    assert [e.reference for e in examples[1:]] == ["a1", "a2"]
+    with pytest.raises(IndexError):
+        examples[3]
+
+    path.write_text("changed\n" * 5, encoding="utf-8")  # the file changed after it was read
+    with pytest.raises(ExamplesError, match=r"rows.jsonl:4: changed since it was read"):
+        examples[1]

@@ -106,6 +106,21 @@ def test_scores_per_model(run):
     assert [s.cost_usd for s in local.scores] == [0.0, 0.0]
 
 
+def test_a_judge_models_tokens_are_counted_in_the_cost(run):
+    import dataclasses
+
+    _, examples, results = run
+    settings = settings_for(examples.path, GraderChoice(kind="model", judge_model="gpt-4.1-mini"))
+    judged = [dataclasses.replace(r, judge_prompt_tokens=300, judge_completion_tokens=10) for r in results]
+    base, tuned = summarise(settings, judged, len(examples), local=False).scores
+    judge_cost = (59 * 300 * 0.40 + 59 * 10 * 1.60) / 1e6
+    assert (tuned.judge_prompt_tokens, tuned.judge_completion_tokens) == (59 * 300, 59 * 10)
+    assert tuned.judge_cost_usd == pytest.approx(judge_cost)
+    assert tuned.cost_usd == pytest.approx((5900 * 0.30 + 295 * 1.20) / 1e6 + judge_cost)
+    unpriced = settings_for(examples.path, GraderChoice(kind="model", judge_model="my-own-judge"))
+    assert summarise(unpriced, judged, len(examples), local=False).scores[1].cost_usd is None  # not a partial sum
+
+
 def test_paired_comparison_counts_examples_both_graded(run):
     settings, examples, results = run
     (pair,) = summarise(settings, results, len(examples), local=False).pairs

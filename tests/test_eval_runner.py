@@ -45,6 +45,7 @@ async def service(trained, paths):
         service.pauses.append(seconds)
 
     service.evaluations.sleep = pause
+    service.evaluations.jitter = lambda: 1.0  # each pause its full doubled backoff
     await service.connect()
     yield service
     await service.close()
@@ -188,6 +189,7 @@ async def test_an_unreachable_api_stops_the_run_as_interrupted_storing_nothing(t
         pauses.append(seconds)
 
     service.evaluations.sleep = pause
+    service.evaluations.jitter = lambda: 1.0
     await service.connect()
     try:
         info = await service.evaluations.create(
@@ -254,6 +256,28 @@ async def test_rate_limits_are_tried_again_after_doubling_pauses(service, traine
     assert service.pauses == [1.0, 1.0, 1.0]  # each 429 paused once, then the request went through
 
 
+async def test_a_rate_limits_retry_after_is_waited_and_pauses_are_spread_at_random(service, trained):
+    trained.set_faults(
+        {"method": "POST", "path": "/v1/chat/completions", "kind": "rate_limit", "times": 2, "retry_after": 7}
+    )
+    draws = iter([0.0, 0.5, 1.0, 0.0])
+    service.evaluations.jitter = lambda: next(draws)
+    info = await service.evaluations.create(
+        settings(trained.held_out, ("fine-tuned", trained.fine_tuned), concurrency=1, limit=2)
+    )
+    done = await service.evaluations.execute(info.id)
+    assert (done.status, done.done, done.errors) == ("finished", 2, 0)
+    assert service.pauses == [7.0, 7.0]  # what the server asked, over the backoff's 0.5 and 1.5
+
+    trained.set_faults({"method": "POST", "path": "/v1/chat/completions", "kind": "rate_limit", "times": 2})
+    service.pauses.clear()
+    again = await service.evaluations.create(
+        settings(trained.held_out, ("fine-tuned", trained.fine_tuned), concurrency=1, limit=1)
+    )
+    await service.evaluations.execute(again.id)
+    assert service.pauses == [0.5 + 1.0 * 0.5, 1.0 + 0.0 * 1.0]  # half the backoff, plus a random half
+
+
 async def test_an_example_still_limited_after_its_tries_stores_the_error_and_retry_errors_asks_it_again(
     service, trained
 ):
@@ -305,6 +329,11 @@ async def test_a_model_grader_asks_its_judge_for_every_answer(service, trained, 
     # The ticket classifier answers a label, not a score: each is that example's grader error.
     results = await service.evaluations.results(info.id)
     assert all(r.error_kind == "grader" and "no score" in r.error for r in results)
+    # The judge's tokens were spent all the same: they are kept, and counted in the summary.
+    assert all(r.judge_prompt_tokens and r.judge_completion_tokens for r in results)
+    score = (await service.evaluations.summary(info.id)).scores[0]
+    assert score.judge_prompt_tokens == sum(r.judge_prompt_tokens for r in results)
+    assert score.judge_cost_usd == 0.0 == score.cost_usd  # the local backend costs no money
 
 
 # -- from a job, notes, the playground --------------------------------------------------------------
@@ -560,3 +589,22 @@ async def test_a_run_another_live_process_runs_cannot_be_deleted(service, traine
     await store.set_status(info.id, "interrupted")
     await service.evaluations.delete(info.id)
     assert await service.evaluations.run_info(info.id) is None
+
+
+def test_retry_after_reads_milliseconds_seconds_and_dates():
+    import email.utils
+    import time
+
+    from tunedeck.core.api import retry_after
+
+    class Response:
+        def __init__(self, **headers):
+            self.headers = {k.replace("_", "-"): v for k, v in headers.items()}
+
+    assert retry_after(Response(retry_after_ms="1500", retry_after="9")) == 1.5
+    assert retry_after(Response(retry_after="9")) == 9.0
+    soon = email.utils.formatdate(time.time() + 30, usegmt=True)
+    assert 25 < retry_after(Response(retry_after=soon)) <= 30
+    assert retry_after(Response(retry_after="soon")) is None
+    assert retry_after(Response()) is None and retry_after(None) is None
+    assert retry_after(Response(retry_after="-5")) == 0.0

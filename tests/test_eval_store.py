@@ -168,7 +168,7 @@ async def test_a_schema_3_cache_gains_the_evaluation_tables_and_keeps_its_rows(t
     assert [j["id"] for j in await cache.jobs("p")] == ["ftjob-a"]
     await cache.close()
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
     db.close()
 
 

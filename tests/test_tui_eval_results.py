@@ -66,13 +66,13 @@ async def wait_for(pilot, check, what: str, rounds: int = 500):
     raise AssertionError(f"never happened: {what}")
 
 
-async def finished_run(app, fine_tuned: str, data: Path):
+async def finished_run(app, fine_tuned: str, data: Path, system: str | None = None):
     """A run of base vs fine-tuned on the held-out tickets, created and run through the service."""
     evaluations = app.service.evaluations
     settings = EvalSettings(
         data_path=str(data),
         data_sha256="",
-        models=(ModelSpec(BUILTIN_BASE_MODEL, "base", "base"), ModelSpec(fine_tuned, "fine-tuned", "fine_tuned")),
+        models=(ModelSpec(BUILTIN_BASE_MODEL, "base", "base", system), ModelSpec(fine_tuned, "fine-tuned", "fine_tuned")),
     )
     info = await evaluations.create(settings)
     info = await evaluations.execute(info.id)
@@ -107,7 +107,7 @@ async def test_scores_and_the_selected_example_side_by_side(paths, trained):
     app = make_app(paths, backend)
     async with app.run_test(size=(120, 36)) as pilot:
         await start(pilot)
-        info, results, tuned_passes = await finished_run(app, fine_tuned, data)
+        info, results, tuned_passes = await finished_run(app, fine_tuned, data, system="Answer with the category.")
         screen = await open_results(pilot, info.id[:8])  # a prefix of the id opens it too
         assert screen.info is not None and screen.info.id == info.id
         shown = screen_text(app)
@@ -142,6 +142,7 @@ async def test_scores_and_the_selected_example_side_by_side(paths, trained):
         assert isinstance(app.screen, PlaygroundScreen)
         assert app.screen.model_field("a").value == BUILTIN_BASE_MODEL
         assert app.screen.model_field("b").value == fine_tuned
+        assert app.screen.query_one("#playground-system").value == "Answer with the category."  # the baseline's
         no_unexpected_errors(app)
 
 
@@ -199,21 +200,32 @@ async def test_each_filter_shows_its_rows(paths, trained):
         no_unexpected_errors(app)
 
 
-async def test_failure_notes_are_written_shown_and_kept(paths, trained):
+async def test_failure_notes_are_written_shown_and_kept(paths, trained, monkeypatch):
     backend, fine_tuned, data = trained
     app = make_app(paths, backend)
     async with app.run_test(size=(120, 36)) as pilot:
         await start(pilot)
         info, _, _ = await finished_run(app, fine_tuned, data)
+        evaluations, asked = app.service.evaluations, []
+        analyse = evaluations.analyse
+
+        async def recorded(run_id, model, model_key=None):
+            asked.append(model_key)
+            return await analyse(run_id, model, model_key)
+
+        monkeypatch.setattr(evaluations, "analyse", recorded)
         screen = await open_results(pilot, info.id)
         await pilot.press("a")
-        await wait_for(pilot, lambda: isinstance(app.screen, PickScreen), "the model picker")
+        await wait_for(pilot, lambda: isinstance(app.screen, PickScreen), "whose failures")
+        assert app.screen.names == ["fine-tuned", "base"]  # both failed some; the fine-tuned model first
+        await pilot.press("down", "enter")  # the base model's failures
+        await wait_for(pilot, lambda: isinstance(app.screen, PickScreen) and app.screen.names != ["fine-tuned", "base"], "the model picker")
         picker = app.screen
         assert fine_tuned in picker.names
         await pilot.press(*["down"] * picker.names.index(fine_tuned), "enter")
         await wait_for(pilot, lambda: screen.asking is None and screen.notes_shown, "the notes")
         stored = await app.service.evaluations.run_info(info.id)
-        assert stored.notes and stored.notes_model == fine_tuned
+        assert stored.notes and stored.notes_model == fine_tuned and asked == ["base"]
         assert screen.notes_shown == stored.notes  # the fine-tuned model answers a label, deterministically
         assert screen.showing_notes
         shown = screen_text(app)
@@ -248,6 +260,8 @@ async def test_no_model_to_write_notes_says_how_to_get_one(paths, trained, monke
         monkeypatch.setattr(app.service.evaluations, "analysis_models", none)
         screen = await open_results(pilot, info.id)
         await pilot.press("a")
+        await wait_for(pilot, lambda: isinstance(app.screen, PickScreen), "whose failures")
+        await pilot.press("enter")
         await wait_for(pilot, lambda: screen.analysis_error is not None, "the refusal")
         assert "no model that can write failure notes" in screen.analysis_error
         assert not isinstance(app.screen, PickScreen) and screen.showing_notes
@@ -295,6 +309,27 @@ async def test_a_changed_data_file_still_shows_the_answers(paths, trained, tmp_p
         assert "(empty answer)" in shown and first["fine-tuned"].answer in shown
 
 
+async def test_skipped_rows_are_counted_and_listed_with_their_line(paths, trained, tmp_path):
+    from tunedeck.tui.screens.listing import ListingScreen
+
+    backend, fine_tuned, data = trained
+    copy = tmp_path / "data.jsonl"
+    copy.write_text(data.read_text() + "not json\n" + json.dumps({"messages": [{"role": "user", "content": 7}]}) + "\n")
+    app = make_app(paths, backend)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await start(pilot)
+        info, _, _ = await finished_run(app, fine_tuned, copy)
+        screen = await open_results(pilot, info.id)
+        assert "2 rows skipped (s lists them)" in screen_text(app)
+        await pilot.press("s")
+        await wait_for(pilot, lambda: isinstance(app.screen, ListingScreen), "the skipped rows")
+        shown = screen_text(app)
+        assert f"line {EXAMPLES + 1}:" in shown and f"line {EXAMPLES + 2} (messages[0].content)" in shown
+        await pilot.press("escape")
+        await settle(pilot)
+        assert app.screen is screen
+
+
 async def test_an_unknown_run_says_so(paths):
     app = make_app(paths, connect=False)
     async with app.run_test(size=(80, 24)) as pilot:
@@ -302,7 +337,7 @@ async def test_an_unknown_run_says_so(paths):
         screen = await open_results(pilot, "eval-nope")
         assert screen.info is None and "no evaluation" in (screen.load_error or "")
         assert "no evaluation" in screen_text(app)
-        await pilot.press("f", "x", "y", "a", "t")  # nothing to act on: each says so, none fails
+        await pilot.press("f", "x", "y", "a", "t", "s")  # nothing to act on: each says so, none fails
         await settle(pilot)
         assert app.screen is screen
         no_unexpected_errors(app)

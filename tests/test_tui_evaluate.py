@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from conftest import eventually, generate_dataset
-from tui_support import bench_profile, make_app, open_job, settle
+from tui_support import bench_profile, burst, make_app, open_job, settle
 
 from tunedeck.core.api import Api
 from tunedeck.core.evaluate.runner import REFUSED_AFTER
@@ -472,9 +472,8 @@ async def test_fast_typing_adds_each_model_and_one_start_makes_one_run(paths, ma
         form = screen.form
         form.data_input.value = str(valid_file)
         form.query_one("#eval-model-id").focus()
-        # Enter, the next id and ctrl+s (twice) typed before the app catches up
-        await pilot.press(*MODEL, "enter", *"ft:other", "enter", "ctrl+s")
-        await pilot.press("ctrl+s")
+        # Enter, the next id and ctrl+s (twice) in one burst, as a terminal delivers fast typing
+        await burst(pilot, MODEL, "enter", "ft:other", "enter", "ctrl+s", "ctrl+s")
         await wait_for(pilot, lambda: gate.held and screen._starting is None, "the run going")
         await pilot.press("ctrl+s")  # once more, the run going: shown, not started again
         await pilot.pause()
@@ -483,6 +482,21 @@ async def test_fast_typing_adds_each_model_and_one_start_makes_one_run(paths, ma
         await wait_for(pilot, lambda: screen.runs and finished(screen), "the run to finish")
         assert [s.model for s in run_of(screen).settings.models] == [MODEL, "ft:other"]
         assert len(await app.service.evaluations.runs()) == 1  # one run for three ctrl+s
+        assert screen.summaries[run_of(screen).id] is not None
+
+        reads: list[str] = []
+        evaluations = app.service.evaluations
+        summary = evaluations.summary
+
+        async def counted(run_id: str):
+            reads.append(run_id)
+            return await summary(run_id)
+
+        monkeypatch.setattr(evaluations, "summary", counted)
+        loads = screen.loads
+        screen._load_runs()
+        await wait_for(pilot, lambda: screen.loads > loads, "the runs read again")
+        assert reads == []  # no answer since the last read: its scores are kept, not worked out again
 
         profile = app.state.profile_name
         form.models.focus()  # not a text field: the app's letters would leave or switch profile

@@ -52,3 +52,24 @@ def bench_profile(home, backend, monkeypatch) -> None:
         encoding="utf-8",
     )
     monkeypatch.setenv("BENCH_KEY", backend.api_key)
+
+
+KEY_CHARACTERS = {"enter": "\r", "tab": "\t", "shift+tab": None, "escape": "\x1b", "backspace": "\x7f", "space": " ",
+                  "up": None, "down": None, "left": None, "right": None, "home": None, "end": None, "ctrl+s": None}
+"""The key names `burst` sends as one key (anything else is typed character by character)."""
+
+
+async def burst(pilot, *keys: str) -> None:
+    """Keys as a fast typist's terminal (or a paste over SSH) delivers them: all queued at once,
+    nothing waits between them (`pilot.press` lets the app catch up after each key). A key is
+    a name in KEY_CHARACTERS or a string typed character by character."""
+    from textual import events
+    from textual.keys import _character_to_key
+
+    for key in keys:
+        if key in KEY_CHARACTERS:
+            pilot.app.post_message(events.Key(key, KEY_CHARACTERS[key]))
+            continue
+        for char in key:
+            pilot.app.post_message(events.Key(char if char.isalnum() else _character_to_key(char), char))
+    await settle(pilot)

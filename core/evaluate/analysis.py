@@ -62,8 +62,7 @@ def failure_sample(
 ) -> list[tuple[EvalExample, ExampleResult]]:
     """Up to `size` of `model_key`'s failures, the same for the same seed: first those another
     model passed, then the rest, each group drawn at random and listed in example order."""
-    by_index = {example.index: example for example in examples}
-    table = by_model(results, max(by_index, default=-1) + 1)
+    table = by_model(results, len(examples))  # an example's index is its position
     failures = sorted(i for i, r in table.get(model_key, {}).items() if is_failure(r))
     others = [rows for key, rows in table.items() if key != model_key]
     beaten = [i for i in failures if any(rows.get(i) is not None and rows[i].passed for rows in others)]
@@ -72,7 +71,7 @@ def failure_sample(
     rng = random.Random(seed)
     chosen = _draw(rng, beaten, size)
     chosen += _draw(rng, rest, size - len(chosen))
-    return [(by_index[i], table[model_key][i]) for i in chosen if i in by_index]
+    return [(examples[i], table[model_key][i]) for i in chosen]
 
 
 def _draw(rng: random.Random, indices: list[int], size: int) -> list[int]:
@@ -228,10 +227,9 @@ def _report_failures(settings: EvalSettings, examples: Sequence[EvalExample], re
     if not rows:
         return "## Failures\n\nNone."
     threshold = pass_threshold(settings.grader)
-    by_index = {example.index: example for example in examples}
     parts = [f"## Failures\n\n{len(rows)} examples where some model did not pass or erred."]
     for row in rows[:MAX_REPORT_FAILURES]:
-        parts.append(_report_failure(by_index[row.index], row.results, settings, threshold))
+        parts.append(_report_failure(examples[row.index], row.results, settings, threshold))
     if len(rows) > MAX_REPORT_FAILURES:
         parts.append(f"({len(rows) - MAX_REPORT_FAILURES} more not listed.)")
     return "\n\n".join(parts)

@@ -25,9 +25,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+from array import array
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any, overload
 
 from tunedeck.core.datasets.checker import BOM, is_blank, parse_line
 from tunedeck.core.datasets.messages import json_type
@@ -48,9 +50,54 @@ class ExamplesError(Exception):
     """The file cannot be read, or holds no row that can be evaluated."""
 
 
+class ExampleFile(Sequence[EvalExample]):
+    """A file's evaluable rows, read again from disk when asked for: only each row's byte
+    offset and line number are held (16 bytes a row), so a run over 100,000 rows costs no
+    more memory than one over 100. The rows were checked when the offsets were taken; a file
+    changed since raises `ExamplesError` at the row that no longer reads."""
+
+    def __init__(self, path: Path, offsets: array, lines: array) -> None:
+        self.path = Path(path)
+        self._offsets = offsets
+        self._lines = lines
+
+    def __len__(self) -> int:
+        return len(self._offsets)
+
+    @overload
+    def __getitem__(self, index: int) -> EvalExample: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[EvalExample]: ...
+    def __getitem__(self, index: int | slice) -> EvalExample | list[EvalExample]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        with open(self.path, "rb") as f:
+            return self._at(f, index)
+
+    def __iter__(self) -> Iterator[EvalExample]:
+        with open(self.path, "rb") as f:
+            for index in range(len(self)):
+                yield self._at(f, index)
+
+    def _at(self, f: IO[bytes], index: int) -> EvalExample:
+        offset, line = self._offsets[index], self._lines[index]
+        f.seek(offset)
+        raw = f.readline(MAX_LINE_BYTES + 1)
+        if offset == 0 and raw.startswith(BOM):
+            raw = raw[len(BOM) :]
+        try:
+            return _example(raw, line, index)[1]
+        except RowProblem as problem:
+            raise ExamplesError(f"{self.path}:{line}: changed since it was read ({problem.message})") from None
+
+
 @dataclass(frozen=True)
 class ExampleSet:
-    examples: list[EvalExample]
+    examples: Sequence[EvalExample]
     problems: list[ExampleProblem]
     method: str
     """"sft", "dpo" or "rft" when every example is of that kind, else "mixed"."""
@@ -128,51 +175,55 @@ class ProblemList:
         return [*self.items, more]
 
 
-def _read(path: Path, limit: int | None) -> tuple[list[EvalExample], list[ExampleProblem], set[str]]:
-    examples: list[EvalExample] = []
+def _read(path: Path, limit: int | None) -> tuple[ExampleFile, list[ExampleProblem], set[str]]:
+    offsets, lines = array("q"), array("q")
     problems = ProblemList()
     kinds: set[str] = set()
     if limit is not None and limit <= 0:
-        return examples, problems.listed(), kinds
+        return ExampleFile(path, offsets, lines), problems.listed(), kinds
     with open(path, "rb") as f:
-        for number, raw in _lines(f):
+        for number, offset, raw in _lines(f):
             if raw is None:
                 problems.add(ExampleProblem(number, None, f"the line is longer than {_size(MAX_LINE_BYTES)}"))
                 continue
             if is_blank(raw):
                 continue
             try:
-                kind, example = _example(raw, number, len(examples))
+                kind, _ = _example(raw, number, len(offsets))  # checked now, read again when asked
             except RowProblem as problem:
                 problems.add(ExampleProblem(number, problem.field, problem.message))
                 continue
-            examples.append(example)
+            offsets.append(offset)
+            lines.append(number)
             kinds.add(kind)
-            if limit is not None and len(examples) >= limit:
+            if limit is not None and len(offsets) >= limit:
                 break
-    return examples, problems.listed(), kinds
+    return ExampleFile(path, offsets, lines), problems.listed(), kinds
 
 
 def _size(n: int) -> str:
     return f"{n >> 20} MiB" if n >= 1 << 20 else f"{n} bytes"
 
 
-def _lines(f: IO[bytes]) -> Iterator[tuple[int, bytes | None]]:
-    """(1-based line number, bytes) for each line; None for a line over `MAX_LINE_BYTES`, whose
-    bytes are skipped without being kept. A BOM is dropped from the first line only."""
-    number = 0
+def _lines(f: IO[bytes]) -> Iterator[tuple[int, int, bytes | None]]:
+    """(1-based line number, byte offset, bytes) for each line; None for a line over
+    `MAX_LINE_BYTES`, whose bytes are skipped without being kept. A BOM is dropped from the
+    first line only."""
+    number = offset = 0
     while True:
         raw = f.readline(MAX_LINE_BYTES + 1)
         if not raw:
             return
         number += 1
+        start, offset = offset, offset + len(raw)
         if number == 1 and raw.startswith(BOM):
             raw = raw[len(BOM) :]
         if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
             _skip_rest_of_line(f)
-            yield number, None
+            offset = f.tell()
+            yield number, start, None
             continue
-        yield number, raw
+        yield number, start, raw
 
 
 def _skip_rest_of_line(f: IO[bytes]) -> None:

@@ -76,6 +76,9 @@ class Grade:
     score: float | None
     sub_scores: dict[str, float] = field(default_factory=dict)
     error: str | None = None
+    judge_prompt_tokens: int | None = None
+    """What asking the judge model cost (a model grader only; None when it was not asked)."""
+    judge_completion_tokens: int | None = None
 
 
 # -- choices ---------------------------------------------------------------------------------

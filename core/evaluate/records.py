@@ -252,6 +252,9 @@ class ExampleResult:
     completion_tokens: int | None = None
     seconds: float = 0.0
     finished_at: float = 0.0
+    judge_prompt_tokens: int | None = None
+    """The judge model's tokens for grading this answer (a model grader only)."""
+    judge_completion_tokens: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -49,7 +49,11 @@ class ModelScore:
     prompt_tokens: int
     completion_tokens: int
     cost_usd: float | None
-    """None when the model has no known price."""
+    """The answers and their judging together; None when the model (or the judge) has no known price."""
+    judge_prompt_tokens: int = 0
+    """The judge model's tokens spent grading this model's answers (a model grader only)."""
+    judge_completion_tokens: int = 0
+    judge_cost_usd: float | None = 0.0
 
 
 @dataclass(frozen=True)
@@ -124,7 +128,10 @@ def summarise(settings: EvalSettings, results: Sequence[ExampleResult], n_exampl
     """Each model's score, and the first model paired against each other one."""
     threshold = pass_threshold(settings.grader)
     table = by_model(results, n_examples)
-    scores = [_model_score(spec, table.get(spec.label, {}), n_examples, threshold, local) for spec in settings.models]
+    judge = settings.grader.judge_model if settings.grader.kind == "model" else None
+    scores = [
+        _model_score(spec, table.get(spec.label, {}), n_examples, threshold, local, judge) for spec in settings.models
+    ]
     pairs = []
     if settings.models:
         first = settings.models[0].label
@@ -134,12 +141,25 @@ def summarise(settings: EvalSettings, results: Sequence[ExampleResult], n_exampl
 
 
 def _model_score(
-    spec: ModelSpec, results: dict[int, ExampleResult], n_examples: int, threshold: float, local: bool
+    spec: ModelSpec,
+    results: dict[int, ExampleResult],
+    n_examples: int,
+    threshold: float,
+    local: bool,
+    judge: str | None = None,
 ) -> ModelScore:
     scored = [r.score for r in results.values() if r.score is not None]
     passes = sum(1 for r in results.values() if passed(r, threshold))
     prompt_tokens = sum(r.prompt_tokens or 0 for r in results.values())
     completion_tokens = sum(r.completion_tokens or 0 for r in results.values())
+    judge_prompt = sum(r.judge_prompt_tokens or 0 for r in results.values())
+    judge_completion = sum(r.judge_completion_tokens or 0 for r in results.values())
+    answers_cost = cost_usd(spec.model, prompt_tokens, completion_tokens, local=local)
+    judge_cost = (
+        cost_usd(judge, judge_prompt, judge_completion, local=local)
+        if judge and (judge_prompt or judge_completion)
+        else 0.0
+    )
     graded = len(scored)
     return ModelScore(
         key=spec.label,
@@ -157,7 +177,10 @@ def _model_score(
         missing=max(0, n_examples - len(results)),
         prompt_tokens=prompt_tokens,
         completion_tokens=completion_tokens,
-        cost_usd=cost_usd(spec.model, prompt_tokens, completion_tokens, local=local),
+        cost_usd=None if answers_cost is None or judge_cost is None else answers_cost + judge_cost,
+        judge_prompt_tokens=judge_prompt,
+        judge_completion_tokens=judge_completion,
+        judge_cost_usd=judge_cost,
     )
 
 

@@ -10,8 +10,9 @@ flight. What the cache already holds is skipped, so a run resumes where it stopp
 Failures, per example:
 
 - A rate limit, a server error (5xx) or a connection failure is tried again after a pause
-  that doubles (`backoff_s`, then 2x, 4x...; through the injectable `sleep`), `tries` times in
-  all; then the example stores a request error.
+  that doubles (up to `backoff_s`, then 2x, 4x..., the second half of each drawn at random
+  through the injectable `jitter`; never less than the server's `Retry-After`; through the
+  injectable `sleep`), `tries` times in all; then the example stores a request error.
 - Any other refusal (a 400, a 404 for a model that does not exist) is stored at once as the
   example's request error, and the run goes on.
 - A model whose every request so far was refused the same way with a 404 or 403
@@ -31,6 +32,8 @@ every stored result stays.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import random
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -53,6 +56,8 @@ TRIES = 4
 """Attempts per request for passing failures (rate limits, 5xx, connection), the first included."""
 BACKOFF_S = 1.0
 MAX_BACKOFF_S = 30.0
+MAX_RETRY_AFTER_S = 120.0
+"""The longest wait a server's `Retry-After` is honoured for (a longer one is a broken header)."""
 RETRIED_KINDS = ("rate_limit", "server", "connection")
 REFUSED_KINDS = ("not_found", "permission")
 REFUSED_AFTER = 3
@@ -102,19 +107,22 @@ class EvalRunner:
         clock: Clock = time.monotonic,
         wall_clock: Clock = time.time,
         sleep: Sleep = asyncio.sleep,
+        jitter: Callable[[], float] = random.random,
         tries: int = TRIES,
         backoff_s: float = BACKOFF_S,
     ) -> None:
         self.store = store
         self.info = info
         self.settings = info.settings
-        self.examples = list(examples)
+        self.examples = examples
+        """A list, or an `ExampleFile` that reads each row from disk when asked for."""
         self._call = call
         self._progress = progress
         self.retry_errors = retry_errors
         self._clock = clock
         self._wall_clock = wall_clock
         self._sleep = sleep
+        self._jitter = jitter
         self.tries = max(1, tries)
         self.backoff_s = backoff_s
         self._models = {spec.label: _ModelState() for spec in self.settings.models}
@@ -161,12 +169,18 @@ class EvalRunner:
                 marks[index] = 2 if erred else 1
 
     def _pending(self) -> Iterator[tuple[EvalExample, ModelSpec]]:
-        """Example by example, each model in the run's order: what has no result to keep."""
-        for example in self.examples:
-            for spec in self.settings.models:
-                mark = self._stored[spec.label][example.index]
-                if mark == 0 or (mark == 2 and self.retry_errors):
+        """Example by example, each model in the run's order: what has no result to keep. Only
+        those rows are read (a resumed run reads no row it has every answer for)."""
+        for index in range(len(self.examples)):
+            specs = [spec for spec in self.settings.models if self._wanted(spec, index)]
+            if specs:
+                example = self.examples[index]
+                for spec in specs:
                     yield example, spec
+
+    def _wanted(self, spec: ModelSpec, index: int) -> bool:
+        mark = self._stored[spec.label][index]
+        return mark == 0 or (mark == 2 and self.retry_errors)
 
     async def _worker(self, pending: Iterator[tuple[EvalExample, ModelSpec]]) -> None:
         # One shared iterator: `next` runs to completion between awaits, so no pair is taken twice.
@@ -225,6 +239,8 @@ class EvalRunner:
             error_kind="grader" if score is None else None,
             prompt_tokens=answer.prompt_tokens,
             completion_tokens=answer.completion_tokens,
+            judge_prompt_tokens=grade.judge_prompt_tokens,
+            judge_completion_tokens=grade.judge_completion_tokens,
             seconds=self._clock() - started,
             finished_at=self._wall_clock(),
         )
@@ -275,8 +291,18 @@ class EvalRunner:
             except ApiError as exc:
                 if exc.kind not in RETRIED_KINDS or attempt == self.tries - 1:
                     raise
-            await self._sleep(min(self.backoff_s * 2**attempt, MAX_BACKOFF_S))
+                await self._sleep(self._pause(attempt, exc.retry_after))
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _pause(self, attempt: int, retry_after: float | None) -> float:
+        """Before try `attempt + 2`: the doubled backoff, its second half drawn at random so
+        workers limited together do not come back together, and never less than the server
+        asked for."""
+        ceiling = min(self.backoff_s * 2**attempt, MAX_BACKOFF_S)
+        pause = ceiling / 2 + self._jitter() * ceiling / 2
+        if retry_after is not None:
+            pause = max(pause, min(retry_after, MAX_RETRY_AFTER_S))
+        return pause
 
     async def _grade(self, example: EvalExample, answer: str) -> Grade:
         from .graders import Grade, grade, judge_messages, parse_judge
@@ -286,7 +312,11 @@ class EvalRunner:
             judge = choice.judge_model or ""
             try:
                 judged = await self._ask(judge, judge_messages(example, answer), 0.0, None, None)
-                return parse_judge(judged.text)
+                return dataclasses.replace(
+                    parse_judge(judged.text),
+                    judge_prompt_tokens=judged.prompt_tokens,
+                    judge_completion_tokens=judged.completion_tokens,
+                )
             except ApiError as exc:
                 return Grade(None, {}, f"the judge {judge} could not be asked: {exc.message}")
             except Exception as exc:  # an unreadable reply is this example's, never the run's

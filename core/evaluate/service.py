@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import random
 import re
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -51,6 +52,8 @@ class Evaluations:
         """Seconds for the elapsed time and the ETA (tests drive it)."""
         self.sleep: Callable[[float], Any] = asyncio.sleep
         """The pause before a request is tried again (tests pass one that does not wait)."""
+        self.jitter: Callable[[], float] = random.random
+        """The random share of each pause (tests fix it)."""
         self.tries: int | None = None
         self.backoff_s: float | None = None
         self._active: set[str] = set()
@@ -154,6 +157,7 @@ class Evaluations:
             clock=self.clock,
             wall_clock=self.service.clock,
             sleep=self.sleep,
+            jitter=self.jitter,
             **knobs,
         )
         try:

@@ -32,7 +32,7 @@ RUN_ID_PREFIX = "eval-"
 _RUN_COLUMNS = "id, created_at, status, settings, examples, done, errors, skipped, notes, notes_model, owner"
 _RESULT_COLUMNS = (
     "model_key, example_index, answer, score, passed, sub_scores, error, error_kind, "
-    "prompt_tokens, completion_tokens, seconds, finished_at"
+    "prompt_tokens, completion_tokens, seconds, finished_at, judge_prompt_tokens, judge_completion_tokens"
 )
 _RESULT_COLUMNS_NO_ANSWER = _RESULT_COLUMNS.replace("answer,", "NULL,", 1)
 assert _RESULT_COLUMNS_NO_ANSWER != _RESULT_COLUMNS  # the same columns, the answer read as NULL
@@ -250,12 +250,13 @@ class EvalStore:
                 before = await cursor.fetchone()
             await db.execute(
                 f"INSERT INTO eval_results (profile, run_id, {_RESULT_COLUMNS}) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (profile, run_id, model_key, example_index) DO UPDATE SET "
                 "answer=excluded.answer, score=excluded.score, passed=excluded.passed, "
                 "sub_scores=excluded.sub_scores, error=excluded.error, error_kind=excluded.error_kind, "
                 "prompt_tokens=excluded.prompt_tokens, completion_tokens=excluded.completion_tokens, "
-                "seconds=excluded.seconds, finished_at=excluded.finished_at",
+                "seconds=excluded.seconds, finished_at=excluded.finished_at, "
+                "judge_prompt_tokens=excluded.judge_prompt_tokens, judge_completion_tokens=excluded.judge_completion_tokens",
                 row,
             )
             added = 0 if before is not None else 1
@@ -352,6 +353,8 @@ def _result_values(result: ExampleResult) -> tuple[Any, ...]:
         result.completion_tokens,
         result.seconds,
         result.finished_at,
+        result.judge_prompt_tokens,
+        result.judge_completion_tokens,
     )
 
 
@@ -388,7 +391,8 @@ def _run(row: Any) -> StoredRun | None:
 
 
 def _result(row: Any) -> ExampleResult:
-    key, index, answer, score, passed, sub_scores, error, error_kind, prompt, completion, seconds, finished = row
+    key, index, answer, score, passed, sub_scores, error, error_kind, prompt, completion, seconds, finished, *judge = row
+    judge_prompt, judge_completion = judge or (None, None)
     subs = _json(sub_scores, "sub-scores")
     if not isinstance(subs, dict):
         raise DamagedRow("a cached evaluation result's sub-scores are not an object")
@@ -405,4 +409,6 @@ def _result(row: Any) -> ExampleResult:
         completion_tokens=completion if isinstance(completion, int) else None,
         seconds=float(seconds or 0.0),
         finished_at=float(finished or 0.0),
+        judge_prompt_tokens=judge_prompt if isinstance(judge_prompt, int) else None,
+        judge_completion_tokens=judge_completion if isinstance(judge_completion, int) else None,
     )

@@ -15,6 +15,7 @@ from textual.widgets import DirectoryTree, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
 from ..safe_text import one_line, safe
+from ..widgets.ordered_input import OrderedInput
 from ..widgets.path_input import PathInput
 
 DATA_SUFFIXES = (".jsonl", ".json", ".ndjson", ".txt")
@@ -35,7 +36,7 @@ class AskScreen(ModalScreen[str | None]):
     def compose(self) -> ComposeResult:
         with Vertical(id="ask-box", classes="dialog"):
             yield Static(safe(self.question, "bold"))
-            yield Input(self._value, placeholder=self._placeholder, type=self._type, id="ask-input")  # type: ignore[arg-type]
+            yield OrderedInput(self._value, placeholder=self._placeholder, type=self._type, id="ask-input")  # type: ignore[arg-type]
             yield Static(Text("enter answers · escape cancels", style="dim"))
 
     def on_input_submitted(self, event: Input.Submitted) -> None:

@@ -73,6 +73,8 @@ class EvalResultsLoaded(Message):
     error: str | None = None
     rows: dict[str, list[ExampleRow]] | None = None
     """Each filter's rows, worked out in a thread (`f` only swaps them)."""
+    by_index: dict[int, EvalExample] | None = None
+    """The examples read from the file (in a thread), by index, when `examples` is new."""
 
 
 @dataclass(eq=False, repr=False)
@@ -142,6 +144,7 @@ class EvalResultsScreen(Screen):
         Binding("x", "export", "Export", id="eval_results.export", tooltip="Write the run as Markdown here"),
         Binding("y", "copy_answers", "Copy", id="eval_results.copy", tooltip="Copy the selected example's answers"),
         Binding("t", "playground", "Try models", id="eval_results.playground", tooltip="Chat with the first two models"),
+        Binding("s", "skipped", "Skipped", id="eval_results.skipped", tooltip="List the rows that could not be evaluated"),
     ]
 
     HELP = (
@@ -166,6 +169,8 @@ class EvalResultsScreen(Screen):
         """The example rows the filter shows (tests read them)."""
         self.counts: dict[str, int] = {}
         self.asking: str | None = None
+        self.analysis_key: str | None = None
+        """Whose failures the notes read (None: the core's default, the fine-tuned model)."""
         """The model asked for failure notes right now."""
         self.analysis_error: str | None = None
         self.exported: Path | None = None
@@ -268,12 +273,16 @@ class EvalResultsScreen(Screen):
         except ServiceError as exc:  # e.g. deleted meanwhile
             self.post_message(EvalResultsLoaded(None, error=str(exc)))
             return
-        examples, examples_error = self.example_set, None
+        examples, examples_error, by_index = self.example_set, None, None
         if examples is None:  # the data file is read once; results change, the data does not
+            from tunedeck.core.evaluate.examples import ExamplesError
+
             try:
                 examples = await evaluations.examples(info.id)
-            except (ServiceError, OSError) as exc:
-                examples_error = str(exc)
+                read = examples.examples
+                by_index = await asyncio.to_thread(lambda: {example.index: example for example in read})
+            except (ServiceError, OSError, ExamplesError) as exc:
+                examples, examples_error = None, str(exc)
         from tunedeck.core.evaluate.results import example_rows
 
         results = list(results)
@@ -282,7 +291,7 @@ class EvalResultsScreen(Screen):
             return {name: example_rows(info.settings, results, info.examples, filter=name) for name in FILTERS}
 
         rows = await asyncio.to_thread(every_filter)
-        self.post_message(EvalResultsLoaded(info, summary, results, examples, examples_error, rows=rows))
+        self.post_message(EvalResultsLoaded(info, summary, results, examples, examples_error, rows=rows, by_index=by_index))
 
     def on_eval_results_loaded(self, message: EvalResultsLoaded) -> None:
         message.stop()
@@ -297,9 +306,9 @@ class EvalResultsScreen(Screen):
         else:
             self.load_error = None
             self.info, self.summary, self.results = message.info, message.summary, message.results or []
-            if message.examples is not None:
+            if message.examples is not None and message.by_index is not None:
                 self.example_set = message.examples
-                self.examples = {example.index: example for example in message.examples.examples}
+                self.examples = message.by_index
             self.examples_error = message.examples_error
             self.every_rows = message.rows or {}
             self.by_example = {}
@@ -347,11 +356,15 @@ class EvalResultsScreen(Screen):
         text.append(info.status, style=style.get(info.status, "bold"))
         if info.status != "finished" and info.total:
             text.append(f" {info.done}/{info.total}")
-        text.append(f" · {info.examples} example{'s' if info.examples != 1 else ''} × {len(settings.models)} models")
+        models = len(settings.models)
+        text.append(f" · {info.examples} example{'s' if info.examples != 1 else ''} × {models} model{'s' if models != 1 else ''}")
         text.append(" · ")
         text.append_text(one_line(describe_grader(settings.grader)))
         if info.skipped:
-            text.append(f" · {len(info.skipped)} rows skipped", style="yellow")
+            from tunedeck.core.evaluate.records import skipped_rows
+
+            skipped = skipped_rows(info.skipped)
+            text.append(f" · {skipped} row{'s' if skipped != 1 else ''} skipped (s lists them)", style="yellow")
         text.append(" · ")
         text.append_text(one_line(Path(settings.data_path).name, "dim"))
         if self.examples_error:
@@ -483,6 +496,20 @@ class EvalResultsScreen(Screen):
     def _show_notes_pane(self) -> None:
         self.query_one("#eval-detail", ContentSwitcher).current = "eval-notes-box"
 
+    def action_skipped(self) -> None:
+        if self.info is None or not self.info.skipped:
+            self.notify("no row was skipped: every row of the file was evaluated", markup=False)
+            return
+        from tunedeck.core.evaluate.records import skipped_rows
+
+        from .listing import ListingScreen
+
+        info = self.info
+        count = skipped_rows(info.skipped)
+        title = f"{count} row{'s' if count != 1 else ''} of {Path(info.settings.data_path).name} could not be evaluated"
+        lines = [problem.describe() for problem in info.skipped]
+        self.app.push_screen(ListingScreen(title, lines, "fix them in the file, then evaluate again"))
+
     def action_analyse(self) -> None:
         if self.info is None:
             self.notify("the run is not loaded yet", markup=False)
@@ -491,7 +518,31 @@ class EvalResultsScreen(Screen):
             self.notify(f"already asking {clean(self.asking)}", markup=False)
             return
         self.analysis_error = None
-        self._list_analysis_models(self.info.id)
+        failing = self._failing_models()
+        if len(failing) <= 1:  # one model to read (or none: the core says there is nothing to)
+            self.analysis_key = next(iter(failing), None)
+            self._list_analysis_models(self.info.id)
+            return
+        from .pick import PickScreen
+
+        def picked(key: str | None) -> None:
+            if key and self.info is not None:
+                self.analysis_key = key
+                self._list_analysis_models(self.info.id)
+
+        self.app.push_screen(PickScreen("Whose failures should be read?", failing), picked)
+
+    def _failing_models(self) -> dict[str, str]:
+        """Each model with failures (fine-tuned ones first) -> a line saying how many."""
+        if self.summary is None or self.info is None:
+            return {}
+        kinds = {spec.label: spec.kind for spec in self.info.settings.models}
+        lines = {}
+        for score in sorted(self.summary.scores, key=lambda s: kinds.get(s.key) != "fine_tuned"):
+            failures = score.graded - score.passes + score.errors
+            if failures:
+                lines[score.key] = f"{score.key} · {failures} failure{'s' if failures != 1 else ''} · {score.model}"
+        return lines
 
     @work(group=ANALYSIS_WORKERS, exclusive=True, exit_on_error=False, description="list models for failure notes")
     async def _list_analysis_models(self, run_id: str) -> None:
@@ -508,7 +559,7 @@ class EvalResultsScreen(Screen):
             if not models:
                 # Asking with no model named picks the first suitable one; with none, its
                 # ServiceError says how to get one (the words live in the core, for both front ends).
-                notes = await evaluations.analyse(run_id, "")
+                notes = await evaluations.analyse(run_id, "", self.analysis_key)
                 info = await evaluations.run_info(run_id)
                 self.post_message(AnalysisWritten((info.notes_model if info else None) or "a model", notes))
                 return
@@ -555,7 +606,7 @@ class EvalResultsScreen(Screen):
             self.post_message(AnalysisWritten(model, None, "the profile is not open yet"))
             return
         try:
-            notes = await service.evaluations.analyse(run_id, model)
+            notes = await service.evaluations.analyse(run_id, model, self.analysis_key)
         except ServiceError as exc:
             self.post_message(AnalysisWritten(model, None, str(exc)))
         except ApiError as exc:
@@ -584,7 +635,7 @@ class EvalResultsScreen(Screen):
         if self.info is None or self.summary is None:
             self.notify("the run is not loaded yet", markup=False)
             return
-        examples = list(self.example_set.examples) if self.example_set is not None else []
+        examples = [self.examples[i] for i in sorted(self.examples)]  # read once, when the run loaded
         self._export(self.info, self.summary, examples, list(self.results))
 
     @work(group=EXPORT_WORKERS, exit_on_error=False, description="export the evaluation as Markdown")
@@ -626,8 +677,11 @@ class EvalResultsScreen(Screen):
             return
         from .playground import PlaygroundScreen
 
-        models = [spec.model for spec in self.info.settings.models[:2]]
-        self.app.push_screen(PlaygroundScreen(models))
+        specs = self.info.settings.models[:2]
+        # The playground has one system prompt for both sides: the prompted baseline's, when
+        # the run has one (its answers were given under it).
+        system = next((spec.system_prompt for spec in specs if spec.system_prompt), None)
+        self.app.push_screen(PlaygroundScreen([spec.model for spec in specs], system))
 
     def on_resize(self) -> None:
         # A drag sends many sizes: fit once it rests.

@@ -50,6 +50,7 @@ class RunsLoaded(Message):
 
     runs: list[EvalRunInfo]
     summaries: dict[str, EvalSummary | None]
+    summary_keys: dict[str, tuple[int, int, str]]
 
 
 @dataclass(eq=False, repr=False)
@@ -101,6 +102,8 @@ class EvaluateScreen(Screen):
         """Requests this screen made (their answers are its to show)."""
         self.runs: list[EvalRunInfo] = []
         self.summaries: dict[str, EvalSummary | None] = {}
+        self.summary_keys: dict[str, tuple[int, int, str]] = {}
+        """Each summary's run as it was when read (answers, errors, status): read again once it moves."""
         self.loads = 0
         """Times the run list was read (tests wait on it)."""
         self.status_text = ""
@@ -167,22 +170,24 @@ class EvaluateScreen(Screen):
 
         service = self.state.service
         if service is None:
-            self.post_message(RunsLoaded([], {}))
+            self.post_message(RunsLoaded([], {}, {}))
             return
         evaluations = service.evaluations
         runs = await evaluations.runs()
         summaries: dict[str, EvalSummary | None] = {}
+        keys: dict[str, tuple[int, int, str]] = {}
         for info in runs[:SUMMARY_LIMIT]:
-            if info.id in self.summaries and info.id not in self.state.evaluations:
-                summaries[info.id] = self.summaries[info.id]
+            key = keys[info.id] = (info.done, info.errors, info.status)
+            if self.summary_keys.get(info.id) == key and info.id in self.summaries:
+                summaries[info.id] = self.summaries[info.id]  # no answer since: the same scores
                 continue
             if not info.done:
                 continue
             try:
-                summaries[info.id] = await evaluations.summary(info.id)
+                summaries[info.id] = await evaluations.summary(info.id)  # worked out in a thread
             except ServiceError:
                 summaries[info.id] = None
-        self.post_message(RunsLoaded(runs, summaries))
+        self.post_message(RunsLoaded(runs, summaries, keys))
 
     def on_runs_loaded(self, message: RunsLoaded) -> None:
         message.stop()
@@ -190,6 +195,7 @@ class EvaluateScreen(Screen):
         self.loads += 1
         self.runs = message.runs
         self.summaries = {**self.summaries, **message.summaries}
+        self.summary_keys = {**self.summary_keys, **message.summary_keys}
         self.table.show_runs(self.runs, self.state.evaluations, self.summaries)
         if self._to_select is not None and self.table.select_run(self._to_select):
             self._to_select = None
@@ -234,7 +240,7 @@ class EvaluateScreen(Screen):
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if pass_on_failure(self, event) and event.worker.group == RUNS_WORKERS:
-            self.post_message(RunsLoaded(self.runs, {}))
+            self.post_message(RunsLoaded(self.runs, {}, {}))
 
     # -- the runs' news ----------------------------------------------------------------------
 

@@ -50,6 +50,7 @@ from tunedeck.core.paths import AppPaths
 
 from ..safe_text import clean, one_line, safe
 from ..state import pass_on_failure
+from ..widgets.ordered_input import OrderedInput
 from .confirm import ConfirmScreen
 from .dataset_prompts import AskScreen
 
@@ -140,8 +141,8 @@ class GraderEditorScreen(Screen[dict | None]):
                     yield Static(id="grader-problems")
                     yield Static(id="grader-references")
             with Horizontal(id="grader-run-row"):
-                yield Input(placeholder="row", type="integer", id="grader-line", tooltip="Line of the dataset (from 1)")
-                yield Input(placeholder="a sample answer to grade", id="grader-sample")
+                yield OrderedInput(placeholder="row", type="integer", id="grader-line", tooltip="Line of the dataset (from 1)")
+                yield OrderedInput(placeholder="a sample answer to grade", id="grader-sample")
                 yield Button("Test run  ctrl+t", id="grader-run")
             yield Static(id="grader-result")
         yield Footer()

@@ -21,6 +21,7 @@ from ..safe_text import one_line
 from ..state import AppState, host
 from ..widgets.header import AppHeader
 from ..widgets.jobs_table import COLUMNS, JobsTable, describe_sort, short_id
+from ..widgets.ordered_input import OrderedInput
 
 if TYPE_CHECKING:  # pragma: no cover
     from tunedeck.core.records import JobRow
@@ -54,7 +55,7 @@ class JobsScreen(Screen):
 
     def compose(self) -> ComposeResult:
         yield AppHeader("Jobs", id="header")
-        field = Input(placeholder="filter: id, model, status, method, suffix, fine-tuned model", id="jobs-filter", compact=True)
+        field = OrderedInput(placeholder="filter: id, model, status, method, suffix, fine-tuned model", id="jobs-filter", compact=True)
         field.display = False  # opened by "/"; never the first thing focused
         yield field
         yield Static(id="jobs-note")

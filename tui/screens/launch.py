@@ -42,6 +42,7 @@ from ..service_actions import MODELS_WORKERS
 from ..state import AppState, host
 from ..widgets.header import AppHeader
 from ..widgets.marked_radio import MarkedRadioButton
+from ..widgets.ordered_input import OrderedInput
 from ..widgets.path_input import PathInput
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -152,7 +153,7 @@ class LaunchScreen(Screen):
                 yield Select[str]([], prompt="models load when connected", id="model-select", allow_blank=True, compact=True)
             with Horizontal(classes="launch-row"):
                 yield Label("…or type one", classes="field-label")
-                yield Input(
+                yield OrderedInput(
                     request.model,
                     placeholder="model id, ft: model or checkpoint (continue training)",
                     id="model-custom",
@@ -196,7 +197,7 @@ class LaunchScreen(Screen):
                         compact=True,
                     )
                 else:
-                    yield Input(
+                    yield OrderedInput(
                         value, placeholder=spec.placeholder, id=field_id(spec.key), tooltip=spec.help or None, compact=True
                     )
 

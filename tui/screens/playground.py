@@ -29,6 +29,7 @@ from textual.worker import Worker
 from ..safe_text import clean
 from ..state import AppState, host, pass_on_failure
 from ..widgets.header import AppHeader
+from ..widgets.ordered_input import OrderedInput
 from ..widgets.playground_column import PlaygroundColumn
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -118,22 +119,22 @@ class PlaygroundScreen(Screen):
         with Horizontal(id="playground-models"):
             for side in SIDES:
                 yield Static(Text(f" {side.upper()} ", style="bold reverse"), classes="playground-label")
-                yield Input(
+                yield OrderedInput(
                     placeholder="model (type, or ctrl+o picks)", id=f"playground-model-{side}", compact=True
                 )
         with Horizontal(id="playground-settings"):
             yield Static("system ", classes="playground-label")
-            yield Input(clean(self.system_prompt), placeholder="system prompt (optional)", id="playground-system", compact=True)
+            yield OrderedInput(clean(self.system_prompt), placeholder="system prompt (optional)", id="playground-system", compact=True)
             yield Static(" temperature ", classes="playground-label")
-            yield Input(str(DEFAULT_TEMPERATURE), type="number", id="playground-temperature", compact=True)
+            yield OrderedInput(str(DEFAULT_TEMPERATURE), type="number", id="playground-temperature", compact=True)
             yield Static(" max tokens ", classes="playground-label")
-            yield Input(str(DEFAULT_MAX_TOKENS), type="integer", id="playground-max-tokens", compact=True)
+            yield OrderedInput(str(DEFAULT_MAX_TOKENS), type="integer", id="playground-max-tokens", compact=True)
         with Horizontal(id="playground-columns"):
             for side in SIDES:
                 yield PlaygroundColumn(side, id=f"playground-column-{side}")
         with Horizontal(id="playground-ask"):
             yield Static(Text("› ", style="bold"), classes="playground-label")
-            yield Input(placeholder="ask both models · enter sends · ctrl+l clears", id="playground-prompt", compact=True)
+            yield OrderedInput(placeholder="ask both models · enter sends · ctrl+l clears", id="playground-prompt", compact=True)
         yield Footer()
 
     @property

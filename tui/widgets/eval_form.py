@@ -26,6 +26,7 @@ from tunedeck.core.evaluate.records import EvalSettings, GraderChoice, ModelSpec
 
 from ..safe_text import clean, safe
 from .eval_form_models import EvalModelList, default_label, kind_of
+from .ordered_input import OrderedInput
 from .path_input import PathInput
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -125,17 +126,19 @@ class EvalForm(VerticalScroll):
             yield Select[str]([], prompt="the profile's models load when connected", id="eval-model-select", compact=True)
         with Horizontal(classes="eval-row"):
             yield Label("…or type one", classes="eval-label")
-            yield Input(placeholder="model id, ft: model or checkpoint (enter adds it)", id="eval-model-id", compact=True)
+            yield OrderedInput(
+                placeholder="model id, ft: model or checkpoint (enter adds it)", id="eval-model-id", compact=True, clear_on_submit=True
+            )
         with Horizontal(classes="eval-row"):
             yield Label("System prompt", classes="eval-label")
-            yield Input(
+            yield OrderedInput(
                 placeholder="optional: replaces the rows' own (a base model with one: the prompted baseline)",
                 id="eval-system",
                 compact=True,
             )
         with Horizontal(classes="eval-row"):
             yield Label("Label", classes="eval-label")
-            yield Input(placeholder="optional: a short name (default: from the model)", id="eval-label", compact=True)
+            yield OrderedInput(placeholder="optional: a short name (default: from the model)", id="eval-label", compact=True)
             yield Button("Add", id="eval-add", compact=True)
         yield Static(id="eval-models-note", classes="eval-note")
         with Horizontal(classes="eval-row"):
@@ -157,10 +160,10 @@ class EvalForm(VerticalScroll):
             )
         with Horizontal(classes="eval-row eval-grader-setting", id="eval-fields-row"):
             yield Label("JSON fields", classes="eval-label")
-            yield Input(placeholder="optional: the fields compared, comma-separated (default: all)", id="eval-fields", compact=True)
+            yield OrderedInput(placeholder="optional: the fields compared, comma-separated (default: all)", id="eval-fields", compact=True)
         with Horizontal(classes="eval-row eval-grader-setting", id="eval-judge-row"):
             yield Label("Judge model", classes="eval-label")
-            yield Input(placeholder="the model that scores each answer 0..1 against the reference", id="eval-judge", compact=True)
+            yield OrderedInput(placeholder="the model that scores each answer 0..1 against the reference", id="eval-judge", compact=True)
         with Horizontal(classes="eval-row eval-grader-setting", id="eval-grader-file-row"):
             yield Label("Grader file", classes="eval-label")
             yield PathInput(
@@ -168,20 +171,20 @@ class EvalForm(VerticalScroll):
             )
         with Horizontal(classes="eval-row"):
             yield Label("Pass at", classes="eval-label")
-            yield Input(placeholder="default: 1.0 for a match, 0.5 for a score", id="eval-pass", compact=True)
+            yield OrderedInput(placeholder="default: 1.0 for a match, 0.5 for a score", id="eval-pass", compact=True)
         yield Static(id="eval-grader-note", classes="eval-note")
         with Horizontal(classes="eval-row"):
             yield Label("Temperature", classes="eval-label")
-            yield Input("0", id="eval-temperature", compact=True, tooltip="0 answers the same each time")
+            yield OrderedInput("0", id="eval-temperature", compact=True, tooltip="0 answers the same each time")
         with Horizontal(classes="eval-row"):
             yield Label("Max tokens", classes="eval-label")
-            yield Input("256", id="eval-max-tokens", compact=True, tooltip="The longest answer asked for")
+            yield OrderedInput("256", id="eval-max-tokens", compact=True, tooltip="The longest answer asked for")
         with Horizontal(classes="eval-row"):
             yield Label("Concurrency", classes="eval-label")
-            yield Input("4", id="eval-concurrency", compact=True, tooltip="Requests in flight at once")
+            yield OrderedInput("4", id="eval-concurrency", compact=True, tooltip="Requests in flight at once")
         with Horizontal(classes="eval-row"):
             yield Label("Limit", classes="eval-label")
-            yield Input(placeholder="all rows (or the first N)", id="eval-limit", compact=True)
+            yield OrderedInput(placeholder="all rows (or the first N)", id="eval-limit", compact=True)
         yield Static(id="eval-sampling-note", classes="eval-note")
         with Horizontal(id="eval-buttons"):
             yield Button("Start  ctrl+s", id="eval-start", variant="primary", compact=True)
@@ -281,8 +284,8 @@ class EvalForm(VerticalScroll):
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
         if event.input.id == "eval-model-id":
-            # What was submitted, not what the field holds by now: keys typed fast after
-            # Enter are already in it, and belong to the next model.
+            # The field emptied itself on Enter: what it holds by now was typed after, and
+            # belongs to the next model.
             self.add_model(event.value)
         elif event.input.id in ("eval-system", "eval-label"):
             self.add_model()
@@ -304,7 +307,8 @@ class EvalForm(VerticalScroll):
 
     def add_model(self, submitted: str | None = None) -> ModelSpec | None:
         """The typed (or picked) model as a new row; its label from the model when none is typed.
-        `submitted`: the id field's text when Enter was pressed (only that much is taken)."""
+        `submitted`: the id field's text when Enter was pressed (the field is empty since; it gets
+        the text back when the model is refused)."""
         id_field = self.query_one("#eval-model-id", Input)
         typed = (id_field.value if submitted is None else submitted).strip()
         picked = self._picked
@@ -318,6 +322,8 @@ class EvalForm(VerticalScroll):
         taken = self.models.labels
         label = label_field.value.strip()
         if label and label in taken:
+            if submitted is not None:
+                id_field.value = submitted + id_field.value
             self.show_problem("models", f"The label {label!r} is taken: labels key the results.", "#eval-label")
             label_field.focus()
             return None
@@ -325,8 +331,8 @@ class EvalForm(VerticalScroll):
         self.models.add_spec(spec)
         for field in (label_field, self.query_one("#eval-system", Input)):
             field.value = ""
-        rest = id_field.value
-        id_field.value = rest[len(submitted):] if submitted is not None and rest.startswith(submitted) else ""
+        if submitted is None:
+            id_field.value = ""
         self._picked = None
         self.clear_problem("models")
         id_field.focus()
@@ -414,9 +420,12 @@ class EvalForm(VerticalScroll):
             return None
         path = Path(raw).expanduser()
         try:
+            if path.exists() and not path.is_file():  # a folder, or a pipe that would block the read
+                raise ValueError("not a regular file")
             if path.stat().st_size > MAX_GRADER_FILE:
                 raise ValueError("over 1 MB: not a grader")
-            grader = json.loads(path.read_text(encoding="utf-8"))  # a small file: read here
+            # A regular file of at most 1 MB: read here, well inside a frame.
+            grader = json.loads(path.read_text(encoding="utf-8"))
         except OSError as exc:
             problems.append(_Problem("grader", f"{path}: {exc.strerror or exc}", "#eval-grader-file"))
             return None

@@ -11,7 +11,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import ProgressBar, Static
 
-from tunedeck.core.describe import duration_text
+from tunedeck.core.describe import duration_text, eta_text
 
 from ..safe_text import one_line
 
@@ -30,7 +30,7 @@ def progress_line(info: EvalRunInfo, progress: EvalProgress | None) -> Text:
     if progress is not None:
         text.append(f" · {duration_text(progress.elapsed_s, compact=True)}")
         text.append(" · ETA ")
-        text.append(duration_text(progress.eta_s, compact=True) if progress.eta_s is not None else "…", style="bold")
+        text.append(eta_text(progress.eta_s) if progress.eta_s is not None else "…", style="bold")
         text.append("  c cancels (it resumes)", style="dim")
         return text
     status = info.status

@@ -92,9 +92,19 @@ def score_cells(score: ModelScore, model_width: int = 32) -> dict[str, Text]:
         "score": interval_text(score.mean, score.interval),
         "pass": pass_rate,
         "errors": errors_text(score),
-        "tokens": Text(f"{tokens_text(score.prompt_tokens)} / {tokens_text(score.completion_tokens)}", end=""),
+        "tokens": tokens_cell(score),
         "cost": cost_text(score.cost_usd),
     }
+
+
+def tokens_cell(score: ModelScore) -> Text:
+    """Prompt / completion tokens of the answers, and the judge's when a judge model graded them
+    (the cost column counts both)."""
+    text = Text(f"{tokens_text(score.prompt_tokens)} / {tokens_text(score.completion_tokens)}", end="")
+    judged = score.judge_prompt_tokens + score.judge_completion_tokens
+    if judged:
+        text.append(f" +{tokens_text(judged)} judge", style="dim")
+    return text
 
 
 def fitted_columns(summary: EvalSummary, width: int) -> tuple[tuple[str, ...], int]:

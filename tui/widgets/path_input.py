@@ -13,12 +13,12 @@ from typing import Any
 
 from textual.binding import Binding
 from textual.suggester import SuggestFromList
-from textual.widgets import Input
 
 from ..safe_text import clean
+from .ordered_input import OrderedInput
 
 
-class PathInput(Input):
+class PathInput(OrderedInput):
     """Tab completes the path typed as a shell does (the longest shared name; a second Tab
     with nothing more to complete moves on to the next field)."""
 
