@@ -322,14 +322,14 @@ async def test_too_few_examples_fail_the_job(client, backend):
 @pytest.mark.parametrize(
     ("bad_line", "expected"),
     [
-        ('{"messages": [', "Line 4: not valid JSON"),
-        ('[1, 2]', "Line 4: each line must be a JSON object"),
-        ('{"msgs": []}', "Line 4: not an example in the chat format"),
+        ('{"messages": [', "Example 4 (line 4): not valid JSON"),
+        ('[1, 2]', "Example 4 (line 4): each line must be a JSON object"),
+        ('{"msgs": []}', "Example 4 (line 4): not an example in the chat format"),
         (
             '{"messages": [{"content": "hi"}, {"role": "assistant", "content": "yo"}]}',
-            "Line 4, message 1: 'role' is missing",
+            "Example 4 (line 4), message 1: 'role' is missing",
         ),
-        ('{"messages": [{"role": "user", "content": "hi"}]}', "Line 4: the example has no assistant message"),
+        ('{"messages": [{"role": "user", "content": "hi"}]}', "Example 4 (line 4): the example has no assistant message"),
     ],
 )
 async def test_a_bad_line_fails_the_job_naming_the_line(client, backend, bad_line, expected):
@@ -338,6 +338,14 @@ async def test_a_bad_line_fails_the_job_naming_the_line(client, backend, bad_lin
     job = await failed_job(client, backend, rows)
     assert (job.error.code, job.error.param) == ("invalid_training_file", "training_file")
     assert expected in job.error.message
+
+
+async def test_the_example_number_counts_examples_and_the_line_counts_lines(client, backend):
+    rows: list[Any] = sft_rows(12)
+    rows[1:1] = ["", "   "]  # blank lines are no examples
+    rows.insert(5, '{"messages": [{"content": "hi"}, {"role": "assistant", "content": "yo"}]}')
+    job = await failed_job(client, backend, rows)
+    assert "Example 4 (line 6), message 1: 'role' is missing" in job.error.message
 
 
 async def test_a_bad_validation_file_names_itself(client, backend):

@@ -267,7 +267,7 @@ def test_a_bad_line_names_the_example(client, backend):
     rows[6] = {"messages": [{"role": "user", "content": "hi"}, {"content": "no role"}]}
     error = failed(client, backend, rows)
     assert (error.code, error.param) == ("invalid_training_file", "training_file")
-    assert "Line 7, message 2: 'role' is missing" in error.message
+    assert "Example 7 (line 7), message 2: 'role' is missing" in error.message
 
 
 def test_a_bad_validation_file(client, backend):

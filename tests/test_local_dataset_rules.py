@@ -134,7 +134,7 @@ def test_the_app_and_the_backend_agree_on_a_row(tmp_path, fmt, row):
     app_errors = [(code, field) for code, field, _ in check_object(row, fmt)[0] if code in ERRORS]
     failed = backend_verdict(write(tmp_path / "train.jsonl", [*VALID[fmt], row]), fmt)
     if app_errors:
-        assert failed is not None and failed.startswith("Invalid file format. Line 11"), (app_errors, failed)
+        assert failed is not None and failed.startswith("Invalid file format. Example 11 (line 11)"), (app_errors, failed)
     else:
         assert failed is None, failed
 
@@ -151,11 +151,11 @@ def test_the_streaming_validator_agrees_too(tmp_path):
     ("row", "where"),
     [
         (chat(U, {"role": "assistant", "tool_calls": [{"id": "c", "function": {"name": "f", "arguments": 1}}]}),
-         "Line 11, message 2, tool_calls[0].function.arguments: 'arguments' must be a JSON string"),
-        (chat({**U, "mood": 1}, A), "Line 11, message 1: messages may not have the key 'mood'"),
-        (chat(U, A, tools=[{"type": "function", "function": {}}]), "Line 11, tools[0].function.name: "),
-        (chat({"role": "user", "content": [{"type": "text", "text": 5}]}, A), "Line 11, message 1, content[0].text: "),
-        (chat(U, {"role": "assistant", "content": ""}), "Line 11, message 2: the message's content is empty"),
+         "Example 11 (line 11), message 2, tool_calls[0].function.arguments: 'arguments' must be a JSON string"),
+        (chat({**U, "mood": 1}, A), "Example 11 (line 11), message 1: messages may not have the key 'mood'"),
+        (chat(U, A, tools=[{"type": "function", "function": {}}]), "Example 11 (line 11), tools[0].function.name: "),
+        (chat({"role": "user", "content": [{"type": "text", "text": 5}]}, A), "Example 11 (line 11), message 1, content[0].text: "),
+        (chat(U, {"role": "assistant", "content": ""}), "Example 11 (line 11), message 2: the message's content is empty"),
     ],
 )  # fmt: skip
 def test_the_job_error_names_the_line_and_the_field(tmp_path, row, where):
@@ -166,13 +166,13 @@ def test_the_job_error_names_the_line_and_the_field(tmp_path, row, where):
 def test_dpo_and_rft_errors_name_the_message(tmp_path):
     bad_input = dpo(input={"messages": [U, {"content": "x"}]})
     failed = backend_verdict(write(tmp_path / "a.jsonl", [*VALID["dpo"], bad_input]), "dpo")
-    assert failed is not None and "Line 11, input, message 2: 'role' is missing" in failed
+    assert failed is not None and "Example 11 (line 11), input, message 2: 'role' is missing" in failed
     bad_answer = dpo(non_preferred_output=[{"role": "user", "content": "x"}])
     failed = backend_verdict(write(tmp_path / "b.jsonl", [*VALID["dpo"], bad_answer]), "dpo")
-    assert failed is not None and "Line 11, non_preferred_output, message 1: " in failed
+    assert failed is not None and "Example 11 (line 11), non_preferred_output, message 1: " in failed
     system = chat(S, U, answer="x")
     failed = backend_verdict(write(tmp_path / "c.jsonl", [*VALID["rft"], system]), "rft")
-    assert failed is not None and "Line 11, message 1: RFT prompts may not use 'system'" in failed
+    assert failed is not None and "Example 11 (line 11), message 1: RFT prompts may not use 'system'" in failed
     robot = chat({"role": "robot", "content": "x"}, U, answer="x")
     failed = backend_verdict(write(tmp_path / "d.jsonl", [*VALID["rft"], robot]), "rft")
     assert failed is not None and "unknown role 'robot' (expected one of developer, user, assistant, tool)" in failed

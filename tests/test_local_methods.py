@@ -142,6 +142,17 @@ async def test_a_higher_beta_keeps_the_model_closer_to_its_reference(client, bac
 # -- RFT ----------------------------------------------------------------------------------------
 
 
+async def test_an_rft_job_reads_reasoning_effort_default_while_it_validates(client, backend, tmp_path):
+    training = await upload(client, generate_dataset("rft", 20, tmp_path / "r.jsonl", "--learnable"))
+    method = {"type": "reinforcement", "reinforcement": {"grader": EXACT}}
+    job = await client.fine_tuning.jobs.create(model=BUILTIN_BASE_MODEL, training_file=training, method=method)
+    hyper = job.method.reinforcement.hyperparameters
+    assert job.status == "validating_files"
+    # "auto" is not a reasoning effort the API knows: the job says "default" from the start.
+    assert hyper.reasoning_effort == "default" and hyper.compute_multiplier == "auto"
+    assert (await client.fine_tuning.jobs.retrieve(job.id)).method.reinforcement.hyperparameters.reasoning_effort == "default"
+
+
 async def test_rft_raises_the_reward_and_keeps_the_best_checkpoints(client, backend, tmp_path):
     training = await upload(client, generate_dataset("rft", 200, tmp_path / "r.jsonl", "--learnable"))
     valid_path = generate_dataset("rft", 60, tmp_path / "v.jsonl", "--learnable", "--seed", "11")

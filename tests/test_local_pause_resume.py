@@ -73,8 +73,23 @@ async def test_pause_checkpoints_and_resume_carries_on_from_the_next_step(client
     messages = [e.message for e in await events(client, job.id)]
     assert "Fine-tuning job resumed, moving job to queued state; training continues from step 8" in messages
     assert "Fine-tuning job continued from step 8/60" in messages
-    steps = [c.step_number for c in (await client.fine_tuning.jobs.checkpoints.list(job.id)).data]
-    assert sorted(steps) == [7, 20, 40, 60]
+    listed = (await client.fine_tuning.jobs.checkpoints.list(job.id)).data
+    assert [c.step_number for c in listed] == [60, 40, 20, 7]  # newest step first, the pause's among them
+    first = await client.fine_tuning.jobs.checkpoints.list(job.id, limit=2)
+    assert [c.step_number for c in first.data] == [60, 40] and first.has_more
+    rest = await client.fine_tuning.jobs.checkpoints.list(job.id, limit=2, after=first.data[-1].id)
+    assert [c.step_number for c in rest.data] == [20, 7] and not rest.has_more
+
+
+async def test_checkpoints_list_newest_step_first_after_a_pause_between_epochs(client, backend):
+    job = await create_job(client)
+    await backend.advance_async(job.id, 27)  # past the first epoch's checkpoint (step 20)
+    await client.fine_tuning.jobs.pause(job.id)
+    await client.fine_tuning.jobs.resume(job.id)
+    await backend.run_until_settled_async()
+    listed = (await client.fine_tuning.jobs.checkpoints.list(job.id)).data
+    # The pause's checkpoint was written first, the epochs' at the end: listed by step all the same.
+    assert [c.step_number for c in listed] == [60, 40, 27, 20]
 
 
 async def test_a_paused_and_resumed_run_trains_exactly_like_an_uninterrupted_one(client, backend):
@@ -163,7 +178,7 @@ async def restart_while_paused(tmp_path, *, lose_resume_point: bool):
         assert done.status == "succeeded"
         assert await metric_steps(client, job.id) == list(range(1, 61))  # each step reported once
         checkpoints = (await client.fine_tuning.jobs.checkpoints.list(job.id)).data
-        assert sorted(c.step_number for c in checkpoints) == [9, 20, 40, 60]
+        assert [c.step_number for c in checkpoints] == [60, 40, 20, 9]
         return message, [e.message for e in await events(client, job.id)]
     finally:
         await client.close()

@@ -128,12 +128,12 @@ def test_rich_chat_examples_are_accepted(tmp_path):
 @pytest.mark.parametrize(
     ("line", "expected"),
     [
-        (b"\xff\xfe", "Line 1: not valid UTF-8"),
-        (chat(USER, {**ANSWER, "weight": 2}), "Line 1, message 2: 'weight' must be 0 or 1"),
-        (chat({**USER, "weight": 1}, ANSWER), "Line 1, message 1: only assistant messages may have a 'weight'"),
-        (chat({"role": "robot", "content": "x"}, ANSWER), "Line 1, message 1: unknown role 'robot'"),
-        (chat({"role": "user"}, ANSWER), "Line 1, message 1: 'content' is missing"),
-        ({"messages": "nope"}, "Line 1: 'messages' must be a non-empty list"),
+        (b"\xff\xfe", "Example 1 (line 1): not valid UTF-8"),
+        (chat(USER, {**ANSWER, "weight": 2}), "Example 1 (line 1), message 2: 'weight' must be 0 or 1"),
+        (chat({**USER, "weight": 1}, ANSWER), "Example 1 (line 1), message 1: only assistant messages may have a 'weight'"),
+        (chat({"role": "robot", "content": "x"}, ANSWER), "Example 1 (line 1), message 1: unknown role 'robot'"),
+        (chat({"role": "user"}, ANSWER), "Example 1 (line 1), message 1: 'content' is missing"),
+        ({"messages": "nope"}, "Example 1 (line 1): 'messages' must be a non-empty list"),
         ({"prompt": "a", "completion": "b"}, "legacy prompt/completion format"),
         ({"messages": [USER], "answer": "x"}, "reinforcement format, but the job's method is supervised"),
     ],

@@ -16,7 +16,9 @@ from typing import Any
 
 from tunedeck.core.datasets.jobrules import (
     AUTO,
+    AUTO_METHOD_VALUES,
     COMMON_HYPERPARAMETERS,
+    HYPERPARAMETER_RULES,
     MAX_INTEGRATIONS,
     METHOD_HYPERPARAMETERS,
     METHODS,
@@ -122,8 +124,13 @@ def _check_grader(grader: Any) -> None:
 
 
 def _hyperparameters(body: dict[str, Any], method: str, method_body: dict[str, Any]) -> dict[str, Any]:
-    """Method hyperparameters win over the deprecated top-level ones, key by key."""
-    resolved = {name: AUTO for name in METHOD_HYPERPARAMETERS[method]}
+    """Method hyperparameters win over the deprecated top-level ones, key by key. A name with no
+    "auto" (reasoning_effort) reads its default from the start: "auto" is not a value its type
+    allows, and the SDK's models would read the job wrongly while it validates."""
+    resolved = {
+        name: AUTO if HYPERPARAMETER_RULES[name].auto else AUTO_METHOD_VALUES[name]
+        for name in METHOD_HYPERPARAMETERS[method]
+    }
     sources = (
         ("hyperparameters", body.get("hyperparameters")),
         (f"method.{method}.hyperparameters", method_body.get("hyperparameters")),

@@ -93,7 +93,7 @@ def load_dataset(path: Path, method: str, purpose: str = "training", model: str 
                 # The validator bills a longer example as the context it is cut to.
                 n_tokens += min(example_tokens(obj, expected, count), context)
         except InvalidExample as exc:
-            message = _line_message(exc.issue, exc.example, expected, method)
+            message = _line_message(exc.issue, exc.example, expected, method, len(examples) + 1)
             raise DatasetError(code, param, f"Invalid file format. {message}") from None
     for issue in reader.file_issues():
         raise _file_error(issue, reader.examples, purpose, param)
@@ -121,10 +121,12 @@ _IN_MESSAGE = re.compile(
 _MESSAGES_OF = re.compile(r"(?P<owner>\w+)\.messages")
 
 
-def _line_message(issue: Issue, example: Any, expected: str, method: str) -> str:
+def _line_message(issue: Issue, example: Any, expected: str, method: str, number: int) -> str:
     """The first error of a line: its format when that is not the method's (whatever the
-    error, the format is what to fix first), else where it is and what is wrong."""
-    at = f"Line {issue.line}"
+    error, the format is what to fix first), else where it is and what is wrong. It starts as
+    the API's does ("Example 12, message 2"), `number` counting examples from 1, and names the
+    line too, which is what an editor goes to."""
+    at = f"Example {number} (line {issue.line})"
     if isinstance(example, dict):
         found = line_format(example, expected)
         if found is None:

@@ -193,7 +193,18 @@ class Store:
         )
 
     def list_checkpoints(self, job_id: str, after: str | None, limit: int) -> Page:
-        return self._page("checkpoints", "job_id = ?", (job_id,), after, limit)
+        """Newest step first, as the API lists them. Not in the order they were written: a
+        pause publishes its step's checkpoint before the end publishes the earlier ones. A
+        job has a few checkpoints, so they are ordered here rather than by a column."""
+        rows = self._db.execute("SELECT seq, body FROM checkpoints WHERE job_id = ?", (job_id,)).fetchall()
+        items = [json.loads(body) for _, body in sorted(rows, key=lambda row: row[0], reverse=True)]
+        items.sort(key=lambda item: item.get("step_number") or 0, reverse=True)  # stable: ties newest first
+        if after is not None:
+            place = next((i for i, item in enumerate(items) if item.get("id") == after), None)
+            if place is None:
+                return Page([], False)  # an unknown cursor ends the listing, as for the other lists
+            items = items[place + 1 :]
+        return Page(items[:limit], len(items) > limit)
 
     # -- models -------------------------------------------------------------------------
 
