@@ -24,7 +24,8 @@ Inside: `local_backend.py` wires `http/` (the aiohttp server and its routes) to
 `storage/` (SQLite store, blobs, uploads) and `jobs/` (the engine and each job state's
 work), which drives `trainers/` (`base.py` is their contract; `ngram/` the built-in CPU
 model; `transformer/` open models in worker processes). `graders/` grades RFT answers and
-`/graders/run`; `inference.py` answers chat completions. Dataset rules come from
+`/graders/run`; `inference.py` answers chat completions and `responses.py` the Responses
+API's subset that fine-tuning code asks with. Dataset rules come from
 `tunedeck.core.datasets`, the app's own, so both agree on what is valid.
 
 Heavy modules (aiohttp, numpy) load only when a name that needs them is first used, so

@@ -1,4 +1,5 @@
-"""`POST /v1/chat/completions`: answers from the base model, fine-tuned models and checkpoints.
+"""`POST /v1/chat/completions` and `POST /v1/responses`: answers from the base model, fine-tuned
+models and checkpoints.
 
 Decoding runs in a worker thread (the default executor, not the training one), so a long
 answer never holds up the event loop or waits behind training steps. `stream: true` sends
@@ -15,6 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from ..inference import ChatModels, chunk_bodies, completion_body, new_completion_id, parse_chat_request
+from ..responses import new_response_ids, parse_responses_request, response_body, stream_events
 from .bodies import read_json
 from .server import json_response
 
@@ -32,6 +34,16 @@ def inference_routes(models: ChatModels, clock: Callable[[], float]) -> web.Rout
             return await _stream(request, chunk_bodies(completion_id, created, chat, generations))
         return json_response(completion_body(completion_id, created, chat, generations))
 
+    @routes.post("/v1/responses")
+    async def responses(request: web.Request) -> web.StreamResponse:
+        asked = parse_responses_request(await read_json(request))
+        weights = models.weights_of(asked.chat.model)
+        (generation,) = await asyncio.get_running_loop().run_in_executor(None, models.answer, asked.chat, weights)
+        ids, created = new_response_ids(), int(clock())
+        if asked.chat.stream:
+            return await _stream_events(request, stream_events(ids, created, asked, generation))
+        return json_response(response_body(ids, created, asked, generation))
+
     return routes
 
 
@@ -42,6 +54,20 @@ async def _stream(request: web.Request, chunks: Iterable[dict[str, Any]]) -> web
         for chunk in chunks:
             await response.write(f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n".encode())
         await response.write(b"data: [DONE]\n\n")
+        await response.write_eof()
+    except ConnectionResetError:  # the client stopped reading; nothing is left to tell it
+        pass
+    return response
+
+
+async def _stream_events(request: web.Request, events: Iterable[dict[str, Any]]) -> web.StreamResponse:
+    """The Responses API's stream: each event named, no `[DONE]` at the end."""
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+    await response.prepare(request)
+    try:
+        for event in events:
+            data = json.dumps(event, ensure_ascii=False)
+            await response.write(f"event: {event['type']}\ndata: {data}\n\n".encode())
         await response.write_eof()
     except ConnectionResetError:  # the client stopped reading; nothing is left to tell it
         pass
