@@ -1,9 +1,11 @@
 """Chat completions from the local models: request checks, model loading, response bodies.
 
-Every model the backend knows can answer: the built-in base model (untrained: its only
-words are `<unk>` and `<end>`, so it answers with the empty string, deterministically),
-every fine-tuned model and every checkpoint (`ft:...`, `ft:...:ckpt-step-N`), whatever
-method trained it. Loaded weights are kept in a small LRU cache.
+Every model the backend knows can answer: the built-in base model, every fine-tuned model
+and every checkpoint (`ft:...`, `ft:...:ckpt-step-N`), whatever method trained it. Loaded
+weights are kept in a small LRU cache. The built-in base model has learned no words, so it
+answers as an untrained assistant would, with one of `UNTRAINED_GUESSES` (the same one for
+the same question when greedy): "benchmark the base model first" then shows an answer that
+fails, as a real base model's unhelpful one does, rather than nothing.
 
 Decoding is greedy unless the request gives a `temperature` above 0 (the real API's
 default is 1): evaluations against the local backend are then reproducible by default.
@@ -17,6 +19,7 @@ Tools, response formats and logprobs are accepted and ignored.
 from __future__ import annotations
 
 import threading
+import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,11 +31,12 @@ from tunedeck.core.datasets.detect import CHAT_ROLES
 from tunedeck.core.datasets.tokens import PRIMING_TOKENS, TOKENS_PER_MESSAGE
 
 from .errors import ApiError, bad_request
+from .stop_sequences import cut_at_stop
 from .storage.ids import random_text
 from .storage.store import Store
 from .trainers.base import Turn
 from .trainers.ngram.features import END_TOKEN, UNKNOWN_TOKEN, tokenize
-from .trainers.ngram.policy import Generation, TokenModel, generate, load_model, untrained_model
+from .trainers.ngram.policy import Generation, TokenModel, generate, join_piece, load_model, untrained_model
 
 DEFAULT_MAX_TOKENS = 256
 MAX_TOKENS_LIMIT = 4096
@@ -40,6 +44,13 @@ MAX_CHOICES = 16
 MAX_STOP_SEQUENCES = 4
 CACHED_MODELS = 4
 SYSTEM_FINGERPRINT = "fp_tunedeck_local"
+UNTRAINED_GUESSES = (
+    "I'm not sure I understand. Could you tell me more?",
+    "Thanks for your message. Could you give me a few more details?",
+    "Let me look into that. What exactly would you like to know?",
+    "I can help with that. Can you describe it in more detail?",
+)
+"""What the untrained built-in model says: a polite guess that answers nothing."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +236,8 @@ class ChatModels:
         rng = None
         if request.temperature > 0:  # numpy wants a non-negative seed; the API allows any int64
             rng = np.random.default_rng(None if request.seed is None else request.seed % 2**64)
+        if weights is None:
+            return [untrained_guess(request, rng) for _ in range(request.n)]
         return [
             generate(model, request.prompt, request.max_tokens, request.temperature, request.top_p, rng, request.stop)
             for _ in range(request.n)
@@ -246,6 +259,23 @@ class ChatModels:
             Generation(a["pieces"], a["finish_reason"], reply["prompt_tokens"], a["completion_tokens"])
             for a in reply["answers"]
         ]
+
+
+def untrained_guess(request: ChatRequest, rng: np.random.Generator | None) -> Generation:
+    """The untrained model's answer: a guess picked by the question (greedy) or at random
+    (sampled), cut at a stop sequence or at `max_tokens` as any answer is."""
+    if rng is None:
+        question = "\n".join(turn.text for turn in request.prompt)
+        text = UNTRAINED_GUESSES[zlib.crc32(question.encode("utf-8", "replace")) % len(UNTRAINED_GUESSES)]
+    else:
+        text = UNTRAINED_GUESSES[int(rng.integers(len(UNTRAINED_GUESSES)))]
+    tokens = tokenize(text)
+    pieces: list[str] = []
+    for token in tokens[: request.max_tokens]:
+        pieces.append(join_piece(tokens[len(pieces) - 1] if pieces else None, token))
+        if request.stop and cut_at_stop(pieces, request.stop):
+            return Generation(pieces, "stop")
+    return Generation(pieces, "stop" if len(tokens) <= request.max_tokens else "length")
 
 
 def model_not_found(name: str) -> ApiError:

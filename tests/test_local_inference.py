@@ -63,11 +63,20 @@ def test_a_completion_has_the_api_shape(trained):
     assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
 
 
-def test_the_untrained_base_model_answers_nothing_the_same_way_every_time(trained):
+def test_the_untrained_base_model_guesses_the_same_way_for_the_same_question(trained):
+    from tunedeck.backend.inference import UNTRAINED_GUESSES
+
     client, _, items = trained
-    for prompt, _ in items[:3]:
-        completion = client.chat.completions.create(model=BUILTIN_BASE_MODEL, messages=prompt)
-        assert completion.choices[0].message.content == "" and completion.choices[0].finish_reason == "stop"
+    guesses = set()
+    for prompt, label in items[:8]:
+        first, again = (client.chat.completions.create(model=BUILTIN_BASE_MODEL, messages=prompt) for _ in range(2))
+        answer = first.choices[0].message.content
+        assert answer == again.choices[0].message.content and first.choices[0].finish_reason == "stop"
+        assert answer in UNTRAINED_GUESSES and answer != label  # a polite guess that answers nothing
+        guesses.add(answer)
+    assert len(guesses) > 1  # picked by the question, not one fixed string
+    cut = client.chat.completions.create(model=BUILTIN_BASE_MODEL, messages=items[0][0], max_tokens=2)
+    assert cut.choices[0].finish_reason == "length" and cut.usage.completion_tokens == 2
 
 
 def test_every_checkpoint_answers(trained):

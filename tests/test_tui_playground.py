@@ -1,6 +1,6 @@
 """The playground: one prompt to two models at once, each answer streamed into its own column
 through `service.evaluations.chat_stream`, on the real local backend with a model it trained
-(the untrained base answers "", the fine-tuned model a ticket's label)."""
+(the untrained base model guesses a polite non-answer, the fine-tuned model a ticket's label)."""
 
 from __future__ import annotations
 
@@ -84,11 +84,12 @@ async def test_both_columns_get_their_streamed_answers_and_keep_their_conversati
         base, tuned = screen.column("a"), screen.column("b")
         assert screen.query_one("#playground-prompt").value == ""  # sent
         assert [t.error for t in base.turns] == [None] and [t.error for t in tuned.turns] == [None]
-        assert base.turns[0].answer == ""  # the untrained base model says nothing
+        guess = base.turns[0].answer
+        assert guess and guess not in LABELS  # the untrained base model guesses, politely and uselessly
         assert tuned.turns[0].answer in LABELS  # the fine-tuned one answers a label
-        assert "(empty answer)" in base.text and tuned.turns[0].answer in tuned.text
+        assert guess in base.text and tuned.turns[0].answer in tuned.text
         await wait_for(pilot, lambda: f"model › {tuned.turns[0].answer}" in screen_text(app), "the answer in view")
-        assert "model › (empty answer)" in screen_text(app)
+        assert f"model › {guess[:20]}" in screen_text(app)
 
         # A second turn: each side is sent its own conversation (its answers, not the other's).
         system2, ticket2 = tickets[1]
@@ -97,7 +98,7 @@ async def test_both_columns_get_their_streamed_answers_and_keep_their_conversati
         assert len(tuned.turns) == 2 and tuned.turns[1].answer in LABELS
         assert [m["role"] for m in screen.histories["b"]] == ["user", "assistant", "user", "assistant"]
         assert screen.histories["b"][1]["content"] == tuned.turns[0].answer
-        assert screen.histories["a"][1]["content"] == ""
+        assert screen.histories["a"][1]["content"] == guess
 
         await pilot.press("ctrl+l")  # start over
         await settle(pilot)

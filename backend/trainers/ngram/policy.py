@@ -4,8 +4,9 @@ A `TokenModel` is a featurizer plus its weight matrix (`sft.py` trains it; DPO a
 fine-tune it further). The next token's logits are the summed weight rows of the prompt's
 context features (fixed for the whole answer) and of the local features of the tokens
 decoded so far, exactly as in training. Decoding stops at `<end>` or after `max_tokens`.
-`<unk>` is never emitted: a model cannot say a word it does not know, so the untrained
-base model (whose only tokens are `<unk>` and `<end>`) answers with the empty string.
+`<unk>` is never emitted: a model cannot say a word it does not know, so decoding the
+untrained base model (whose only tokens are `<unk>` and `<end>`) gives the empty string; the
+backend's chat answers it with a guess instead (`inference.untrained_guess`).
 """
 
 from __future__ import annotations
