@@ -1,5 +1,5 @@
 """The evaluation results screen, on the real local backend: a finished run made through
-`service.evaluations` (the untrained base model answers "" and fails every example; the
+`service.evaluations` (the untrained base model answers a polite guess and fails every example; the
 fine-tuned one answers labels and passes most), its scores, filters, side-by-side answers,
 failure notes written by the fine-tuned model, and the Markdown export."""
 
@@ -80,7 +80,7 @@ async def finished_run(app, fine_tuned: str, data: Path, system: str | None = No
     results = await evaluations.results(info.id)
     tuned_passes = {r.example_index for r in results if r.model_key == "fine-tuned" and r.passed}
     base_passes = {r.example_index for r in results if r.model_key == "base" and r.passed}
-    assert not base_passes  # the untrained base answers "" to everything
+    assert not base_passes  # the untrained base model's guesses are no labels
     assert 0 < len(tuned_passes) < EXAMPLES, "the fine-tuned model should pass some examples, not all"
     return info, results, tuned_passes
 
@@ -128,7 +128,7 @@ async def test_scores_and_the_selected_example_side_by_side(paths, trained):
         assert isinstance(view, AnswersView) and view.side_by_side(screen.query_one("#eval-answers").size.width)
         shown = screen_text(app)
         assert example.reference in shown and by_model["fine-tuned"].answer == example.reference
-        assert "(empty answer)" in shown  # the base model's answer
+        assert by_model["base"].answer[:20] in shown  # the base model's guess
         assert any("base" in line and "fine-tuned" in line and "score" in line for line in shown.splitlines())
         assert f"line {example.line}" in shown
 
@@ -306,7 +306,7 @@ async def test_a_changed_data_file_still_shows_the_answers(paths, trained, tmp_p
         shown = screen_text(app)
         assert "data not readable" in shown and "could not be read again" in shown
         first = {r.model_key: r for r in results if r.example_index == 0}
-        assert "(empty answer)" in shown and first["fine-tuned"].answer in shown
+        assert first["base"].answer[:20] in shown and first["fine-tuned"].answer in shown
 
 
 async def test_skipped_rows_are_counted_and_listed_with_their_line(paths, trained, tmp_path):
