@@ -5,7 +5,8 @@ This module is the backend's front door: the app, the CLI and the tests outside
 
 - `LocalBackend(data_dir, ...)` runs it (`start()`/`stop()` in a thread of its own, or
   `start_async()`/`stop_async()` in the caller's loop); `serve(...)` runs it in the
-  foreground for `tunedeck serve`. `BackendBusy`: another process already runs the backend
+  foreground for `tunedeck serve` (`model_aliases`: other names for its models; a bad table
+  raises `AliasError`). `BackendBusy`: another process already runs the backend
   of that data directory (its URL is attached). `FaultConfigError`: a bad `--faults` plan.
 - `find_running(data_dir)`, `start_detached(data_dir, command)`, `stop_running(data_dir)`:
   the backend as a background service that outlives the app (`daemon.py`); a
@@ -40,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 BUILTIN_BASE_MODEL = "tunedeck-ngram"
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .aliases import AliasError
     from .daemon import DaemonError, RunningBackend, find_running, start_detached, stop_running
     from .graders.grader import check_grader, run_grader
     from .http.faults import FaultConfigError
@@ -50,6 +52,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 # name -> the module that defines it, imported on first use
 _LAZY = {
+    "AliasError": ".aliases",
     "LocalBackend": ".local_backend",
     "serve": ".local_backend",
     "BackendBusy": ".ownership",
@@ -70,6 +73,7 @@ _LAZY = {
 
 __all__ = [
     "BUILTIN_BASE_MODEL",
+    "AliasError",
     "ApiKeyFileError",
     "BackendBusy",
     "DaemonError",

@@ -41,6 +41,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
+from .aliases import ModelAliases
 from .http.faults import FaultPlan, fault_middleware, load_fault_plan
 from .http.guard import RequestGuard, is_loopback
 from .http.idempotency import Idempotency
@@ -100,6 +101,7 @@ class LocalBackend:
         read_timeout: float = DEFAULT_READ_TIMEOUT,
         storage_limit_bytes: int = DEFAULT_STORAGE_LIMIT_BYTES,
         min_free_disk_bytes: int = DEFAULT_MIN_FREE_DISK_BYTES,
+        model_aliases: Mapping[str, str] | None = None,
     ) -> None:
         """`training_not_available`: answer job creation with OpenAI's 403 for blocked
         organisations. `faults`: a fault plan (see faults.py) or a JSON/TOML file holding one.
@@ -131,6 +133,9 @@ class LocalBackend:
             trainers = [NgramTrainer(), TransformerTrainer(ModelCatalog(dirs), self.data_dir / LOGS_DIR)]
         self.trainers: list[Trainer] = list(trainers)
         self.faults = load_fault_plan(faults)
+        self.aliases = ModelAliases(model_aliases)
+        """Other names for the base models (an OpenAI model's name for a local one); an
+        `AliasError` here names the alias that cannot be used."""
         self.faults.training_not_available = self.faults.training_not_available or training_not_available
         self.base_url: str | None = None
         self.activity = Activity()  # when it last answered a request or trained: `serve --idle-exit`
@@ -177,13 +182,14 @@ class LocalBackend:
         app = build_app(
             file_routes(self._store, blobs, self.clock, budget),
             upload_routes(uploads, self._store, blobs, budget),
-            job_routes(self._engine, self._store),
+            job_routes(self._engine, self._store, self.aliases),
             model_deletion_routes(self._store, blobs, self._engine.base_models),
             permission_routes(self._store, self.clock),
             grader_routes(),
             inference_routes(
                 ChatModels(self._store, self.data_dir, self._engine.base_models, self._transformer_chat()),
                 self.clock,
+                self.aliases,
             ),
             outer_middlewares=[guard.middleware, self.activity.middleware, fault_middleware(self.faults)],
             inner_middlewares=[Idempotency(self._store, self.clock, MULTIPART_PATHS).middleware],
@@ -407,8 +413,10 @@ def serve(
     allowed_hosts: Sequence[str] = (),
     allowed_origins: Sequence[str] = (),
     storage_limit_bytes: int = DEFAULT_STORAGE_LIMIT_BYTES,
+    model_aliases: Mapping[str, str] | None = None,
 ) -> None:
     """Run the backend in the foreground until Ctrl-C (or SIGTERM); `tunedeck serve` calls this.
+    `model_aliases`: other names for its models (a bad table raises `AliasError` first).
     `idle_exit`: also stop once no job has been active and no request has come for that many
     seconds (the background service the app starts, so it does not linger once done).
     `faults` is a JSON or TOML fault plan file (faults.py); a bad one raises `FaultConfigError`
@@ -424,6 +432,7 @@ def serve(
         allowed_hosts=allowed_hosts,
         allowed_origins=allowed_origins,
         storage_limit_bytes=storage_limit_bytes,
+        model_aliases=model_aliases,
     )
     base_url = backend.start()
     stop = threading.Event()
@@ -433,6 +442,8 @@ def serve(
         for notice in _switch_notices(backend.faults):
             print(notice, flush=True)
         print(f"transformer models: {', '.join(backend.model_places())}", flush=True)
+        for alias, model in backend.aliases:
+            print(f"model alias: {alias} -> {model}", flush=True)
         for notice in _access_notices(backend):
             print(notice, flush=True)
         while not stop.wait(0.5):  # short waits keep Ctrl-C responsive on every platform

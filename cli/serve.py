@@ -50,6 +50,18 @@ def add_serve_parser(commands: Any) -> None:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8765)
     serve.add_argument("--data-dir", type=Path, help="where jobs, files and models are kept")
+    serve.add_argument(
+        "--profile",
+        default="local",
+        help="the local profile whose settings (model_aliases) it serves with (default: local)",
+    )
+    serve.add_argument(
+        "--alias",
+        action="append",
+        default=[],
+        metavar="NAME=MODEL",
+        help="answer to NAME as MODEL, e.g. gpt-4o-mini-2024-07-18=tunedeck-ngram (adds to the profile's model_aliases)",
+    )
     serve.add_argument("--time-scale", type=float, default=1.0, help="stretch job durations (demos)")
     serve.add_argument(
         "--idle-exit",
@@ -113,12 +125,37 @@ def _run(args: argparse.Namespace) -> int:
         return _stop(data_dir)
     if args.detach:
         return _detach(data_dir, args)
-    return _foreground(data_dir, paths.models_dir, args)
+    return _foreground(data_dir, paths, args)
 
 
-def _foreground(data_dir: Path, models_dir: Path, args: argparse.Namespace) -> int:
-    from tunedeck.backend import BackendBusy, FaultConfigError, default_models_dirs, serve
+def model_aliases(args: argparse.Namespace, paths: Any) -> dict[str, str]:
+    """The profile's `model_aliases` from the config, then each `--alias NAME=MODEL` over them.
+    Raises `ValueError` naming what is wrong (the config, or a flag)."""
+    from tunedeck.core.config import ConfigError, load_config
 
+    try:
+        profile = load_config(paths.config_file).profile(args.profile)
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from None
+    if profile.backend != "local":
+        raise ValueError(f"--profile {args.profile}: not a local profile (its backend is {profile.backend})")
+    aliases = dict(profile.model_aliases)
+    for flag in args.alias:
+        name, sep, model = flag.partition("=")
+        if not sep or not name.strip() or not model.strip():
+            raise ValueError(f"--alias {flag!r}: expected NAME=MODEL, e.g. gpt-4o-mini-2024-07-18=tunedeck-ngram")
+        aliases[name.strip()] = model.strip()
+    return aliases
+
+
+def _foreground(data_dir: Path, paths: Any, args: argparse.Namespace) -> int:
+    from tunedeck.backend import AliasError, BackendBusy, FaultConfigError, default_models_dirs, serve
+
+    try:
+        aliases = model_aliases(args, paths)
+    except ValueError as exc:
+        _fail(str(exc))
+        return EXIT_USAGE
     try:
         serve(
             data_dir=data_dir,
@@ -127,12 +164,16 @@ def _foreground(data_dir: Path, models_dir: Path, args: argparse.Namespace) -> i
             time_scale=args.time_scale,
             training_not_available=args.training_not_available,
             faults=args.faults,
-            models_dirs=default_models_dirs(models_dir),
+            models_dirs=default_models_dirs(paths.models_dir),
             idle_exit=args.idle_exit,
             allowed_hosts=args.allow_host,
             allowed_origins=args.allow_origin,
             storage_limit_bytes=int(args.storage_limit_gb * 2**30),
+            model_aliases=aliases,
         )
+    except AliasError as exc:
+        _fail(f"model aliases: {exc}")
+        return EXIT_USAGE
     except FaultConfigError as exc:
         _fail(f"--faults: {exc}")
         return EXIT_USAGE
@@ -158,6 +199,7 @@ def _detach(data_dir: Path, args: argparse.Namespace) -> int:
         options += ["--idle-exit", repr(args.idle_exit)]
     if args.training_not_available:
         options.append("--training-not-available")
+    options += ["--profile", args.profile, *(f"--alias={flag}" for flag in args.alias)]
     if args.faults is not None:
         options += ["--faults", str(args.faults.resolve())]
     for host in args.allow_host:

@@ -31,6 +31,14 @@ Every profile also takes how a job's news reaches the user and a spending cap::
     notify = ["toast", "bell", "desktop"]   # any of these; default ["toast", "bell"]
     budget_usd = 50.0                  # warn when running jobs have spent 80% of this
     budget_cancel = true               # and cancel them at 100% (default false)
+
+A local profile can give its models other names, so code written for OpenAI runs unchanged
+(the backend trains and answers with the model named; restart it after a change with
+`tunedeck serve stop`)::
+
+    [profiles.local.model_aliases]
+    "gpt-4o-mini-2024-07-18" = "Qwen/Qwen2.5-0.5B-Instruct"
+    "gpt-4.1-mini-2025-04-14" = "tunedeck-ngram"
 """
 
 from __future__ import annotations
@@ -70,6 +78,9 @@ class Profile:
     """A cap on what the profile's running jobs have spent: warned at 80% (None: no cap)."""
     budget_cancel: bool = False
     """Cancel the running jobs when their spend reaches `budget_usd`."""
+    model_aliases: tuple[tuple[str, str], ...] = ()
+    """A local profile's other names for its models, e.g. an OpenAI model's name for a local
+    one, so code written for OpenAI runs unchanged (its backend resolves them)."""
 
     @property
     def key_env(self) -> str | None:
@@ -170,6 +181,7 @@ _PROFILE_KEYS = {
     "notify": list,
     "budget_usd": (int, float),
     "budget_cancel": bool,
+    "model_aliases": dict,
 }
 
 
@@ -202,9 +214,22 @@ def _parse_profile(path: Path, name: str, table: object) -> Profile:
             got = fields["budget_usd"]
             raise ConfigError(f"{where}: budget_usd must be a positive number of dollars (got {got!r})")
         fields["budget_usd"] = budget
+    if "model_aliases" in fields:
+        fields["model_aliases"] = _model_aliases(where, backend, fields["model_aliases"])
     if fields.get("budget_cancel") and "budget_usd" not in fields:
         raise ConfigError(f"{where}: budget_cancel needs budget_usd (the cap at which running jobs are cancelled)")
     return Profile(name=name, **fields)
+
+
+def _model_aliases(where: str, backend: str, table: dict) -> tuple[tuple[str, str], ...]:
+    if backend != "local":
+        raise ConfigError(f"{where}: model_aliases is for local profiles (a provider names its own models)")
+    pairs = []
+    for alias, model in table.items():
+        if not isinstance(model, str) or not model.strip():
+            raise ConfigError(f"{where}: model_aliases.{alias!r} must name a model (a string), not {model!r}")
+        pairs.append((alias, model))
+    return tuple(pairs)
 
 
 def _notify(where: str, value: list) -> tuple[str, ...]:

@@ -48,7 +48,8 @@ def find_or_start(paths: AppPaths, profile: Profile) -> LocalEndpoint:
     running = find_running(data_dir)
     started = running is None
     if running is None:
-        options = ("--port", str(profile.port), "--time-scale", repr(float(profile.time_scale)))
+        # The profile's name: the service reads its settings (model aliases) from the config.
+        options = ("--port", str(profile.port), "--time-scale", repr(float(profile.time_scale)), "--profile", profile.name)
         running = start_detached(data_dir, serve_command(data_dir, *options, "--idle-exit", repr(float(IDLE_EXIT_S))))
     return LocalEndpoint(
         base_url=running.base_url, api_key=load_or_create_api_key(data_dir), pid=running.pid, started=started

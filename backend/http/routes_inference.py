@@ -11,24 +11,31 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import Any
 
 from aiohttp import web
 
+from ..aliases import ModelAliases
 from ..inference import ChatModels, chunk_bodies, completion_body, new_completion_id, parse_chat_request
 from ..responses import new_response_ids, parse_responses_request, response_body, stream_events
 from .bodies import read_json
 from .server import json_response
 
 
-def inference_routes(models: ChatModels, clock: Callable[[], float]) -> web.RouteTableDef:
+def inference_routes(
+    models: ChatModels, clock: Callable[[], float], aliases: ModelAliases | None = None
+) -> web.RouteTableDef:
+    """`aliases`: a request may name a base model by an alias; the body still names the alias."""
     routes = web.RouteTableDef()
+    aliases = aliases or ModelAliases()
 
     @routes.post("/v1/chat/completions")
     async def chat_completions(request: web.Request) -> web.StreamResponse:
         chat = parse_chat_request(await read_json(request))
-        weights = models.weights_of(chat.model)
-        generations = await asyncio.get_running_loop().run_in_executor(None, models.answer, chat, weights)
+        served = replace(chat, model=aliases.resolve(chat.model))
+        weights = models.weights_of(served.model)
+        generations = await asyncio.get_running_loop().run_in_executor(None, models.answer, served, weights)
         completion_id, created = new_completion_id(), int(clock())
         if chat.stream:
             return await _stream(request, chunk_bodies(completion_id, created, chat, generations))
@@ -37,8 +44,9 @@ def inference_routes(models: ChatModels, clock: Callable[[], float]) -> web.Rout
     @routes.post("/v1/responses")
     async def responses(request: web.Request) -> web.StreamResponse:
         asked = parse_responses_request(await read_json(request))
-        weights = models.weights_of(asked.chat.model)
-        (generation,) = await asyncio.get_running_loop().run_in_executor(None, models.answer, asked.chat, weights)
+        served = replace(asked.chat, model=aliases.resolve(asked.chat.model))
+        weights = models.weights_of(served.model)
+        (generation,) = await asyncio.get_running_loop().run_in_executor(None, models.answer, served, weights)
         ids, created = new_response_ids(), int(clock())
         if asked.chat.stream:
             return await _stream_events(request, stream_events(ids, created, asked, generation))

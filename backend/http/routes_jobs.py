@@ -8,6 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from .. import objects
+from ..aliases import ModelAliases
 from ..errors import ApiError
 from ..jobs.engine import JobEngine
 from ..jobs.jobspec import ORGANIZATION
@@ -22,12 +23,18 @@ BUILTIN_OWNER = "tunedeck"
 FINE_TUNED_OWNER = f"org-{ORGANIZATION}"
 
 
-def job_routes(engine: JobEngine, store: Store) -> web.RouteTableDef:
+def job_routes(engine: JobEngine, store: Store, aliases: ModelAliases | None = None) -> web.RouteTableDef:
     routes = web.RouteTableDef()
+    aliases = aliases or ModelAliases()
 
     @routes.post("/v1/fine_tuning/jobs")
     async def create(request: web.Request) -> web.Response:
-        return json_response(engine.create_job(await read_json(request)))
+        body = await read_json(request)
+        named = body.get("model") if isinstance(body, dict) else None
+        target = aliases.target(named) if isinstance(named, str) else None
+        if target is not None:
+            return json_response(engine.create_job({**body, "model": target}, alias=named))
+        return json_response(engine.create_job(body))
 
     @routes.get("/v1/fine_tuning/jobs")
     async def list_jobs(request: web.Request) -> web.Response:
@@ -73,12 +80,15 @@ def job_routes(engine: JobEngine, store: Store) -> web.RouteTableDef:
             objects.model_object(name, created, BUILTIN_OWNER, {**engine.model_details(name), "fine_tunable": True})
             for name in engine.base_models()
         ]
+        models += [_alias_object(alias, target) for alias, target in aliases]
         models += [objects.model_object(m["id"], m["created"], FINE_TUNED_OWNER) for m in store.final_models()]
         return json_response({"object": "list", "data": models})
 
     @routes.get("/v1/models/{model_id}")
     async def retrieve_model(request: web.Request) -> web.Response:
         model_id = request.match_info["model_id"]
+        if aliases.target(model_id) is not None:
+            return json_response(_alias_object(model_id, aliases.resolve(model_id)))
         if model_id in engine.base_models():
             return json_response(objects.model_object(model_id, objects.BUILTIN_MODEL_CREATED, BUILTIN_OWNER))
         found = store.get_model(model_id)
@@ -101,3 +111,8 @@ def _metadata_filter(query: Mapping[str, str]) -> Callable[[dict[str, Any]], boo
     if not wanted:
         return None
     return lambda job: all((job.get("metadata") or {}).get(k) == v for k, v in wanted.items())
+
+
+def _alias_object(alias: str, target: str) -> dict[str, Any]:
+    """An alias as `/v1/models` lists it: what it stands for under `tunedeck`."""
+    return objects.model_object(alias, objects.BUILTIN_MODEL_CREATED, BUILTIN_OWNER, {"alias_of": target, "fine_tunable": True})

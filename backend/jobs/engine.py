@@ -78,11 +78,14 @@ class JobEngine:
         """A job is being driven: validating, queued or training (a paused one waits for the user)."""
         return any(not task.done() for task in self._drivers.values())
 
-    def create_job(self, body: dict[str, Any]) -> dict[str, Any]:
+    def create_job(self, body: dict[str, Any], alias: str | None = None) -> dict[str, Any]:
+        """`alias`: the name the request gave the model by, when `body` names the model that
+        alias stands for (the job trains that model, and says so)."""
         request = parse_job_request(body)
         if self._phases.trainer_for(request.model) is None:
+            named = f"{alias[:100]} (an alias of {request.model[:100]} here)" if alias else request.model[:100]
             raise bad_request(  # the real API's wording and code for an unknown base model
-                f"Model {request.model[:100]} is not available for fine-tuning or does not exist.",
+                f"Model {named} is not available for fine-tuning or does not exist.",
                 param="model",
                 code="model_not_available",
             )
@@ -96,6 +99,8 @@ class JobEngine:
         with self._store.transaction():
             self._store.add_job(job)
             self._phases.add_event(job["id"], f"Created fine-tuning job: {job['id']}")
+            if alias:
+                self._phases.add_event(job["id"], f"Model {alias} is an alias on this backend: training {request.model}")
             self._phases.add_event(job["id"], files)
         if self._pacing.auto_advance:
             self._spawn_driver(job["id"])
