@@ -244,10 +244,10 @@ def test_bad_input_exits_2_naming_the_problem(capsys, cli, tmp_path):
     listed.write_text("[1, 2]")
     code, _, err = run_cli(capsys, "eval", "run", "--data", data, "--model", "m", "--grader", str(listed))
     assert code == 2 and f"{listed}: not a grader" in err
-    python = tmp_path / "python.json"
-    python.write_text(json.dumps({"type": "python", "name": "p", "source": "def grade(s, i): return 1"}))
-    code, _, err = run_cli(capsys, "eval", "run", "--data", data, "--model", "m", "--grader", str(python))
-    assert code == 2 and str(python) in err
+    scorer = tmp_path / "score_model.json"
+    scorer.write_text(json.dumps({"type": "score_model", "name": "p", "model": "gpt-4o", "input": []}))
+    code, _, err = run_cli(capsys, "eval", "run", "--data", data, "--model", "m", "--grader", str(scorer))
+    assert code == 2 and str(scorer) in err
     code, _, err = run_cli(capsys, "eval", "run", "--data", data, "--model", "m", "--grader", "model")
     assert code == 2 and "--judge" in err
 

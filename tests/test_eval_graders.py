@@ -93,10 +93,10 @@ def test_a_missing_item_field_is_a_grader_error_on_that_example_only(rft_example
 
 
 def test_a_grader_the_backend_refuses_is_a_grade_error_and_a_problem():
-    python = {"type": "python", "name": "p", "source": "def grade(s, i): return 1"}
-    choice = GraderChoice("custom", grader=python)
+    scorer = {"type": "score_model", "name": "p", "model": "gpt-4o", "input": []}
+    choice = GraderChoice("custom", grader=scorer)
     refused = grade(choice, "x", example("x"))
-    assert refused.score is None and refused.error.startswith("the grader was refused: The `python` grader")
+    assert refused.score is None and refused.error.startswith("the grader was refused: The `score_model` grader")
     assert "not available on the local backend" in grader_problem(choice)
     assert grader_problem(GraderChoice("custom")) == "a custom grader needs a grader object"
 

@@ -207,8 +207,13 @@ async def test_test_runs_on_the_real_local_backend(dataset, paths, service):
         await choose_type(pilot, "python")
         await pilot.press("ctrl+t")
         await settle(pilot)
+        assert shown(screen, "#grader-result").startswith("reward ")  # the user's code, run by the backend
+
+        await choose_type(pilot, "score_model")
+        await pilot.press("ctrl+t")
+        await settle(pilot)
         result = shown(screen, "#grader-result")
-        assert result.startswith("not run (row 1, the provider): The provider did not run it: HTTP 400: The `python`")
+        assert result.startswith("not run (row 1, the provider): The provider did not run it: HTTP 400: The `score_model`")
         assert result.endswith("(unsupported_grader)")
         assert app.screen is screen  # a refusal is an answer, not a crash
 

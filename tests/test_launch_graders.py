@@ -259,10 +259,10 @@ async def test_a_run_on_the_local_backends_api_shows_reward_and_sub_scores(servi
 
 
 async def test_a_grader_the_local_backend_cannot_run_is_a_clear_refusal(service):
-    grader = graders.template_for("python", ["answer"])
+    grader = graders.template_for("score_model", ["answer"])
     run = await graders.test_run(service._api.run_grader, grader, "4", {"answer": "4"})
     assert run.reward is None and run.source == graders.PROVIDER
-    assert run.message.startswith("The provider did not run it: HTTP 400: The `python` grader is not available")
+    assert run.message.startswith("The provider did not run it: HTTP 400: The `score_model` grader is not available")
     assert run.message.endswith("(unsupported_grader)")
 
 

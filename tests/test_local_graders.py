@@ -127,8 +127,8 @@ async def test_invalid_graders_are_400s_naming_the_field(client, grader, param):
         assert info.value.param == param
 
 
-@pytest.mark.parametrize("kind", ["score_model", "label_model", "python"])
-async def test_graders_that_need_a_hosted_model_or_code_are_refused_by_name(client, kind):
+@pytest.mark.parametrize("kind", ["score_model", "label_model"])
+async def test_graders_that_need_a_hosted_model_are_refused_by_name(client, kind):
     grader = {"type": kind, "name": "judge", "model": "gpt-4o", "input": [], "source": "def grade(s, i): return 1"}
     with pytest.raises(openai.BadRequestError) as info:
         await client.fine_tuning.alpha.graders.validate(grader=grader)
@@ -159,7 +159,7 @@ async def test_an_rft_job_needs_a_grader_the_local_backend_can_run(client):
                                           purpose="fine-tune")).id  # fmt: skip
     cases = [(None, "method.reinforcement.grader"), ({**check("eq"), "operation": "is"},
              "method.reinforcement.grader.operation"), ({"type": "python", "name": "p", "source": ""},
-             "method.reinforcement.grader.type")]  # fmt: skip
+             "method.reinforcement.grader.source")]  # fmt: skip
     for grader, param in cases:
         method = {"type": "reinforcement", "reinforcement": {"grader": grader} if grader else {}}
         with pytest.raises(openai.BadRequestError) as info:

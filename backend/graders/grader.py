@@ -4,9 +4,10 @@
 whose `param` names it, e.g. `grader.graders.exact.operation`) and returns something that
 can `grade(namespaces)`. Supported: `string_check` (eq, ne, like, ilike: `like` is "the
 input contains the reference", `ilike` the same ignoring case), `text_similarity` (the
-metrics of `similarity.py`), and `multi` (an object map of those, combined by the
-`calculate_output` formula of `formula.py`). `score_model` and `label_model` need a hosted
-model and `python` would run uploaded code, so the local backend refuses them by name.
+metrics of `similarity.py`), `python` (the user's `grade(sample, item)`, in a limited
+process of its own: `python_grader.py`) and `multi` (an object map of those, combined by
+the `calculate_output` formula of `formula.py`). `score_model` and `label_model` need a
+model to ask, which graders here cannot reach yet, so the local backend refuses them by name.
 
 Templates: `{{item.a.b}}`, `{{item.list[0]}}`, `{{sample.output_text}}`,
 `{{sample.output_json.field}}` (when the sample is valid JSON) and
@@ -31,11 +32,10 @@ from .formula import Formula, FormulaError, parse_formula
 from .similarity import METRICS
 
 STRING_OPERATIONS = ("eq", "ne", "like", "ilike")
-LOCAL_TYPES = ("string_check", "text_similarity", "multi")
+LOCAL_TYPES = ("string_check", "text_similarity", "python", "multi")
 HOSTED_TYPES = {
     "score_model": "it asks a hosted model to score each sample",
     "label_model": "it asks a hosted model to label each sample",
-    "python": "it runs uploaded Python code, which the local backend never executes",
 }
 MAX_SUB_GRADERS = 32
 MAX_TEMPLATE_CHARS = 100_000
@@ -66,6 +66,7 @@ class Grade:
     reward: float
     errors: set[str] = field(default_factory=set)  # names from ERROR_FLAGS
     sub_rewards: dict[str, float] = field(default_factory=dict)
+    details: dict[str, str] = field(default_factory=dict)  # ERROR_DETAILS that say more
 
 
 class Grader(Protocol):
@@ -184,17 +185,19 @@ class Multi:
     def grade(self, namespaces: dict[str, Any]) -> Grade:
         errors: set[str] = set()
         subs: dict[str, float] = {}
+        details: dict[str, str] = {}
         for key, grader in self.graders.items():
             sub = grader.grade(namespaces)
             subs[key] = sub.reward
             errors |= sub.errors
+            details.update(sub.details)
         if self.formula is None:
-            return Grade(0.0, errors | {"formula_parse_error"}, subs)
+            return Grade(0.0, errors | {"formula_parse_error"}, subs, details)
         try:
             reward = self.formula.evaluate(subs)
         except FormulaError:
-            return Grade(0.0, errors | {"other_error"}, subs)
-        return Grade(0.0 if errors else reward, errors, subs)
+            return Grade(0.0, errors | {"other_error"}, subs, details)
+        return Grade(0.0 if errors else reward, errors, subs, details)
 
 
 # -- checking and compiling --------------------------------------------------------------------
@@ -248,6 +251,14 @@ def _compile(raw: Any, param: str, strict_formula: bool, nested: bool) -> Grader
     if kind == "text_similarity":
         metric = _one_of(raw, "evaluation_metric", tuple(METRICS), param)
         return TextSimilarity(name, *_templates(raw, param), metric)
+    if kind == "python":
+        from .python_grader import PythonGrader, PythonGraderError, check_source
+
+        try:
+            source = check_source(_required(raw, "source", param))
+        except PythonGraderError as exc:
+            raise bad_request(f"Invalid '{param}.source': {exc}.", param=f"{param}.source") from None
+        return PythonGrader(name, source)
     if nested:
         raise bad_request(f"Invalid '{param}.type': multi graders cannot be nested.", param=f"{param}.type")
     return _compile_multi(raw, name, param, strict_formula)
@@ -337,7 +348,7 @@ def run(grader: Grader, model_sample: str, item: Any) -> dict[str, Any]:
 
 def run_response(grader: Grader, grade: Grade, seconds: float) -> dict[str, Any]:
     errors: dict[str, Any] = {flag: flag in grade.errors for flag in ERROR_FLAGS}
-    errors.update({detail: None for detail in ERROR_DETAILS})
+    errors.update({detail: grade.details.get(detail) for detail in ERROR_DETAILS})
     metadata = {
         "name": grader.name,
         "type": grader.type,

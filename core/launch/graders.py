@@ -7,7 +7,7 @@ up in the sampled rows, so "missing in rows 3, 7" means what the validator will 
 structure is checked by the local backend's grader code through its front door
 (`tunedeck.backend.check_grader`, loaded on first use; the import contracts let core use the
 front door, never `tunedeck.backend.<sub>`), so the editor and a job agree on what a valid
-grader is. The graders the backend cannot run (score_model, label_model, python: it refuses
+grader is. The graders the backend cannot run (score_model and label_model: it refuses
 them as `unsupported_grader`) get a light structural check here instead, and inside a multi
 grader a placeholder stands in for them so the backend still checks the rest and the formula.
 
