@@ -5,7 +5,7 @@
     tunedeck data stats PATH [--method ...] [--model MODEL] [--json]
     tunedeck data split PATH --validation 0.1 [--seed S] [--train-out F] [--validation-out F] [--force] [--json]
     tunedeck data convert PATH [-o OUT] [--system TEXT] [--prompt-suffix S] [--completion-suffix S]
-                               [--no-strip] [--force] [--json]
+                               [--no-strip] [--force] [--json]   (a file in a chat format already: exit 0, nothing written)
 
 Data (the report, JSON with --json) goes to stdout, diagnostics to stderr. Exit codes:
 0 the file is acceptable / the command did its work, 1 the data has errors, 2 usage or I/O
@@ -23,6 +23,7 @@ from tunedeck.core.text import strip_controls
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 METHOD_CHOICES = ("auto", "sft", "dpo", "rft")
+LABEL_WIDTH = 40  # a label longer than this is cut in the split table
 
 
 def add_data_parser(commands: Any) -> None:
@@ -176,7 +177,9 @@ def _stats(args: argparse.Namespace) -> int:
         _say(f"  tokens/example    min {t['min']:,} · p5 {t['p5']:,} · p50 {t['p50']:,} · p95 {t['p95']:,} · max {t['max_example']:,} (line {t['max_example_line']}) · mean {t['mean']}")
         _say(f"  tokens            total {t['total']:,} · billed per epoch {t['billed']:,} · {t['too_long']:,} over the context")
         _say("  by role           " + " · ".join(f"{k} {v:,}" for k, v in t["by_role"].items()))
-    if e:
+    if e.get("none_because"):
+        _say(f"  estimate          none: {e['none_because']}")
+    elif e:
         cost = f"${e['cost_usd']:,.2f}" if e.get("cost_usd") is not None else f"not estimated ({e['price'].get('note')})"
         _say(f"  estimate          {e['epochs']} epochs · {e['trained_tokens']:,} trained tokens · {cost}")
         _say(f"  prices            {e['price']['source']}")
@@ -200,12 +203,19 @@ def _split(args: argparse.Namespace) -> int:
     if args.json:
         _emit(json.dumps(result.to_json(), ensure_ascii=False))
         return EXIT_OK
-    _say(f"training    {result.train_path}  {result.train_examples:,} examples")
-    _say(f"validation  {result.validation_path}  {result.validation_examples:,} examples")
+    files = [("training", str(result.train_path), result.train_examples),
+             ("validation", str(result.validation_path), result.validation_examples)]
+    width = max(len("FILE"), *(len(path) for _, path, _ in files))
+    _say(f"{'PART':<10}  {'FILE':<{width}}  {'EXAMPLES':>8}")
+    for part, path, examples in files:
+        _say(f"{part:<10}  {path:<{width}}  {examples:>8,}")
     if result.stratified_by:
+        _say("")
         _say(f"stratified by {result.stratified_by}:")
+        label_width = max(len("LABEL"), *(len(label[:LABEL_WIDTH]) for label in result.labels))
+        _say(f"  {'LABEL':<{label_width}}  {'TRAINING':>8}  {'VALIDATION':>10}")
         for label, (train, held) in result.labels.items():
-            _say(f"  {label[:40]:<40} {train:>8,} {held:>8,}")
+            _say(f"  {label[:LABEL_WIDTH]:<{label_width}}  {train:>8,}  {held:>10,}")
     else:
         _say("not stratified (no obvious label)")
     if result.duplicate_groups:
@@ -228,6 +238,12 @@ def _convert(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     if args.json:
         _emit(json.dumps(result.to_json(), ensure_ascii=False))
+    elif result.already is not None:
+        from tunedeck.core.datasets.detect import FORMAT_NAMES
+
+        # Exit 0: the file is what a conversion would make; there is nothing to do, and no
+        # error in it was looked for (`data validate` does that).
+        _say(f"{args.path} is in the {FORMAT_NAMES[result.already]} format already: nothing to convert, nothing written")
     elif result.ok:
         _say(f"wrote {result.examples:,} chat examples to {result.output}")
     else:

@@ -160,27 +160,14 @@ async def run_eval(args: argparse.Namespace, profile: str | None = None) -> int:
     except (ApiError, CacheError) as exc:
         _fail(str(exc))
         return EXIT_FAILED
-    except BrokenPipeError:  # `eval list | head`: the reader has what it wanted
-        _quiet_stdout()
-        return EXIT_OK
+    except BrokenPipeError:  # `eval list | head`: main() ends quietly for every command
+        raise
     except OSError as exc:  # a folder or file that cannot be made, read or written (a download)
         where = f"{exc.filename}: " if exc.filename else ""
         _fail(f"{where}{exc.strerror or exc}")
         return EXIT_FAILED
     finally:
         await service.close()
-
-
-def _quiet_stdout() -> None:
-    """Point stdout at the null device, so exiting does not fail again flushing the closed pipe."""
-    import os
-
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-    except (OSError, ValueError, AttributeError):  # no file descriptor (a captured stdout)
-        pass
 
 
 async def _connect(service: Service) -> bool:

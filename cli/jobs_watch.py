@@ -77,7 +77,14 @@ def add_watch_parsers(jobs: Any) -> None:
         ("resume", "resume a paused job"),
         ("cancel", "cancel a job"),
     ):
-        jobs.add_parser(action, help=what).add_argument("job_id")
+        parser = jobs.add_parser(
+            action,
+            help=what,
+            description="Print the job's new status. Exit 1 when the job is unknown, already finished, "
+            "or the provider refuses (a provider without pause).",
+        )
+        parser.add_argument("job_id")
+        parser.add_argument("--json", action="store_true", help="print JSON: the profile, the action and the job")
 
 
 async def run_watch_command(service: Service, args: argparse.Namespace) -> int:
@@ -92,10 +99,61 @@ async def run_watch_command(service: Service, args: argparse.Namespace) -> int:
         return EXIT_FAILED
     if command == "watch":
         return await watch_job(service, args.job_id, interval=args.interval)
-    act = {"pause": service.pause, "resume": service.resume, "cancel": service.cancel}[command]
-    job = await act(args.job_id)
-    _say(f"{job.id} {job.status}")
+    return await job_action(service, command, args.job_id, as_json=args.json)
+
+
+# -- pause, resume, cancel ----------------------------------------------------------------
+
+ACTION_PAST = {"pause": "paused", "resume": "resumed", "cancel": "cancelled"}
+# A provider answers these for an endpoint it does not have (the job itself was found first).
+NO_ENDPOINT_STATUSES = (404, 405, 501)
+
+
+async def job_action(service: Service, action: str, job_id: str, *, as_json: bool = False) -> int:
+    """Pause, resume or cancel `job_id` through the service, as the app's keys do.
+
+    The job is read first, so an unknown job, a finished one, or a resume of a job that is
+    not paused is told in words instead of the provider's HTTP error; a provider that has
+    no such endpoint for a job it knows is told so. Every refusal exits 1."""
+    try:
+        job = await service.refresh_job(job_id)
+    except ApiError as exc:
+        if exc.kind == "not_found":
+            _fail(f"no job {job_id!r} in profile {service.profile.name!r}")
+            return EXIT_FAILED
+        raise
+    refusal = _refusal(job, action)
+    if refusal is not None:
+        _fail(refusal)
+        return EXIT_FAILED
+    act = {"pause": service.pause, "resume": service.resume, "cancel": service.cancel}[action]
+    try:
+        job = await act(job_id)
+    except ApiError as exc:
+        if exc.status in NO_ENDPOINT_STATUSES and action != "cancel":
+            _fail(
+                f"cannot {action} {job_id}: the provider of profile {service.profile.name!r} "
+                f"({service.profile.describe()}) has no {action} for jobs ({exc.message})"
+            )
+            return EXIT_FAILED
+        _fail(f"cannot {action} {job_id}: {exc.message}")
+        return EXIT_FAILED
+    if as_json:
+        print(json.dumps({"profile": service.profile.name, "action": action, "job": job.raw}, indent=2))
+    else:
+        _say(f"{job.id} {job.status}")
     return EXIT_OK
+
+
+def _refusal(job: Job, action: str) -> str | None:
+    """Why `action` cannot apply to `job` as it is now (None: ask the provider)."""
+    if job.is_terminal:
+        return f"job {job.id} already {job.status}: a finished job cannot be {ACTION_PAST[action]}"
+    if action == "resume" and job.status != "paused":
+        return f"job {job.id} is {job.status}, not paused: there is nothing to resume"
+    if action == "pause" and job.status == "paused":
+        return f"job {job.id} is already paused (resume it with: tunedeck jobs resume {job.id})"
+    return None
 
 
 # -- watch --------------------------------------------------------------------------------

@@ -2,6 +2,8 @@
 
 Headless commands print data only on stdout (JSON with --json), diagnostics on stderr, and
 exit 0 on success, 1 when the API or the data says no, 2 on usage or configuration errors.
+Output into a pipe its reader closed (`tunedeck jobs list | head`) ends quietly with 0, as
+Unix tools do: `main` handles that once for every command.
 Nothing here imports Textual unless the full-screen app is started.
 """
 
@@ -51,10 +53,17 @@ def build_parser() -> argparse.ArgumentParser:
     add_watch_parsers(jobs)
 
     commands.add_parser("paths", help="print where config, cache and data live")
-    local_models = commands.add_parser(
-        "models", help="the open models the local backend can fine-tune (found on disk, offline)"
+    models = commands.add_parser(
+        "models",
+        help="the base models the profile offers to fine-tune, as the launch form lists them",
+        description="Ask the profile's provider for its models (the launch form's list). "
+        "--on-disk instead lists the open models found on this machine for the local backend's "
+        "transformer trainer, offline.",
     )
-    local_models.add_argument("--json", action="store_true", help="print JSON")
+    models.add_argument("--json", action="store_true", help="print JSON")
+    models.add_argument(
+        "--on-disk", action="store_true", help="the open models found on disk and where they were looked for (offline)"
+    )
     profiles = commands.add_parser("profiles", help="list the configured profiles")
     profiles.add_argument(
         "--confirm",
@@ -69,6 +78,30 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        code = _run(args)
+        if args.command is not None:
+            sys.stdout.flush()  # a pipe closed early fails here, where it can still be caught, not at exit
+        return code
+    except BrokenPipeError:  # `tunedeck jobs list | head`: the reader has what it wanted
+        quiet_stdout()
+        return EXIT_OK
+
+
+def quiet_stdout() -> None:
+    """Point stdout at the null device, so that exiting does not fail again flushing the
+    output still buffered for the closed pipe (Python would print that on stderr)."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # no file descriptor (a captured stdout)
+        pass
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
         if args.command is None:
             return _run_app(args.profile)
         if args.command == "serve":
@@ -76,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "paths":
             return _print_paths()
         if args.command == "models":
-            return _print_local_models(args.json)
+            return _print_local_models(args.json) if args.on_disk else asyncio.run(_models(args))
         if args.command == "profiles":
             return _confirm_profile(args.confirm) if args.confirm else _print_profiles()
         if args.command == "data":
@@ -134,10 +167,51 @@ def _print_local_models(as_json: bool) -> int:
     for source in report["models"]:
         _say(f"{source['name']}  ({source['origin']})")
     if not report["models"]:
-        _say("no open models found")
+        _say("no open models found on disk")
     _say("looked in: " + "; ".join(report["searched"]))
     if report["missing_packages"]:
         _say(f"to train them: {install_command} (missing: {', '.join(report['missing_packages'])})")
+    return EXIT_OK
+
+
+async def _models(args: argparse.Namespace) -> int:
+    """The provider's models as the launch form offers them (`Service.model_choices`)."""
+    import dataclasses
+    import datetime as dt
+
+    from tunedeck.core.bootstrap import open_service
+    from tunedeck.core.cache import CacheError
+
+    try:
+        service = await open_service(args.profile)
+    except CacheError as exc:
+        _fail(str(exc))
+        return EXIT_FAILED
+    try:
+        await service.connect()
+        if service.connection.state == "consent":
+            _fail(f"{service.connection.detail} To agree: tunedeck profiles --confirm {service.profile.name}")
+            return EXIT_FAILED
+        if service.connection.state != "online":
+            _fail(f"cannot list models: {service.connection.detail}")
+            return EXIT_FAILED
+        choices = await service.model_choices()
+    except (ApiError, ServiceError, CacheError) as exc:
+        _fail(f"cannot list models: {exc}")
+        return EXIT_FAILED
+    finally:
+        await service.close()
+    today = dt.date.today()
+    if args.json:
+        models = [{**dataclasses.asdict(c), "label": c.label(today)} for c in choices]
+        print(json.dumps({"profile": service.profile.name, "models": models}, indent=2))
+        return EXIT_OK
+    for choice in choices:
+        _say(choice.label(today))
+    if not choices:
+        _say(f"{service.profile.describe()} lists no models")
+    if service.profile.backend == "local":
+        _say("(open models on this machine, and where they were looked for: tunedeck models --on-disk)")
     return EXIT_OK
 
 

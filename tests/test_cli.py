@@ -103,14 +103,58 @@ def test_models_lists_open_models_found_on_disk_as_json(capsys, tmp_path, monkey
     (folder / "config.json").write_text("{}")
     (folder / "tokenizer.json").write_text("{}")
     monkeypatch.setenv("TUNEDECK_MODELS_DIR", str(tmp_path / "models"))
-    assert main(["models", "--json"]) == 0
+    assert main(["models", "--on-disk", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     entry = next(m for m in report["models"] if m["name"] == "acme/tiny")
     assert entry["path"] == str(folder) and entry["gguf_file"] is None
     assert report["searched"][0] == f"models folder {tmp_path / 'models'}"
     assert isinstance(report["trainer_installed"], bool)
-    assert main(["models"]) == 0
+    assert main(["models", "--on-disk"]) == 0
     assert "acme/tiny  (models folder" in capsys.readouterr().out
+
+
+async def _form_choices(backend) -> list[str]:
+    """The ids the launch form offers: what the app's models worker asks the service for."""
+    service = await open_service(local_backend=backend)
+    await service.connect()
+    try:
+        return [choice.id for choice in await service.model_choices()]
+    finally:
+        await service.close()
+
+
+def test_models_lists_what_the_launch_form_offers_on_the_local_profile(
+    capsys, isolated_home, manual_backend, sft_file, monkeypatch
+):
+    import tunedeck.core.bootstrap as bootstrap
+
+    asyncio.run(launch_and_finish(manual_backend, sft_file))  # a fine-tuned model to continue from
+    real_open = bootstrap.open_service
+    monkeypatch.setattr(
+        bootstrap, "open_service", lambda name=None, **kw: real_open(name, local_backend=manual_backend, **kw)
+    )
+    offered = asyncio.run(_form_choices(manual_backend))
+    assert offered[0] == BUILTIN_BASE_MODEL and any(m.startswith("ft:") for m in offered)
+
+    code, out, err = run_cli(capsys, "--profile", "local", "models", "--json")
+    assert code == 0, err
+    listed = json.loads(out)
+    assert listed["profile"] == "local"
+    assert [m["id"] for m in listed["models"]] == offered
+    assert listed["models"][0]["fine_tunable"] is True and listed["models"][0]["label"].startswith(BUILTIN_BASE_MODEL)
+
+    code, out, _ = run_cli(capsys, "--profile", "local", "models")
+    lines = out.splitlines()
+    assert code == 0 and "no open models" not in out
+    assert [line.split("  ·  ")[0] for line in lines[: len(offered)]] == offered
+    assert lines[-1] == "(open models on this machine, and where they were looked for: tunedeck models --on-disk)"
+
+
+def test_models_without_a_connection_says_why_and_exits_1(capsys, isolated_home, manual_backend):
+    use_compatible_profile(isolated_home, manual_backend.base_url)  # no BENCH_KEY
+    code, out, err = run_cli(capsys, "models")
+    assert code == 1 and out == ""
+    assert err.startswith("tunedeck: cannot list models: ") and "BENCH_KEY" in err
 
 
 def test_the_headless_cli_loads_nothing_of_the_tui():

@@ -225,10 +225,47 @@ def test_pause_resume_cancel_print_the_new_status(capsys, cli_backend, sft_file)
 
     code, out, err = run_cli(capsys, "jobs", "pause", job_id)
     assert code == 1 and out == ""
-    assert "HTTP 400" in err and "cancelled" in err  # the API's own message
+    assert err == f"tunedeck: job {job_id} already cancelled: a finished job cannot be paused\n"
 
     code, out, err = run_cli(capsys, "jobs", "resume", "ftjob-nope")
-    assert code == 1 and out == "" and "404" in err
+    assert (code, out, err) == (1, "", "tunedeck: no job 'ftjob-nope' in profile 'bench'\n")
+
+
+def test_actions_print_json_with_the_jobs_new_state(capsys, cli_backend, sft_file):
+    (job_id,) = launch(cli_backend, sft_file, steps=3)
+    code, out, err = run_cli(capsys, "jobs", "pause", job_id, "--json")
+    assert code == 0, err
+    answered = json.loads(out)
+    assert answered["profile"] == "bench" and answered["action"] == "pause"
+    assert answered["job"]["id"] == job_id and answered["job"]["status"] == "paused"
+    code, out, _ = run_cli(capsys, "jobs", "cancel", job_id, "--json")
+    assert code == 0 and json.loads(out)["job"]["status"] == "cancelled"
+
+
+def test_resume_of_a_job_that_is_not_paused_says_so(capsys, cli_backend, sft_file):
+    (job_id,) = launch(cli_backend, sft_file, steps=3)
+    code, out, err = run_cli(capsys, "jobs", "resume", job_id, "--json")
+    assert code == 1 and out == ""
+    assert err == f"tunedeck: job {job_id} is running, not paused: there is nothing to resume\n"
+    assert run_cli(capsys, "jobs", "pause", job_id)[0] == 0
+    code, out, err = run_cli(capsys, "jobs", "pause", job_id)
+    assert code == 1 and "is already paused" in err and f"tunedeck jobs resume {job_id}" in err
+
+
+def test_pause_on_a_provider_without_pause_names_the_provider(capsys, cli_backend, sft_file, monkeypatch):
+    from tunedeck.core.api import Api, ApiError
+
+    (job_id,) = launch(cli_backend, sft_file, steps=3)
+
+    async def no_pause_route(self, job_id):  # what the SDK's 404 for a missing route becomes
+        raise ApiError("not_found", "HTTP 404: Not Found", 404)
+
+    monkeypatch.setattr(Api, "pause_job", no_pause_route)
+    code, out, err = run_cli(capsys, "jobs", "pause", job_id)
+    assert code == 1 and out == ""
+    assert f"cannot pause {job_id}: the provider of profile 'bench' ({cli_backend.base_url}) has no pause" in err
+    code, out, _ = run_cli(capsys, "jobs", "show", job_id, "--json", "--offline")
+    assert code == 0 and json.loads(out)["job"]["status"] == "running"  # refused, so untouched
 
 
 def test_actions_need_a_connection(capsys, isolated_home, manual_backend):

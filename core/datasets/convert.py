@@ -6,20 +6,23 @@ conventions are undone on request: a fixed separator at the end of every prompt
 (`prompt_suffix`, e.g. "\\n\\n###\\n\\n"), a stop sequence at the end of every completion
 (`completion_suffix`, e.g. " END"), and the leading space of completions (whitespace is
 stripped from both unless `strip=False`). Nothing is written unless every line converts: the
-output goes to a temporary file renamed into place, and every bad line is reported.
+output goes to a temporary file renamed into place, and every bad line is reported. A file
+with no legacy line, in a chat format already, is said to be so (`ConvertResult.already`)
+rather than reported line by line.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .checker import BOM, parse_line
 from .codes import Issue
-from .detect import family
+from .detect import choose, family, vote
 from .messages import json_type
 from .rules_legacy import check_legacy
 
@@ -30,10 +33,14 @@ class ConvertError(Exception):
 
 @dataclass
 class ConvertResult:
-    output: Path | None  # None when nothing was written (there were errors)
+    output: Path | None  # None when nothing was written (there were errors, or nothing to convert)
     examples: int = 0
     errors: list[Issue] = field(default_factory=list)
     error_count: int = 0
+    already: str | None = None
+    """The chat format ("sft", "dpo", "rft") the file is in already, when no line is legacy
+    data: nothing to convert and nothing written, and its lines are not errors of a
+    conversion (validating the file is what tells its errors)."""
 
     @property
     def ok(self) -> bool:
@@ -44,6 +51,7 @@ class ConvertResult:
             "output": str(self.output) if self.output else None,
             "examples": self.examples,
             "ok": self.ok,
+            "already": self.already,
             "error_count": self.error_count,
             "errors": [i.to_json() for i in self.errors],
         }
@@ -88,6 +96,8 @@ def convert_file(
         raise ConvertError(f"{target} is the input file")
     result = ConvertResult(output=None)
     tmp = target.with_name(target.name + ".part")
+    legacy_lines = 0
+    other_formats: Counter[str | None] = Counter()  # the votes of the lines in another format
 
     def bad(line: int, code: str, message: str, fld: str | None = None) -> None:
         result.error_count += 1
@@ -110,8 +120,10 @@ def convert_file(
                     bad(number, "not_an_object", f"each line must be a JSON object, not {json_type(obj)}")
                     continue
                 if family(obj) != "legacy":
+                    other_formats[vote(obj)] += 1
                     bad(number, "format_mismatch", "not a legacy prompt/completion example (is it chat already?)")
                     continue
+                legacy_lines += 1
                 found: list = []
                 check_legacy(obj, found)
                 errors = [f for f in found if f[0] in ("missing_prompt", "missing_completion")]
@@ -127,6 +139,9 @@ def convert_file(
                 result.examples += 1
         if result.error_count:
             tmp.unlink(missing_ok=True)
+            already = choose(other_formats) if not legacy_lines else None
+            if already is not None:
+                return ConvertResult(output=None, already=already)
             return result
         os.replace(tmp, target)
     except OSError as exc:

@@ -6,7 +6,8 @@ context, bytes, lines, examples, valid_examples, ok, error_count, warning_count,
 errors, warnings (each {line, code, message, field?}; line is null for the whole file),
 errors_truncated, warnings_truncated, tokens {total, billed, max_example, max_example_line,
 min, mean, p5, p50, p95, examples_counted, too_long, by_role}, messages_per_example,
-estimate {epochs, trained_tokens, cost_usd, price {...}}, duplicates, validation (the same
+estimate {epochs, trained_tokens, cost_usd, price {...}, none_because?} (none_because: why
+nothing is estimated, epochs then null), duplicates, validation (the same
 object for the validation file, or null), elapsed_s.
 
 Human text passes every piece of dataset-derived text through `strip_controls`.
@@ -95,6 +96,22 @@ class ValidationReport:
         }
 
 
+def no_estimate_reason(r: ValidationReport) -> str | None:
+    """Why a training file has no cost estimate: no example valid for the method it was
+    checked as (naming the method its lines look like, when another); None when it has one."""
+    if r.purpose != "training" or r.tokens.get("examples_counted"):
+        return None
+    if not r.examples:
+        return "the file has no examples"
+    checked = FORMAT_NAMES.get(r.checked_as, r.checked_as)
+    reason = f"no example is valid for {checked}, so there is nothing to estimate"
+    if r.format and r.format != r.checked_as:
+        looks = FORMAT_NAMES.get(r.format, r.format)
+        hint = "convert it with `tunedeck data convert`" if r.format == "legacy" else f"try --method {r.format}"
+        reason += f" (the file looks like {looks} data: {hint})"
+    return reason
+
+
 def _num(value: Any) -> str:
     if value is None:
         return "-"
@@ -170,7 +187,10 @@ def _body(report: ValidationReport, max_errors: int, max_warnings: int) -> list[
         if t.get("too_long"):
             out.append(f"  {t['too_long']:,} examples exceed the {r.context:,}-token context and are truncated")
     e = r.estimate
-    if e:
+    if e and e.get("none_because"):
+        out.append("")
+        out.append(f"estimate none: {e['none_because']}")
+    elif e:
         price = e.get("price", {})
         out.append("")
         if e.get("cost_usd") is not None:

@@ -38,7 +38,7 @@ from .grader import ItemPath, load_grader
 from .jobrules import auto_epochs
 from .models import PRICE_TABLE_DATE, PRICE_TABLE_SOURCE, ModelInfo, default_model, model_info, models_for
 from .reader import count_issues
-from .report import ValidationReport
+from .report import ValidationReport, no_estimate_reason
 from .scan import MAX_LINE_BYTES, Cancelled, ChunkResult, ScanConfig, _counter, scan_chunk, spill_path
 from .stats import Histogram
 
@@ -478,6 +478,9 @@ def _assemble(
         duplicates=found.duplicates,
         purpose=plan.purpose,
     )
+    reason = no_estimate_reason(report)
+    if reason is not None:  # no valid example: an auto epoch count times nothing means nothing
+        report.estimate.update(epochs=None, trained_tokens=0, cost_usd=None, none_because=reason)
     return report, own_digests
 
 
