@@ -169,7 +169,9 @@ class LocalBackend:
         blobs = Blobs(self.data_dir)
         self._store = Store(self.data_dir / DATABASE_NAME)
         self._executor = ThreadPoolExecutor(max_workers=TRAINING_THREADS, thread_name_prefix="tunedeck-train")
-        phases = Phases(self._store, blobs, self.trainers, self.clock, self._executor, self.pacing.step_seconds)
+        phases = Phases(
+            self._store, blobs, self.trainers, self.clock, self._executor, self.pacing.step_seconds, self.grader_endpoint
+        )
         self._engine = JobEngine(phases, self.pacing)
         uploads = UploadRegistry(self.data_dir / UPLOADS_DIR, self.clock)
         budget = DiskBudget(
@@ -185,7 +187,7 @@ class LocalBackend:
             job_routes(self._engine, self._store, self.aliases),
             model_deletion_routes(self._store, blobs, self._engine.base_models),
             permission_routes(self._store, self.clock),
-            grader_routes(),
+            grader_routes(self.grader_endpoint),
             inference_routes(
                 ChatModels(self._store, self.data_dir, self._engine.base_models, self._transformer_chat()),
                 self.clock,
@@ -296,6 +298,10 @@ class LocalBackend:
             self._thread = None
             raise failure[0]
         return self.base_url  # type: ignore[return-value]
+
+    def grader_endpoint(self) -> tuple[str, str] | None:
+        """Where model graders ask their model: this backend's own API, once it listens."""
+        return (self.base_url, self.api_key) if self.base_url else None
 
     def stop(self) -> None:
         thread, loop = self._thread, self._loop

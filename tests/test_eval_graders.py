@@ -93,11 +93,16 @@ def test_a_missing_item_field_is_a_grader_error_on_that_example_only(rft_example
 
 
 def test_a_grader_the_backend_refuses_is_a_grade_error_and_a_problem():
-    scorer = {"type": "score_model", "name": "p", "model": "gpt-4o", "input": []}
-    choice = GraderChoice("custom", grader=scorer)
+    bad = {"type": "string_check", "name": "p", "input": "{{sample.output_text}}", "reference": "x", "operation": "is"}
+    choice = GraderChoice("custom", grader=bad)
     refused = grade(choice, "x", example("x"))
-    assert refused.score is None and refused.error.startswith("the grader was refused: The `score_model` grader")
-    assert "not available on the local backend" in grader_problem(choice)
+    assert refused.score is None and refused.error.startswith("the grader was refused: Invalid 'grader.operation'")
+    assert "Invalid 'grader.operation'" in grader_problem(choice)
+    # A model grader asks a model, which the evaluation's own judge grader does (its tokens counted).
+    scorer = {"type": "score_model", "name": "p", "model": "gpt-4o", "input": [{"role": "user", "content": "x"}]}
+    assert "use the judge grader" in grader_problem(GraderChoice("custom", grader=scorer))
+    nested = {"type": "multi", "name": "m", "calculate_output": "p", "graders": {"p": scorer}}
+    assert "use the judge grader" in grader_problem(GraderChoice("custom", grader=nested))
     assert grader_problem(GraderChoice("custom")) == "a custom grader needs a grader object"
 
 

@@ -258,12 +258,12 @@ async def test_a_run_on_the_local_backends_api_shows_reward_and_sub_scores(servi
     assert missing.reward == 0.0 and missing.errors == ["invalid_variable_error"]
 
 
-async def test_a_grader_the_local_backend_cannot_run_is_a_clear_refusal(service):
+async def test_a_model_grader_on_the_local_backend_asks_the_model_it_names(service):
     grader = graders.template_for("score_model", ["answer"])
     run = await graders.test_run(service._api.run_grader, grader, "4", {"answer": "4"})
-    assert run.reward is None and run.source == graders.PROVIDER
-    assert run.message.startswith("The provider did not run it: HTTP 400: The `score_model` grader is not available")
-    assert run.message.endswith("(unsupported_grader)")
+    assert run.source == graders.PROVIDER and run.reward == 0.0
+    (error,) = run.errors  # the template's model is OpenAI's, which the local backend does not serve
+    assert error.startswith(f"model_grader_server_error: {grader['model']}: HTTP 404")
 
 
 async def test_a_provider_without_graders_run_falls_back_to_the_local_code():
@@ -307,5 +307,6 @@ async def test_without_an_api_the_local_code_grades_and_refuses_what_it_cannot_r
     assert run.source == graders.LOCAL_CODE and run.scores["exact"] == 0.0
     assert run.reward == pytest.approx(0.75 * run.scores["close"])
 
-    refused = await graders.test_run(None, graders.template_for("score_model", ["answer"]), "4", {"answer": "4"})
-    assert refused.reward is None and "unsupported_grader" in refused.message and "score_model" in refused.message
+    # A model grader needs a model to ask: the local code has none, and says so on the run.
+    unasked = await graders.test_run(None, graders.template_for("score_model", ["answer"]), "4", {"answer": "4"})
+    assert unasked.reward == 0.0 and unasked.errors == ["model_grader_server_error: no model can be asked from here"]

@@ -127,19 +127,6 @@ async def test_invalid_graders_are_400s_naming_the_field(client, grader, param):
         assert info.value.param == param
 
 
-@pytest.mark.parametrize("kind", ["score_model", "label_model"])
-async def test_graders_that_need_a_hosted_model_are_refused_by_name(client, kind):
-    grader = {"type": kind, "name": "judge", "model": "gpt-4o", "input": [], "source": "def grade(s, i): return 1"}
-    with pytest.raises(openai.BadRequestError) as info:
-        await client.fine_tuning.alpha.graders.validate(grader=grader)
-    assert info.value.param == "grader.type" and info.value.code == "unsupported_grader"
-    assert f"`{kind}` grader is not available on the local backend" in info.value.message
-    nested = {"type": "multi", "name": "m", "calculate_output": "j", "graders": {"j": grader}}
-    with pytest.raises(openai.BadRequestError) as info:
-        await client.fine_tuning.alpha.graders.validate(grader=nested)
-    assert info.value.param == "grader.graders.j.type"
-
-
 async def test_bad_run_bodies_name_the_param(client):
     with pytest.raises(openai.BadRequestError) as info:
         await client.post("/fine_tuning/alpha/graders/run", body={"grader": check("eq")}, cast_to=object)

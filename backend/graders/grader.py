@@ -6,8 +6,8 @@ can `grade(namespaces)`. Supported: `string_check` (eq, ne, like, ilike: `like` 
 input contains the reference", `ilike` the same ignoring case), `text_similarity` (the
 metrics of `similarity.py`), `python` (the user's `grade(sample, item)`, in a limited
 process of its own: `python_grader.py`) and `multi` (an object map of those, combined by
-the `calculate_output` formula of `formula.py`). `score_model` and `label_model` need a
-model to ask, which graders here cannot reach yet, so the local backend refuses them by name.
+the `calculate_output` formula of `formula.py`), `score_model` and `label_model` (a model this
+backend serves reads the sample: `model_graders.py`).
 
 Templates: `{{item.a.b}}`, `{{item.list[0]}}`, `{{sample.output_text}}`,
 `{{sample.output_json.field}}` (when the sample is valid JSON) and
@@ -29,14 +29,13 @@ from tunedeck.core.datasets.grader import parse_template as parse_variables
 
 from ..errors import ApiError, bad_request
 from .formula import Formula, FormulaError, parse_formula
+from .model_graders import Asker
 from .similarity import METRICS
 
 STRING_OPERATIONS = ("eq", "ne", "like", "ilike")
-LOCAL_TYPES = ("string_check", "text_similarity", "python", "multi")
-HOSTED_TYPES = {
-    "score_model": "it asks a hosted model to score each sample",
-    "label_model": "it asks a hosted model to label each sample",
-}
+LOCAL_TYPES = ("string_check", "text_similarity", "score_model", "label_model", "python", "multi")
+HOSTED_TYPES: dict[str, str] = {}
+"""Grader types the API knows that this backend cannot run, with why (none now): refused by name."""
 MAX_SUB_GRADERS = 32
 MAX_TEMPLATE_CHARS = 100_000
 MAX_COMPARED_CHARS = 20_000  # similarity metrics look at this much of each text (some are quadratic)
@@ -203,11 +202,13 @@ class Multi:
 # -- checking and compiling --------------------------------------------------------------------
 
 
-def compile_grader(raw: Any, param: str = "grader", *, strict_formula: bool = True) -> Grader:
+def compile_grader(raw: Any, param: str = "grader", *, strict_formula: bool = True, ask: Asker | None = None) -> Grader:
     """Check `raw` and build the grader; raises a 400 `ApiError` naming the bad field.
     With `strict_formula=False` (graders.run) a formula that does not parse is not an
-    error here: grading then reports `formula_parse_error`, as the API does."""
-    return _compile(raw, param, strict_formula, nested=False)
+    error here: grading then reports `formula_parse_error`, as the API does. `ask`: how
+    score_model and label_model graders reach their model (without it they report
+    `model_grader_server_error` when grading; checking needs none)."""
+    return _compile(raw, param, strict_formula, nested=False, ask=ask)
 
 
 def validate_grader(raw: Any, param: str = "grader") -> dict[str, Any]:
@@ -226,7 +227,7 @@ def check_grader(raw: Any) -> dict[str, Any] | None:
     return None
 
 
-def _compile(raw: Any, param: str, strict_formula: bool, nested: bool) -> Grader:
+def _compile(raw: Any, param: str, strict_formula: bool, nested: bool, ask: Asker | None = None) -> Grader:
     if not isinstance(raw, dict):
         raise bad_request(f"Invalid '{param}': expected a grader object with a 'type'.", param=param)
     kind = raw.get("type")
@@ -251,6 +252,10 @@ def _compile(raw: Any, param: str, strict_formula: bool, nested: bool) -> Grader
     if kind == "text_similarity":
         metric = _one_of(raw, "evaluation_metric", tuple(METRICS), param)
         return TextSimilarity(name, *_templates(raw, param), metric)
+    if kind in ("score_model", "label_model"):
+        from .model_graders import compile_model_grader
+
+        return compile_model_grader(raw, name, param, ask)
     if kind == "python":
         from .python_grader import PythonGrader, PythonGraderError, check_source
 
@@ -261,12 +266,12 @@ def _compile(raw: Any, param: str, strict_formula: bool, nested: bool) -> Grader
         return PythonGrader(name, source)
     if nested:
         raise bad_request(f"Invalid '{param}.type': multi graders cannot be nested.", param=f"{param}.type")
-    return _compile_multi(raw, name, param, strict_formula)
+    return _compile_multi(raw, name, param, strict_formula, ask)
 
 
-def _compile_multi(raw: dict[str, Any], name: str, param: str, strict_formula: bool) -> Multi:
+def _compile_multi(raw: dict[str, Any], name: str, param: str, strict_formula: bool, ask: Asker | None) -> Multi:
     members = _members(_required(raw, "graders", param), f"{param}.graders")
-    graders = {key: _compile(sub, f"{param}.graders.{key}", strict_formula, nested=True) for key, sub in members}
+    graders = {key: _compile(sub, f"{param}.graders.{key}", strict_formula, nested=True, ask=ask) for key, sub in members}
     source = _required(raw, "calculate_output", param)
     try:
         formula: Formula | None = parse_formula(source)
@@ -328,12 +333,19 @@ def _templates(raw: dict[str, Any], param: str) -> tuple[Template, Template]:
 # -- running ----------------------------------------------------------------------------------
 
 
-def run_grader(raw: Any, model_sample: str, item: Any) -> dict[str, Any]:
+def asker_for(endpoint: tuple[str, str] | None) -> Asker | None:
+    """How model graders ask through the API at `endpoint` (base URL, key); None without one."""
+    from .model_graders import http_asker
+
+    return http_asker(*endpoint) if endpoint is not None else None
+
+
+def run_grader(raw: Any, model_sample: str, item: Any, ask: Asker | None = None) -> dict[str, Any]:
     """`graders/run` without HTTP, for the front door: the response body, or the API's error
-    envelope `{"error": {...}}` when it would refuse the grader with a 400 (an unsupported
-    type included)."""
+    envelope `{"error": {...}}` when it would refuse the grader with a 400. `ask`: how a
+    model grader reaches its model (none: it reports `model_grader_server_error`)."""
     try:
-        grader = compile_grader(raw, strict_formula=False)
+        grader = compile_grader(raw, strict_formula=False, ask=ask)
     except ApiError as exc:
         return exc.body()
     return run(grader, model_sample, {} if item is None else item)
@@ -356,7 +368,7 @@ def run_response(grader: Grader, grade: Grade, seconds: float) -> dict[str, Any]
         "execution_time": seconds,
         "scores": dict(grade.sub_rewards),
         "token_usage": None,
-        "sampled_model_name": None,
+        "sampled_model_name": getattr(grader, "model", None),
     }
     return {
         "reward": grade.reward,

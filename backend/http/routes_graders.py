@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -13,20 +14,22 @@ from .bodies import read_json
 from .server import json_response
 
 
-def grader_routes() -> web.RouteTableDef:
+def grader_routes(endpoint: Callable[[], tuple[str, str] | None] = lambda: None) -> web.RouteTableDef:
+    """`endpoint`: this backend's API, which model graders ask their model through."""
     routes = web.RouteTableDef()
 
     @routes.post("/v1/fine_tuning/alpha/graders/run")
     async def run(request: web.Request) -> web.Response:
         body = await read_json(request)
         # A formula that does not parse is graded as `formula_parse_error`, not refused.
-        grader = graders.compile_grader(_required(body, "grader"), strict_formula=False)
+        grader = graders.compile_grader(_required(body, "grader"), strict_formula=False, ask=graders.asker_for(endpoint()))
         sample = _required(body, "model_sample")
         if not isinstance(sample, str):
             raise bad_request("Invalid 'model_sample': expected a string.", param="model_sample")
         item = body.get("item")
         item = {} if item is None else item
-        # Off the loop: some similarity metrics take a while on long texts.
+        # Off the loop: some similarity metrics take a while on long texts, and a model grader
+        # asks this very server.
         result = await asyncio.get_running_loop().run_in_executor(None, graders.run, grader, sample, item)
         return json_response(result)
 

@@ -90,7 +90,10 @@ class Phases:
         clock: Callable[[], float],
         executor: Executor,
         seconds_per_step: Callable[[], float],
+        grader_endpoint: Callable[[], tuple[str, str] | None] = lambda: None,
     ) -> None:
+        """`grader_endpoint`: where model graders ask their model (this backend, once it listens)."""
+        self.grader_endpoint = grader_endpoint
         self.store = store
         self.blobs = blobs
         self.trainers = list(trainers)
@@ -264,6 +267,7 @@ class Phases:
             training_path=self.blobs.file_path(job["training_file"]),
             validation_path=self.blobs.file_path(job["validation_file"]) if job.get("validation_file") else None,
             options=TunedeckOptions.from_json(job.get("tunedeck")),
+            grader_endpoint=self.grader_endpoint(),
         )
 
     async def _train_steps(self, job: dict[str, Any], active: ActiveJob, max_steps: int) -> int:

@@ -62,6 +62,9 @@ class TrainingSpec:
     resume_from: Path | None = None
     """A run state written by `TrainingRun.save_state` (a crash-recovery or pause checkpoint):
     the run starts after that state's step, as if it had never stopped."""
+    grader_endpoint: tuple[str, str] | None = None
+    """(base URL, API key) of this backend's API, through which an RFT job's model graders
+    (score_model, label_model) ask their model; None where none can be asked."""
 
 
 # The loss and accuracy keys of a metric event's `data`, as the API names them.

@@ -122,9 +122,17 @@ def _json_fields_problem(fields: tuple[str, ...]) -> str | None:
     return None
 
 
+MODEL_GRADER_TYPES = ("score_model", "label_model")
+
+
 def _custom_problem(grader: Any) -> str | None:
     if not isinstance(grader, dict):
         return "a custom grader needs a grader object"
+    members = grader.get("graders") if grader.get("type") == "multi" else None
+    inner = list(members.values()) if isinstance(members, dict) else members if isinstance(members, list) else []
+    if any(isinstance(g, dict) and g.get("type") in MODEL_GRADER_TYPES for g in [grader, *inner]):
+        # The grader code here asks no model; an evaluation's own judge does, with its tokens counted.
+        return "a score_model or label_model grader asks a model: use the judge grader (a judge model) instead"
     return _backend_problem(grader)
 
 

@@ -640,9 +640,15 @@ def _run_from(response: Any, source: str, note: str = "") -> GraderRun:
     flags = metadata.get("errors") if isinstance(metadata.get("errors"), dict) else {}
     errors = []
     for flag, value in flags.items():
-        if value is True:
-            detail = flags.get(f"{flag}_details") or flags.get(f"{flag}_type")
-            errors.append(f"{flag}: {detail}" if isinstance(detail, str) and detail else flag)
+        # The SDK names `model_grader_*` fields `api_model_grader_*` (pydantic reserves `model_`),
+        # and a dump holds both: one error each.
+        name = flag.removeprefix("api_")
+        if value is True and not any(e == name or e.startswith(name + ":") for e in errors):
+            detail = next(
+                (flags.get(f"{p}{name}{s}") for p in ("", "api_") for s in ("_details", "_type") if flags.get(f"{p}{name}{s}")),
+                None,
+            )
+            errors.append(f"{name}: {detail}" if isinstance(detail, str) and detail else name)
     subs = response.get("sub_rewards") or metadata.get("scores") or {}
     scores = {str(k): float(v) for k, v in subs.items() if _is_number(v)} if isinstance(subs, dict) else {}
     seconds = metadata.get("execution_time")

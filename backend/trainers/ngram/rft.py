@@ -43,7 +43,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from tunedeck.backend.graders.grader import Grader, compile_grader, sample_namespace
+from tunedeck.backend.graders.grader import Grader, asker_for, compile_grader, sample_namespace
 from tunedeck.backend.graders.rewards import Graded, reward_metrics
 from tunedeck.backend.jobs.training_data import chat_turns
 
@@ -73,7 +73,9 @@ class Prompt:
 class RftRun(PolicyRunStateMixin, TrainingRun):
     def __init__(self, spec: TrainingSpec) -> None:
         hyper = spec.hyperparameters
-        self.grader: Grader = compile_grader(spec.method_config.get("grader"), "method.reinforcement.grader")
+        self.grader: Grader = compile_grader(
+            spec.method_config.get("grader"), "method.reinforcement.grader", ask=asker_for(spec.grader_endpoint)
+        )
         self._train = [_prompt(row) for row in spec.training]
         self._valid = [_prompt(row) for row in spec.validation]
         references = [text for p in self._train for text in _reference_texts(p.item)]

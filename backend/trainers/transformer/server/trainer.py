@@ -95,6 +95,7 @@ def worker_spec(spec: TrainingSpec, base: dict[str, Any]) -> dict[str, Any]:
         },
         "seed": spec.seed,
         "method_config": spec.method_config,
+        "grader_endpoint": list(spec.grader_endpoint) if spec.grader_endpoint else None,
         "options": spec.options.as_json(),
         # A crash-recovery checkpoint to continue from; its state file stays for a second crash.
         **({"resume": {"checkpoint": str(spec.resume_from), "keep_state": True}} if spec.resume_from else {}),

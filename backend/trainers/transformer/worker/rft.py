@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from tunedeck.backend.graders.grader import compile_grader, sample_namespace
+from tunedeck.backend.graders.grader import asker_for, compile_grader, sample_namespace
 from tunedeck.backend.graders.rewards import Graded, reward_metrics
 
 from .encoding import Encoded
@@ -36,7 +36,12 @@ EVALUATIONS_PER_RUN = 10
 class RftRun(Run):
     def prepare(self) -> None:
         self.max_answer = self.options.max_completion_tokens
-        self.grader = compile_grader(self.spec["method_config"].get("grader"), "method.reinforcement.grader")
+        endpoint = self.spec.get("grader_endpoint")
+        self.grader = compile_grader(
+            self.spec["method_config"].get("grader"),
+            "method.reinforcement.grader",
+            ask=asker_for(tuple(endpoint) if endpoint else None),
+        )
         self.train_prompts = self._prompts(self.spec["training_path"])
         self.valid_prompts = self._prompts(self.spec.get("validation_path"))
         self.n_train, self.n_valid = len(self.train_prompts), len(self.valid_prompts)
