@@ -237,7 +237,6 @@ def response_body(
         "previous_response_id": None,
         "reasoning": {"effort": None, "summary": None},
         "service_tier": "default",
-        "store": request.store,
         "temperature": chat.temperature,
         "text": {"format": {"type": "text"}},
         "tool_choice": "auto",
