@@ -74,7 +74,21 @@ class ChatRequest:
 # -- the request --------------------------------------------------------------------------------
 
 
+CHAT_PARAMETERS = frozenset({
+    "model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "n", "seed", "stop",
+    "stream", "stream_options", "tools", "tool_choice", "parallel_tool_calls", "functions", "function_call",
+    "response_format", "logprobs", "top_logprobs", "logit_bias", "presence_penalty", "frequency_penalty", "user",
+    "metadata", "store", "service_tier", "reasoning_effort", "modalities", "audio", "prediction",
+    "web_search_options", "verbosity", "safety_identifier", "prompt_cache_key", "prompt_cache_retention",
+})  # fmt: skip
+"""Every parameter the API's chat completions take: any other is refused, as the API refuses it
+(a misspelt `temprature` is an error, never a silent default)."""
+
+
 def parse_chat_request(body: dict[str, Any]) -> ChatRequest:
+    for key in body:
+        if key not in CHAT_PARAMETERS:
+            raise bad_request(f"Unrecognized request argument supplied: {key[:100]}", param=key, code="unknown_parameter")
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise _missing_or_invalid(body, "model", "a model name")

@@ -123,7 +123,7 @@ def _run_validation(args: argparse.Namespace, label: str) -> Any:
 
     progress = _Progress(label)
     try:
-        return validate_file(
+        report = validate_file(
             args.path,
             method=args.method,
             model=args.model,
@@ -137,6 +137,23 @@ def _run_validation(args: argparse.Namespace, label: str) -> Any:
         return EXIT_USAGE
     finally:
         progress.clear()
+    if _profile_is_local(getattr(args, "profile", None)):
+        from tunedeck.core.datasets.pricing import local_estimate_json
+
+        report.estimate = local_estimate_json(report)  # the local backend bills nothing: its work instead
+    return report
+
+
+def _profile_is_local(name: str | None) -> bool:
+    """Whether the profile the estimate is for trains on the local backend (a config that
+    cannot be read leaves the provider's prices: the data commands need no profile)."""
+    from tunedeck.core.bootstrap import load_app_config
+    from tunedeck.core.config import ConfigError
+
+    try:
+        return load_app_config().profile(name).backend == "local"
+    except ConfigError:
+        return False
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -179,6 +196,8 @@ def _stats(args: argparse.Namespace) -> int:
         _say("  by role           " + " · ".join(f"{k} {v:,}" for k, v in t["by_role"].items()))
     if e.get("none_because"):
         _say(f"  estimate          none: {e['none_because']}")
+    elif e.get("local"):
+        _say(f"  estimate          {e['epochs']} epochs · {e['trained_tokens']:,} trained tokens · {e['note']}")
     elif e:
         cost = f"${e['cost_usd']:,.2f}" if e.get("cost_usd") is not None else f"not estimated ({e['price'].get('note')})"
         _say(f"  estimate          {e['epochs']} epochs · {e['trained_tokens']:,} trained tokens · {cost}")

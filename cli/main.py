@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tunedeck", description="The fine-tuning loop in a terminal.")
     parser.add_argument("--version", action="version", version=f"tunedeck {__version__}")
     parser.add_argument("--profile", help="profile to use (default: the config's default, or local)")
+    parser.add_argument("--theme", help="the app's colour theme, e.g. ansi-dark or ansi-light (remembered; default: the one last picked)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     add_serve_parser(commands)
@@ -103,7 +104,7 @@ def quiet_stdout() -> None:
 def _run(args: argparse.Namespace) -> int:
     try:
         if args.command is None:
-            return _run_app(args.profile)
+            return _run_app(args.profile, args.theme)
         if args.command == "serve":
             return run_serve(args)
         if args.command == "paths":
@@ -133,13 +134,13 @@ def _say(line: str) -> None:
     print(strip_controls(line))
 
 
-def _run_app(profile: str | None) -> int:
+def _run_app(profile: str | None, theme: str | None = None) -> int:
     from tunedeck.core.bootstrap import load_app_config
 
     load_app_config().profile(profile)  # a bad config or profile is reported before the screen opens
     from tunedeck.tui.app import run_app
 
-    return run_app(profile)
+    return run_app(profile, theme)
 
 
 def _print_paths() -> int:

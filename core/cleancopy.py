@@ -4,7 +4,9 @@ Which lines are invalid comes from the validator: either the caller passes the l
 numbers of a complete error list (a byte copy that skips them: fast at any size), or every
 line is checked again with the validator's own per-line checker (`check_line`), which the
 caller must do when the report's error list was cut short. The copy is written to a new
-file that must not exist (opened with O_EXCL), and removed again if anything fails.
+file that must not exist (opened with O_EXCL), and removed again if anything fails; with
+`overwrite` (the user agreed) it is written beside the target and moved over it once whole,
+so a failed copy leaves the old file as it was.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ def write_clean_copy(
     *,
     bad_lines: Collection[int] | None = None,
     target: str | os.PathLike[str] | None = None,
+    overwrite: bool = False,
     cancelled: Cancelled | None = None,
     progress: Progress | None = None,
 ) -> CleanCopyResult:
@@ -60,11 +63,13 @@ def write_clean_copy(
     out_path = Path(target) if target is not None else clean_copy_path(source)
     if out_path.exists() and out_path.resolve() == source.resolve():
         raise CleanCopyError(f"{out_path} is the original file")
+    write_path = out_path.with_name(out_path.name + ".part") if overwrite else out_path
     try:
         total = source.stat().st_size
-        out_fd = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if overwrite else os.O_EXCL)
+        out_fd = os.open(write_path, flags, 0o644)
     except FileExistsError:
-        raise CleanCopyError(f"{out_path} exists; move it away first (it is never overwritten)") from None
+        raise CleanCopyError(f"{out_path} exists; choose another name or agree to overwrite it") from None
     except OSError as exc:
         raise CleanCopyError(f"cannot write {out_path}: {exc.strerror or exc}") from None
     is_bad = _line_judge(fmt, bad_lines)
@@ -86,8 +91,10 @@ def write_clean_copy(
                     continue
                 out.write(raw if raw.endswith(b"\n") else raw + b"\n")
                 result.kept += 1
+        if write_path != out_path:
+            os.replace(write_path, out_path)
     except BaseException as exc:
-        out_path.unlink(missing_ok=True)
+        write_path.unlink(missing_ok=True)
         if isinstance(exc, OSError):
             raise CleanCopyError(f"cannot copy {source}: {exc.strerror or exc}") from None
         raise

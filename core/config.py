@@ -232,6 +232,45 @@ def _model_aliases(where: str, backend: str, table: dict) -> tuple[tuple[str, st
     return tuple(pairs)
 
 
+# -- what the app remembers between runs -----------------------------------------------------
+# The app writes these itself, to a file of its own beside config.toml: the user's config is
+# never rewritten (its comments and layout are theirs).
+
+APP_SETTINGS_FILE = "app-settings.json"
+
+
+def saved_theme(config_dir: Path) -> str | None:
+    """The theme the user last picked in the app (None: never picked, or unreadable)."""
+    import json
+
+    try:
+        data = json.loads((config_dir / APP_SETTINGS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None  # a convenience: a missing or damaged file means the default theme
+    theme = data.get("theme") if isinstance(data, dict) else None
+    return theme if isinstance(theme, str) and theme else None
+
+
+def save_theme(config_dir: Path, theme: str) -> None:
+    """Remember `theme` for the next run (written whole, then renamed into place)."""
+    import json
+
+    if saved_theme(config_dir) == theme:
+        return
+    path = config_dir / APP_SETTINGS_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        data = {}
+    if not isinstance(data, dict):
+        data = {}
+    data["theme"] = theme
+    config_dir.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    partial.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    os.replace(partial, path)
+
+
 def _notify(where: str, value: list) -> tuple[str, ...]:
     kinds: list[str] = []
     for item in value:

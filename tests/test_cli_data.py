@@ -101,3 +101,23 @@ def test_an_empty_file_has_nothing_to_estimate(tmp_path, capsys):
     assert report.estimate["none_because"] == "the file has no examples"
     code, out, _ = run_cli(capsys, "data", "validate", str(path))
     assert code == 1 and "estimate none: the file has no examples" in out
+
+
+# -- the estimate follows the profile -------------------------------------------------------------
+
+
+def test_the_estimate_follows_the_profile(tmp_path, capsys, monkeypatch):
+    path = generate_dataset("sft", 120, tmp_path / "train.jsonl", "--learnable")
+    # The local profile (the default with no key): no money, the work instead.
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    code, out, _ = run_cli(capsys, "data", "stats", str(path))
+    assert code == 0 and "no charge (local: trains on this machine), about " in out and "$" not in out
+    code, out, _ = run_cli(capsys, "data", "stats", str(path), "--json")
+    estimate = json.loads(out)["estimate"]
+    assert estimate["local"] and estimate["cost_usd"] is None and estimate["steps"] > 0
+    code, out, _ = run_cli(capsys, "data", "validate", str(path))
+    assert "trained tokens; no charge (local" in out
+    # A provider's profile: its price, with the table's date.
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    code, out, _ = run_cli(capsys, "--profile", "openai", "data", "stats", str(path))
+    assert code == 0 and "$" in out and "no charge" not in out

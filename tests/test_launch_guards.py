@@ -51,9 +51,9 @@ def rft_request(path, grader) -> LaunchRequest:
         ({"type": "string_check", "name": "x"}, "Missing required parameter"),
         ({"type": "string_check", "name": "x", "input": "{{sample.output_text}}", "reference": "a",
           "operation": "bogus"}, "operation"),  # fmt: skip
-        ({"type": "python", "name": "p", "source": "def grade(sample, item):\n    return 1.0\n"}, "python"),
+        ({"type": "python", "name": "p", "source": "def grade(sample, item:\n    return 1.0\n"}, "source"),
     ],
-    ids=["missing-fields", "bad-operation", "python-on-the-local-backend"],
+    ids=["missing-fields", "bad-operation", "python-that-does-not-parse"],
 )
 async def test_a_grader_the_server_would_refuse_blocks_the_preflight(service, manual_backend, tmp_path, grader, says):
     rft = generate_dataset("rft", 30, tmp_path / "rft.jsonl")

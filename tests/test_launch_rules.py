@@ -221,7 +221,7 @@ def test_an_unset_reasoning_effort_is_left_to_the_server(sync_client, training_f
                     "compute_multiplier": "auto", "eval_interval": "auto", "eval_samples": "auto"}  # fmt: skip
     method = {"type": "reinforcement", "reinforcement": {"grader": GRADER, "hyperparameters": sent}}
     job = sync_client.fine_tuning.jobs.create(model=BUILTIN_BASE_MODEL, training_file=training_file, method=method)
-    assert job.method.reinforcement.hyperparameters.reasoning_effort == "auto"  # resolved to "default" on start
+    assert job.method.reinforcement.hyperparameters.reasoning_effort == "default"  # never "auto": not a value it takes
 
 
 @pytest.mark.parametrize(

@@ -167,3 +167,10 @@ def test_content_parts_and_tool_turns_are_read(trained):
     messages = [prompt[0], {"role": "assistant", "content": None, "tool_calls": []}, {"role": "user", "content": parts}]
     answer = client.chat.completions.create(model=job.fine_tuned_model, messages=messages).choices[0].message.content
     assert answer == client.chat.completions.create(model=job.fine_tuned_model, messages=prompt).choices[0].message.content
+
+
+def test_an_unknown_parameter_is_refused_naming_it(trained):
+    client, job, items = trained
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(model=job.fine_tuned_model, messages=items[0][0], extra_body={"temprature": 0.5})
+    assert caught.value.body["param"] == "temprature" and "Unrecognized request argument" in caught.value.message

@@ -22,7 +22,7 @@ from tunedeck.core.bootstrap import open_service
 from tunedeck.core.paths import AppPaths
 from tunedeck.tui.app import TunedeckApp
 from tunedeck.tui.screens.dataset import DatasetScreen
-from tunedeck.tui.screens.dataset_prompts import AskScreen, OpenDatasetScreen
+from tunedeck.tui.screens.dataset_prompts import AskScreen, OpenDatasetScreen, WriteFilesScreen
 from tunedeck.tui.screens.help import HelpScreen
 from tunedeck.tui.screens.launch import LaunchScreen
 from tunedeck.tui.textshot import screen_text
@@ -333,23 +333,25 @@ async def test_clean_copy_split_and_launch(paths, tmp_path):
     app = make_app(paths)
     async with app.run_test(size=(120, 36)) as pilot:
         screen = await open_screen(pilot, path)
-        await pilot.press("s", "enter")  # the bad lines stop the split, and the message says what to do
+        await pilot.press("s")
+        assert isinstance(app.screen, WriteFilesScreen)
+        # Untick "split the clean lines" (the names offered follow), back to a field, enter:
+        await pilot.press("tab", "tab", "tab", "space", "shift+tab")
+        assert app.screen.query_one("#write-train").value == str(tmp_path / "train_train.jsonl")
+        await pilot.press("enter")  # the bad lines stop the split, and the message says what to do
         await settle(pilot)
-        assert not (tmp_path / "train_train.jsonl").exists()
-        await pilot.press("w")
+        assert not (tmp_path / "train_train.jsonl").exists() and app.screen is screen
+        await pilot.press("w", "enter")
         await settle(pilot)
         clean = tmp_path / "train.clean.jsonl"
         assert len(clean.read_bytes().splitlines()) == 97 and path.read_bytes() == original
-        await pilot.press("w")  # never overwritten
-        await settle(pilot)
-        assert len(clean.read_bytes().splitlines()) == 97
 
         screen.open_file(clean)
         await settle(pilot)
         assert screen.browser.report is not None and screen.browser.report.error_count == 0
         await pilot.press("s")
-        assert isinstance(app.screen, AskScreen)
-        await pilot.press("backspace", "backspace", "backspace", *"0.2", "enter")
+        assert isinstance(app.screen, WriteFilesScreen) and not app.screen.query("#write-use-clean")
+        await pilot.press(*"0.2", "enter")
         await settle(pilot)
         train, valid = tmp_path / "train.clean_train.jsonl", tmp_path / "train.clean_validation.jsonl"
         assert len(valid.read_bytes().splitlines()) == 19 or len(valid.read_bytes().splitlines()) == 20
@@ -389,9 +391,11 @@ async def test_d_opens_the_browser_from_a_prompt_and_remembers_the_file(paths, t
         assert not isinstance(app.screen, DatasetScreen)
 
 
-async def test_choosing_a_base_model_reprices_and_recounts(paths, tmp_path):
+async def test_choosing_a_base_model_reprices_and_recounts(paths, tmp_path, monkeypatch):
+    from test_tui_dataset_pricing import openai_profile
     from textual.widgets import Select
 
+    openai_profile(paths, monkeypatch)  # a provider's prices (the local backend charges nothing)
     path = generate_dataset("sft", 60, tmp_path / "train.jsonl")
     app = make_app(paths)
     async with app.run_test(size=(120, 36)) as pilot:
@@ -483,10 +487,12 @@ async def test_workers_failing_unexpectedly_leave_nothing_under_way(paths, tmp_p
 
 
 async def test_a_recount_failing_unexpectedly_keeps_the_report(paths, tmp_path, monkeypatch):
+    from test_tui_dataset_pricing import openai_profile
     from textual.widgets import Select
 
     from tunedeck.core import datasets
 
+    openai_profile(paths, monkeypatch)  # a provider's models: one with another tokenizer to pick
     path = generate_dataset("sft", 60, tmp_path / "train.jsonl")
     app = make_app(paths)
     async with app.run_test(size=(120, 36)) as pilot:

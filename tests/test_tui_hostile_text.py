@@ -235,11 +235,12 @@ async def test_hostile_names_and_texts_never_reach_the_terminal(paths, tmp_path,
 
         # -- its file actions and their toasts -----------------------------------------------
         assert app.screen is screen
-        await pilot.press("w")  # a copy without the invalid lines
+        await pilot.press("w", "enter")  # a copy without the invalid lines, where it offers
         await settle(pilot)
         clean_copy = data.with_name(data.stem + ".clean.jsonl")
         assert clean_copy.is_file()
-        await pilot.press("s", "enter")  # the bad lines stop the split: its error names the file
+        # The raw file ("split the clean lines" unticked): the bad lines stop the split, its error names the file
+        await pilot.press("s", "tab", "tab", "tab", "space", "shift+tab", "enter")
         await settle(pilot)
         screen.open_file(clean_copy)
         await settle(pilot)

@@ -17,10 +17,9 @@ import time
 import pytest
 from conftest import generate_dataset
 from rich.text import Text
-from tui_support import make_app, open_job, poll, settle
+from tui_support import launch_job, make_app, open_job, poll, running_job, settle
 
 from tunedeck.core.bootstrap import open_service
-from tunedeck.core.launch.request import LaunchRequest
 from tunedeck.core.records import JobEvent
 from tunedeck.tui.messages import EventsArrived
 from tunedeck.tui.screens.confirm import ConfirmScreen
@@ -32,10 +31,7 @@ EPOCHS, BATCH = 3, 4  # 40 examples: 10 steps an epoch, 30 in all
 
 
 async def launch(app, training, validation=None, **hyper) -> str:
-    hyperparameters = {"n_epochs": EPOCHS, "batch_size": BATCH, **hyper}
-    request = LaunchRequest(training_path=training, validation_path=validation, model="tunedeck-ngram", hyperparameters=hyperparameters)
-    job = await app.service.launch(request)
-    return job.id
+    return await launch_job(app, training, validation, **{"n_epochs": EPOCHS, "batch_size": BATCH, **hyper})
 
 
 def toasts(app) -> list[tuple[str, str]]:
@@ -369,7 +365,9 @@ async def test_a_failed_job_says_why_and_offers_no_cancel_or_pause(paths):
         assert app.screen is screen
         await pilot.press("y")
         await pilot.pause()
-        assert ("", "no fine-tuned model yet: it is named when the job succeeds") in toasts(app)
+        # No fine-tuned model: `y` copies the job id, and the toast says which it copied.
+        assert app.clipboard == job_id
+        assert ("copied the job id (no fine-tuned model yet)", job_id) in toasts(app)
 
 
 async def test_a_job_loading_or_not_found_offers_no_cancel(paths):
@@ -521,11 +519,8 @@ async def test_at_80x24_k_swaps_the_events_for_the_checkpoints(paths, manual_bac
 async def test_pause_then_resume_change_the_status_and_the_keys_follow_it(paths, manual_backend, sft_file):
     app = make_app(paths, manual_backend)
     async with app.run_test(size=(160, 48)) as pilot:
-        await settle(pilot)
-        job_id = await launch(app, sft_file)
-        await asyncio.to_thread(manual_backend.advance, job_id, 4)
-        screen = await open_job(pilot, job_id)
-        assert screen.job.status == "running"
+        screen = await running_job(pilot, manual_backend, sft_file)
+        job_id = screen.job_id
         keys = footer_keys(app)
         assert "Pause" in keys and "Cancel job" in keys and "Resume" not in keys
 

@@ -356,10 +356,10 @@ async def test_cancel_is_offered_only_for_a_job_that_can_still_change(paths):
     async with app.run_test(size=(120, 36)) as pilot:
         await settle(pilot)
         assert table_of(app).selected_job_id == "ftjob-alpha"  # running
-        assert "Cancel job" in screen_text(app).splitlines()[-1]
+        assert "c Cancel" in screen_text(app).splitlines()[-1]
         await pilot.press("down")  # succeeded
         await settle(pilot)
-        assert "Cancel job" not in screen_text(app).splitlines()[-1]
+        assert "c Cancel" not in screen_text(app).splitlines()[-1]
         await pilot.press("c")  # nothing to cancel: nothing asked
         await settle(pilot)
         assert isinstance(app.screen, JobsScreen)
@@ -371,7 +371,7 @@ async def test_cancel_is_not_offered_with_no_job_selected(paths):
     async with app.run_test(size=(120, 36)) as pilot:
         await settle(pilot)
         assert table_of(app).selected_job_id is None
-        assert "Cancel job" not in screen_text(app).splitlines()[-1]
+        assert "c Cancel" not in screen_text(app).splitlines()[-1]
         await pilot.press("c")  # nothing selected: no "no job selected" toast either
         await settle(pilot)
         assert isinstance(app.screen, JobsScreen)
@@ -383,12 +383,12 @@ async def test_cancel_follows_a_filter_that_hides_every_job(paths):
     app = make_app(paths, connect=False)
     async with app.run_test(size=(120, 36)) as pilot:
         await settle(pilot)
-        assert "Cancel job" in screen_text(app).splitlines()[-1]  # alpha is running
+        assert "c Cancel" in screen_text(app).splitlines()[-1]  # alpha is running
         await pilot.press("slash", *"nothing-like-this", "enter")
         await settle(pilot)
         assert table_of(app).selected_job_id is None
-        assert "Cancel job" not in screen_text(app).splitlines()[-1]
+        assert "c Cancel" not in screen_text(app).splitlines()[-1]
         await pilot.press("escape")
         await settle(pilot)
         assert table_of(app).selected_job_id == "ftjob-alpha"
-        assert "Cancel job" in screen_text(app).splitlines()[-1]
+        assert "c Cancel" in screen_text(app).splitlines()[-1]

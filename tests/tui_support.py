@@ -73,3 +73,28 @@ async def burst(pilot, *keys: str) -> None:
         for char in key:
             pilot.app.post_message(events.Key(char if char.isalnum() else _character_to_key(char), char))
     await settle(pilot)
+
+
+async def launch_job(app, training, validation=None, **hyper) -> str:
+    """A job of the built-in model on `training` (3 epochs, batch 4 unless `hyper` says
+    otherwise), launched through the service as the launch form does; its id."""
+    from tunedeck.core.launch.request import LaunchRequest
+
+    hyperparameters = {"n_epochs": 3, "batch_size": 4, **hyper}
+    request = LaunchRequest(
+        training_path=training, validation_path=validation, model="tunedeck-ngram", hyperparameters=hyperparameters
+    )
+    return (await app.service.launch(request)).id
+
+
+async def running_job(pilot, backend, training):
+    """A job launched on `training` and four steps into training on the manual `backend`,
+    its screen open."""
+    import asyncio
+
+    await settle(pilot)
+    job_id = await launch_job(pilot.app, training)
+    await asyncio.to_thread(backend.advance, job_id, 4)
+    screen = await open_job(pilot, job_id)
+    assert screen.job.status == "running"
+    return screen

@@ -32,13 +32,14 @@ import gc
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Awaitable, Callable, Iterable, Sequence
 
 from textual import on, work
-from textual.app import App
+from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.worker import Worker, WorkerState
 
+from .commands import ContextCommands
 from .messages import (
     CancelFailed,
     ConnectionUpdated,
@@ -66,8 +67,11 @@ from .safe_text import clean
 from .screens.jobs import JobsScreen
 from .service_actions import EVAL_WORKERS, ServiceActions
 from .state import AppState, WorkerFailure
+from .themes import remember_theme, unknown_theme
 
 if TYPE_CHECKING:  # pragma: no cover
+    from textual.screen import Screen
+
     from tunedeck.core.launch.request import LaunchRequest
     from tunedeck.core.poller import JobPoller
     from tunedeck.core.records import JobRow
@@ -83,6 +87,9 @@ aiosqlite's round trips waits for the loop, which is busy mounting the Jobs scre
 (50-66 ms a trip on a 2-core machine): at 0.25 s the cached rows missed the first frame
 (bench/startup.py: 0 rows). The wait ends as soon as the cache answers."""
 
+TYPED_APP_ACTIONS = frozenset({"datasets"})
+"""App keys bound with priority (they act before the next key is read) that a text field
+takes as typing instead."""
 STARTUP_WORKERS = "startup"
 POLL_WORKERS = "poll"
 DESKTOP_WORKERS = "desktop"
@@ -114,6 +121,7 @@ class TunedeckApp(App[int]):
     TITLE = "tunedeck"
     CSS_PATH = Path(__file__).with_name("app.tcss")  # absolute, so subclasses elsewhere find it
     ENABLE_COMMAND_PALETTE = True
+    COMMANDS = App.COMMANDS | {ContextCommands}  # every action of the current context, from its bindings
 
     BINDINGS = [
         Binding("q", "quit", "Quit", id="app.quit", tooltip="Quit tunedeck"),
@@ -121,7 +129,9 @@ class TunedeckApp(App[int]):
         Binding("f1", "help", "Keys", show=False, id="app.help_f1"),
         Binding("r", "refresh", "Refresh", id="app.refresh", tooltip="Refresh from the API now"),
         Binding("p", "switch_profile", "Profile", id="app.profile", tooltip="Switch to the next profile"),
-        Binding("d", "datasets", "Datasets", id="app.datasets", tooltip="Browse a dataset file before training on it"),
+        # A priority binding: it opens the file prompt before the next key is read, so a path
+        # typed right after `d` (in one burst, or pasted) lands in the prompt, not in the jobs.
+        Binding("d", "datasets", "Datasets", id="app.datasets", priority=True, tooltip="Browse a dataset file before training on it"),
         Binding("E", "evaluate", "Evaluate", id="app.evaluate", tooltip="Evaluate models on a dataset: baseline, fine-tuned, checkpoints"),
         Binding("t", "playground", "Try models", id="app.playground", tooltip="Chat with two models side by side (a job's fine-tuned model and its base)"),
     ]
@@ -133,8 +143,11 @@ class TunedeckApp(App[int]):
         profile: str | None = None,
         poll: bool = True,
         connect: bool = True,
+        theme: str | None = None,
     ) -> None:
         super().__init__()
+        self._chosen_theme = theme
+        """`--theme`: shown this run instead of the theme last picked (see `themes.py`)."""
         if "TEXTUAL_ANIMATIONS" not in os.environ:
             self.animation_level = "none"  # calmer, and cheaper over SSH
         self._service_factory = service_factory or default_service_factory(profile)
@@ -277,6 +290,7 @@ class TunedeckApp(App[int]):
         state.connection_state = message.service.connection.state
         state.connection_detail = message.service.connection.detail
         state.changed.publish(None)
+        remember_theme(self, message.service.paths, self._chosen_theme)  # the folders are known now
         if message.service.cache.recovery_note:  # the cache was damaged and rebuilt at opening
             self.on_notice_posted(NoticePosted(message.service.cache.recovery_note, "cache"))
 
@@ -520,11 +534,24 @@ class TunedeckApp(App[int]):
         question = f"{many} running; switching stops {'it' if running == 1 else 'them'} (R resumes later)."
         self.push_screen(ConfirmScreen(question, yes_label="Switch", no_label="Stay"), answered)
 
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        """Textual's own palette commands, less those the context commands already offer with
+        their keys (Quit, Keys): one entry per action."""
+        for command in super().get_system_commands(screen):
+            if command.title not in ("Quit", "Keys"):
+                yield command
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """A screen may turn off app keys where they would be typed by mistake (a form)."""
         blocks = getattr(self.screen, "blocks_app_action", None)
         if blocks is not None and blocks(action):
             return False
+        if action in TYPED_APP_ACTIONS:
+            from textual.widgets import Input, TextArea
+            from textual.widgets._select import SelectOverlay
+
+            if isinstance(self.screen.focused, (Input, TextArea, SelectOverlay)):
+                return False  # a priority key typed into a field: the character, not the action
         return True
 
     def switch_profile(self, keep_launch: LaunchRequest | None = None) -> None:
@@ -582,11 +609,13 @@ class TunedeckApp(App[int]):
             except Exception:  # closing is best effort; the data is already on disk
                 pass
 
-    def action_datasets(self) -> None:
+    async def action_datasets(self) -> None:
         from .screens.dataset import DatasetScreen
 
         if not isinstance(self.screen, DatasetScreen):
-            self.push_screen(DatasetScreen())
+            screen = DatasetScreen(ask_for_file=False)
+            await self.push_screen(screen)
+            await screen.action_open()  # the prompt mounted and focused before the next key
 
     def action_evaluate(self) -> None:
         from .screens.evaluate import EvaluateScreen
@@ -621,9 +650,13 @@ class TunedeckApp(App[int]):
         await self._close_service()
 
 
-def run_app(profile: str | None = None) -> int:
-    """Run the full-screen app on `profile` (None: the config's default); returns the exit code."""
-    app = TunedeckApp(profile=profile)
+def run_app(profile: str | None = None, theme: str | None = None) -> int:
+    """Run the full-screen app on `profile` (None: the config's default) in `theme` (None:
+    the one last picked); returns the exit code (2 for a theme that does not exist)."""
+    if theme is not None and (problem := unknown_theme(theme)) is not None:
+        print(f"tunedeck: {clean(problem)}", file=sys.stderr)
+        return 2
+    app = TunedeckApp(profile=profile, theme=theme)
     app.run()
     if app.exit_note:  # after the screen is restored, so it stays in the terminal
         print(clean(app.exit_note), file=sys.stderr)  # names the profile's URL: outside text

@@ -190,6 +190,9 @@ def _body(report: ValidationReport, max_errors: int, max_warnings: int) -> list[
     if e and e.get("none_because"):
         out.append("")
         out.append(f"estimate none: {e['none_because']}")
+    elif e and e.get("local"):
+        out.append("")
+        out.append(f"estimate {e['epochs']} epochs × {_num(t.get('billed'))} = {_num(e['trained_tokens'])} trained tokens; {e['note']}")
     elif e:
         price = e.get("price", {})
         out.append("")

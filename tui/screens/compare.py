@@ -19,7 +19,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 from textual.worker import Worker
 
 from tunedeck.core.watch.compare import Comparison, aligned, compare
@@ -29,6 +29,7 @@ from ..state import AppState, host, pass_on_failure
 from ..widgets.compare_chart import CompareChart, Curve, legend_text, look
 from ..widgets.header import AppHeader
 from ..widgets.jobs_table import short_id
+from ..widgets.key_footer import KeyFooter
 
 if TYPE_CHECKING:  # pragma: no cover
     from tunedeck.core.records import Job, JobRow
@@ -120,7 +121,7 @@ class CompareScreen(Screen):
         yield CompareChart(id="compare-chart")
         yield Static(id="compare-legend")
         yield DataTable(id="compare-table", cursor_type="row", zebra_stripes=True)
-        yield Footer()
+        yield KeyFooter()
 
     @property
     def state(self) -> AppState:

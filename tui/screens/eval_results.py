@@ -26,7 +26,7 @@ from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import ContentSwitcher, DataTable, Footer, Markdown, Static
+from textual.widgets import ContentSwitcher, Markdown, Static
 from textual.worker import Worker
 
 from ..safe_text import clean, one_line, safe
@@ -35,6 +35,7 @@ from ..widgets.eval_answers import AnswersView, EvalAnswers, answers_for_clipboa
 from ..widgets.eval_examples import EvalExamples
 from ..widgets.eval_scores import EvalScores
 from ..widgets.header import AppHeader
+from ..widgets.key_footer import KeyFooter
 
 if TYPE_CHECKING:  # pragma: no cover
     from tunedeck.core.evaluate.examples import ExampleSet
@@ -199,7 +200,7 @@ class EvalResultsScreen(Screen):
             with VerticalScroll(id="eval-notes-box"):
                 yield Static(id="eval-notes-head")
                 yield Markdown("", id="eval-notes", open_links=False)
-        yield Footer()
+        yield KeyFooter()
 
     @property
     def state(self) -> AppState:
@@ -403,10 +404,7 @@ class EvalResultsScreen(Screen):
         every = self.every_rows  # worked out with the read (a thread): swapped here
         self.counts = {name: len(rows) for name, rows in every.items()}
         self.rows = every.get(self.filter, [])
-        width = self.app.size.width
-        marks = sum(max(min(len(label), 12), 6) + 2 for label in self.labels)  # a mark and a score fit in 6
-        room = max(12, width - 6 - marks - 2 - 2)  # the line column; the reference's padding; a scrollbar
-        self.table.show(self.labels, self.rows, self.examples, reference_width=room)
+        self.table.show(self.labels, self.rows, self.examples)
         self._show_filter()
         self._show_selected()
 
@@ -447,9 +445,9 @@ class EvalResultsScreen(Screen):
             note = "loading…"
         self.query_one(EvalAnswers).show(view, note)
 
-    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        if event.data_table is self.table:
-            self._show_selected()
+    def on_eval_examples_row_highlighted(self, event: EvalExamples.RowHighlighted) -> None:
+        event.stop()
+        self._show_selected()
 
     def _show_notes(self) -> None:
         head = self.query_one("#eval-notes-head", Static)

@@ -20,7 +20,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 from textual.worker import Worker
 
 from ..messages import EvalFailed, EvalFinished, EvalProgressed, EvalStarted, ModelsLoaded
@@ -30,6 +30,7 @@ from ..widgets.eval_form import EvalForm
 from ..widgets.eval_progress import EvalProgressPanel
 from ..widgets.eval_runs import EvalRunsTable
 from ..widgets.header import AppHeader
+from ..widgets.key_footer import KeyFooter
 
 if TYPE_CHECKING:  # pragma: no cover
     from tunedeck.core.evaluate.records import EvalRunInfo, GraderChoice, ModelSpec
@@ -136,7 +137,7 @@ class EvaluateScreen(Screen):
         yield Static(id="eval-runs-empty")
         yield EvalProgressPanel(id="eval-progress")
         yield EvalForm(id="eval-form")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         state = self.state

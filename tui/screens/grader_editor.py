@@ -25,7 +25,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import Button, Footer, Input, OptionList, Select, Static, TextArea
+from textual.widgets import Button, Input, OptionList, Select, Static, TextArea
 from textual.widgets.option_list import Option
 from textual.worker import Worker
 
@@ -50,6 +50,7 @@ from tunedeck.core.paths import AppPaths
 
 from ..safe_text import clean, one_line, safe
 from ..state import pass_on_failure
+from ..widgets.key_footer import KeyFooter
 from ..widgets.ordered_input import OrderedInput
 from .confirm import ConfirmScreen
 from .dataset_prompts import AskScreen
@@ -145,7 +146,7 @@ class GraderEditorScreen(Screen[dict | None]):
                 yield OrderedInput(placeholder="a sample answer to grade", id="grader-sample")
                 yield Button("Test run  ctrl+t", id="grader-run")
             yield Static(id="grader-result")
-        yield Footer()
+        yield KeyFooter()
 
     def _text_area(self) -> TextArea:
         area = TextArea(self._text, id="grader-text", show_line_numbers=True, soft_wrap=False)

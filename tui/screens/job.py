@@ -25,7 +25,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 from textual.worker import Worker
 
 from tunedeck.core.describe import hyperparameters_text, job_fields
@@ -38,6 +38,7 @@ from ..state import AppState, host, pass_on_failure
 from ..widgets.checkpoint_table import CheckpointTable
 from ..widgets.event_log import EventLog, event_line, is_folded, metrics_summary
 from ..widgets.header import AppHeader
+from ..widgets.key_footer import KeyFooter
 from ..widgets.metric_chart import MetricChart
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -130,7 +131,7 @@ class JobScreen(Screen):
         Binding("shift+left,H", "cursor(-10)", "Cursor 10 left", show=False, id="job.cursor_left10", tooltip="Cursor ten steps back"),
         Binding("shift+right", "cursor(10)", "Cursor 10 right", show=False, id="job.cursor_right10", tooltip="Cursor ten steps on"),
         Binding("end", "cursor_end", "Newest step", show=False, id="job.cursor_end", tooltip="Cursor off: read the newest step"),
-        Binding("y", "copy_model", "Copy model", id="job.copy_model", tooltip="Copy the fine-tuned model's name"),
+        Binding("y", "copy_model", "Copy model", id="job.copy_model", tooltip="Copy the fine-tuned model's name (the job id while it has none)"),
         Binding("Y", "copy_job_id", "Copy id", show=False, id="job.copy_id", tooltip="Copy the job's id"),
         Binding("P", "pause_job", "Pause", id="job.pause", tooltip="Pause this job (it saves a checkpoint)"),
         Binding("R", "resume_job", "Resume", id="job.resume", tooltip="Resume this paused job"),
@@ -201,7 +202,7 @@ class JobScreen(Screen):
             with Vertical(id="job-events-box"):
                 yield EventLog(id="job-events")
                 yield Static(id="job-metrics-line")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.query_one("#job-fields").border_title = "job"
@@ -574,8 +575,8 @@ class JobScreen(Screen):
 
     def action_copy_model(self) -> None:
         job = self.job
-        if job is None or not job.fine_tuned_model:
-            self.app.notify("no fine-tuned model yet: it is named when the job succeeds", markup=False)
+        if job is None or not job.fine_tuned_model:  # named when the job succeeds: the id till then
+            copy(self.app, self.job_id, "the job id (no fine-tuned model yet)")
             return
         copy(self.app, job.fine_tuned_model, "the fine-tuned model")
 

@@ -1,7 +1,8 @@
 """Jobs screen: every job of the profile, newest first, updated in place.
 
 `/` filters (the input opens focused, so keys typed right after it land there), `s` and
-`S` sort (or a click on a header), space marks jobs and `C` compares the marked ones.
+`S` sort (or a click on a header), space marks jobs and `C` compares the marked ones; `y`
+copies the selected job's fine-tuned model (its id while it has none), `Y` its id.
 Offline, the rows come from the cache: unfinished ones are marked with their age.
 """
 
@@ -14,13 +15,15 @@ from textual.actions import SkipAction
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Input, Static
+from textual.widgets import DataTable, Input, Static
 
+from ..clipboard import copy
 from ..formatting import STALE_GLYPH, age_text
 from ..safe_text import one_line
 from ..state import AppState, host
 from ..widgets.header import AppHeader
 from ..widgets.jobs_table import COLUMNS, JobsTable, describe_sort, short_id
+from ..widgets.key_footer import KeyFooter
 from ..widgets.ordered_input import OrderedInput
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -43,6 +46,8 @@ class JobsScreen(Screen):
         Binding("space", "mark", "Mark", id="jobs.mark", tooltip="Mark or unmark the selected job for comparison"),
         Binding("m", "mark", "Mark", id="jobs.mark_m", show=False),
         Binding("C", "compare", "Compare", id="jobs.compare", tooltip="Compare the marked jobs (two or more)"),
+        Binding("y", "copy_name", "Copy", id="jobs.copy", tooltip="Copy the selected job's fine-tuned model (its id while it has none)"),
+        Binding("Y", "copy_job_id", "Copy id", show=False, id="jobs.copy_id", tooltip="Copy the selected job's id"),
         Binding("escape", "clear_filter", "Clear filter", id="jobs.clear_filter", show=False, tooltip="Clear the filter"),
     ]
 
@@ -50,7 +55,8 @@ class JobsScreen(Screen):
 
     HELP = (
         "Jobs: every fine-tuning job of this profile, newest first. "
-        "/ filters, s sorts (S reverses, or click a header), space marks, C compares the marked jobs."
+        "/ filters, s sorts (S reverses, or click a header), space marks, C compares the marked jobs; "
+        "y copies the fine-tuned model (Y the job id); g/Home and G/End go to the first and last job."
     )
 
     def compose(self) -> ComposeResult:
@@ -61,7 +67,7 @@ class JobsScreen(Screen):
         yield Static(id="jobs-note")
         yield JobsTable(id="jobs-table")
         yield Static(id="jobs-empty")
-        yield Footer()
+        yield KeyFooter()
 
     @property
     def state(self) -> AppState:
@@ -276,6 +282,26 @@ class JobsScreen(Screen):
         from .launch import LaunchScreen
 
         self.app.push_screen(LaunchScreen())
+
+    def action_copy_name(self) -> None:
+        """The fine-tuned model, what a user goes on to call; the job id while there is none."""
+        job_id = self.table.selected_job_id
+        if job_id is None:
+            self.notify("no job selected", markup=False)
+            return
+        row = self.state.row(job_id)
+        model = row.job.fine_tuned_model if row is not None else None
+        if model:
+            copy(self.app, model, "the fine-tuned model")
+        else:
+            copy(self.app, job_id, "the job id (no fine-tuned model yet)")
+
+    def action_copy_job_id(self) -> None:
+        job_id = self.table.selected_job_id
+        if job_id is None:
+            self.notify("no job selected", markup=False)
+            return
+        copy(self.app, job_id, "the job id")
 
     def action_cancel_job(self) -> None:
         job_id = self.table.selected_job_id

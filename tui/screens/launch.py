@@ -20,7 +20,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Button, Footer, Input, Label, RadioSet, Select, Static
+from textual.widgets import Button, Input, Label, RadioSet, Select, Static
 
 from tunedeck.backend import BUILTIN_BASE_MODEL
 from tunedeck.core.launch.request import FORMAT_METHODS, METHOD_LABELS, METHODS, LaunchRequest
@@ -41,6 +41,7 @@ from ..safe_text import clean, one_line, safe
 from ..service_actions import MODELS_WORKERS
 from ..state import AppState, host
 from ..widgets.header import AppHeader
+from ..widgets.key_footer import KeyFooter
 from ..widgets.marked_radio import MarkedRadioButton
 from ..widgets.ordered_input import OrderedInput
 from ..widgets.path_input import PathInput
@@ -180,7 +181,7 @@ class LaunchScreen(Screen):
                 yield Button("Pre-flight  ctrl+s", id="launch", variant="primary")
                 yield Button("Back  esc", id="back")
             yield Static(id="launch-status")
-        yield Footer()
+        yield KeyFooter()
 
     def _fields(self, group: str) -> ComposeResult:
         for spec in (f for f in FIELDS if f.group == group):

@@ -23,12 +23,13 @@ from textual.containers import Horizontal
 from textual.message import Message
 from textual.screen import Screen
 from textual.suggester import SuggestFromList
-from textual.widgets import Footer, Input, Static
+from textual.widgets import Input, Static
 from textual.worker import Worker
 
 from ..safe_text import clean
 from ..state import AppState, host, pass_on_failure
 from ..widgets.header import AppHeader
+from ..widgets.key_footer import KeyFooter
 from ..widgets.ordered_input import OrderedInput
 from ..widgets.playground_column import PlaygroundColumn
 
@@ -135,7 +136,7 @@ class PlaygroundScreen(Screen):
         with Horizontal(id="playground-ask"):
             yield Static(Text("› ", style="bold"), classes="playground-label")
             yield OrderedInput(placeholder="ask both models · enter sends · ctrl+l clears", id="playground-prompt", compact=True)
-        yield Footer()
+        yield KeyFooter()
 
     @property
     def state(self) -> AppState:

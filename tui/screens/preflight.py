@@ -18,13 +18,14 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Button, Footer, ProgressBar, Static
+from textual.widgets import Button, ProgressBar, Static
 
 from ..messages import JobLaunched, LaunchFailed, LaunchProgressed, PreflightChecked
 from ..safe_text import safe
 from ..service_actions import LAUNCH_WORKERS, PREFLIGHT_WORKERS
 from ..state import AppState, host
 from ..widgets.header import AppHeader
+from ..widgets.key_footer import KeyFooter
 
 if TYPE_CHECKING:  # pragma: no cover
     from tunedeck.core.datasets import ValidationReport
@@ -78,7 +79,7 @@ class PreflightScreen(Screen[str | None]):
             yield Button("Launch  ctrl+s", id="launch", variant="primary", disabled=True, compact=True)
             yield Button("Back  esc", id="back", compact=True)
         yield Static(id="preflight-status")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         state = self.state

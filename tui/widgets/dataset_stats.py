@@ -19,6 +19,7 @@ from textual.message import Message
 from textual.widgets import Label, Select, Static
 
 from ..safe_text import one_line
+from ..state import host
 from .bar_chart import BarChart
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -32,30 +33,12 @@ def count(value: Any) -> str:
     return "-" if value is None else f"{value:,}"
 
 
-def estimate_for(report: ValidationReport, model: str) -> dict[str, Any]:
-    """Epochs, trained tokens and cost of training on the report's file with `model`."""
-    from tunedeck.core.datasets.models import auto_epochs, model_info
+def summary_table(report: ValidationReport, model: str, recount_failed: bool = False, *, local: bool = False) -> Table:
+    """The figures and the estimate for `model` on the profile: money on a provider (with the
+    price table's date and source), no charge and the steps on the local backend."""
+    from tunedeck.core.datasets.models import model_info
+    from tunedeck.core.datasets.pricing import training_estimate
 
-    info = model_info(model)
-    examples = report.tokens.get("examples_counted") or 0
-    billed = report.tokens.get("billed") or 0
-    epochs = auto_epochs(examples)
-    price = info.usd_per_1m_training_tokens if report.checked_as in info.methods or not info.known else None
-    if report.checked_as == "rft":
-        price = None
-    trained = epochs * billed
-    return {
-        "model": info.name if info.known else model,
-        "epochs": epochs,
-        "trained_tokens": trained,
-        "price": price,
-        "cost_usd": trained / 1e6 * price if price is not None else None,
-        "note": info.note if price is not None else "no per-token price for this model and method",
-        "same_tokenizer": info.encoding == report.encoding,
-    }
-
-
-def summary_table(report: ValidationReport, model: str, recount_failed: bool = False) -> Table:
     table = Table.grid(padding=(0, 1))
     table.add_column("what", style="bold", no_wrap=True)
     table.add_column("value")
@@ -72,19 +55,21 @@ def summary_table(report: ValidationReport, model: str, recount_failed: bool = F
     messages = report.messages_per_example
     if messages.get("n"):
         table.add_row("messages", f"per example p50 {count(messages['p50'])} · p95 {count(messages['p95'])} · max {count(messages['max'])}")
-    e = estimate_for(report, model)
-    line = Text(f"{e['epochs']} epochs × {count(t.get('billed'))} = {count(e['trained_tokens'])} trained tokens")
-    if e["cost_usd"] is not None:
-        line.append(f" ≈ ${e['cost_usd']:,.2f}", style="bold")
-        line.append(f" at ${e['price']:.2f}/1M")
-    else:
-        line.append_text(one_line(f"; {e['note']}", "dim"))
-    if not e["same_tokenizer"]:
+    estimate = training_estimate(report, model, local=local)
+    line = one_line(estimate.tokens_text())
+    cost = estimate.cost_text()
+    if estimate.cost_usd is not None:
+        line.append(" " + cost, style="bold")
+    elif cost:
+        line.append_text(one_line(f"; {cost}", "dim"))
+    if estimate.none_because is None and model_info(model).encoding != report.encoding:
         if recount_failed:
             line.append_text(one_line(f" (counted with {report.encoding}: recounting failed)", "yellow"))
         else:
             line.append(" (recounting with its tokenizer…)", style="dim italic")
     table.add_row("estimate", line)
+    if estimate.usd_per_1m is not None:
+        table.add_row("prices", one_line(estimate.table + (f"; {estimate.note}" if estimate.note else ""), "dim"))
     return table
 
 
@@ -117,6 +102,9 @@ class DatasetStats(VerticalScroll):
         super().__init__(id=id)
         self.report: ValidationReport | None = None
         self.model = ""
+        self.local = False
+        """The profile trains on the local backend: no charge, its own models."""
+        self._models_asked = False
         self.recount_failed = False
         """Counting again with the chosen model's tokenizer failed: the report's counts stay."""
 
@@ -140,20 +128,73 @@ class DatasetStats(VerticalScroll):
         self.query_one("#messages-chart", BarChart).set_counts({})
         self.query_one("#stats-labels", Static).update(Text("", end=""))
 
-    def show_report(self, report: ValidationReport) -> None:
-        from tunedeck.core.datasets.models import MODELS
+    def on_mount(self) -> None:
+        state = self._state()
+        if state is not None:  # the profile's models, once listed, are the ones offered
+            state.models_listed.subscribe(self, lambda _: self._offer_models())
+            state.changed.subscribe(self, lambda _: self._offer_models())
 
+    def _state(self) -> Any:
+        """The app's state when the app has one (a bare app in a test has none)."""
+        return getattr(self.app, "state", None)
+
+    def _profile_models(self, method: str) -> tuple[bool, list[str] | None]:
+        """(local, the profile's base models for `method` as last listed, None when not listed yet)."""
+        state = self._state()
+        service = getattr(state, "service", None)
+        local = service is not None and service.profile.backend == "local"
+        choices = getattr(state, "model_choices", None)
+        if choices is None:
+            if state is not None and getattr(state, "connected", False) and not self._models_asked:
+                self._models_asked = True
+                host(self).requests.load_models()  # the answer comes back through models_listed
+            return local, None
+        ids = [
+            choice if isinstance(choice, str) else choice.id
+            for choice in choices
+            if isinstance(choice, str) or (not choice.fine_tuned and choice.trains(method) is not False)
+        ]
+        return local, ids
+
+    def model_names(self, method: str) -> list[str]:
+        """The models offered to estimate with: the local backend's own on a local profile
+        (what the launch form offers), else those of the price table the profile offers."""
+        from tunedeck.core.datasets.pricing import priced_models
+
+        local, offered = self._profile_models(method)
+        self.local = local
+        if local:
+            return list(offered or [])
+        return priced_models(method, offered)
+
+    def show_report(self, report: ValidationReport) -> None:
         self.report = report
         self.recount_failed = False
-        self.model = self.model or report.model
-        names = [name for name, info in MODELS.items() if report.checked_as in info.methods] or list(MODELS)
-        if self.model not in names:
-            names.insert(0, self.model)
+        self._offer_models()
+
+    def _offer_models(self) -> None:
+        report = self.report
+        if report is None or not self.is_mounted:
+            return
+        names = self.model_names(report.checked_as)
+        before = self.model or report.model
+        # A model the profile does not offer is never priced with: the method's default
+        # when offered, else the profile's first.
+        if names and before not in names:
+            self.model = report.model if report.model in names else names[0]
+        else:
+            self.model = before
         select = self.query_one("#stats-model", Select)
         with self.prevent(Select.Changed):
-            select.set_options([(one_line(name), name) for name in names])
-            select.value = self.model
+            if names:
+                select.set_options([(one_line(name), name) for name in names])
+                select.value = self.model
+            else:  # a local profile whose models are not listed yet: none to show, none priced
+                select.set_options([])
+                select.prompt = "local models: not listed yet"
         self._show_summary()
+        if self.model != before:
+            self.post_message(self.ModelChosen(self.model))  # counted again if its tokenizer differs
 
     def show_progress(self, text: Text) -> None:
         if self.report is None:
@@ -161,7 +202,9 @@ class DatasetStats(VerticalScroll):
 
     def _show_summary(self) -> None:
         if self.report is not None:
-            self.query_one("#stats-summary", Static).update(summary_table(self.report, self.model, self.recount_failed))
+            self.query_one("#stats-summary", Static).update(
+                summary_table(self.report, self.model, self.recount_failed, local=self.local)
+            )
 
     def show_recount_failed(self) -> None:
         """The engine could not count again for the chosen model: stop saying it is recounting."""

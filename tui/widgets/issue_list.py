@@ -79,6 +79,8 @@ class IssueList(ScrollView, can_focus=True):
         self.cursor = 0
         self.loaded = False
         """A report is shown (before: "validating…")."""
+        self.file_open = False
+        """A file is shown (before: nothing is being validated)."""
         self.unavailable: str | None = None
         """Why no report will come (shown instead of "validating…")."""
         self._texts: dict[int, Text] = {}
@@ -86,6 +88,7 @@ class IssueList(ScrollView, can_focus=True):
     def reset(self) -> None:
         """Another file: nothing listed until its report comes."""
         self.issues, self.loaded, self.cursor = [], False, 0
+        self.file_open = True
         self.unavailable = None
         self._texts.clear()
         self.virtual_size = Size(self.size.width, 1)
@@ -168,6 +171,8 @@ class IssueList(ScrollView, can_focus=True):
                 text = Text("no errors, no warnings", style="green")
             elif self.unavailable is not None:
                 text = one_line(self.unavailable, "red")
+            elif not self.file_open:
+                text = Text("no file open", style="dim")
             else:
                 text = Text("validating…", style="dim")
         elif row >= len(self.issues):

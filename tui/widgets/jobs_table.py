@@ -280,8 +280,9 @@ class JobsTable(SteadyTable):
     BINDINGS = [
         Binding("j", "cursor_down", "Down", show=False),
         Binding("k", "cursor_up", "Up", show=False),
-        Binding("g", "scroll_top", "Top", show=False),
-        Binding("G", "scroll_bottom", "Bottom", show=False),
+        # Rows, not columns: DataTable's Home/End scroll sideways, which a row table never wants.
+        Binding("g,home", "scroll_top", "First job", show=False, tooltip="The first job (the newest, in the default sort)"),
+        Binding("G,end", "scroll_bottom", "Last job", show=False, tooltip="The last job"),
     ]
 
     class ViewChanged(Message):
@@ -308,9 +309,49 @@ class JobsTable(SteadyTable):
         self.filter_text = ""
         self.sort_by: tuple[str, bool] = DEFAULT_SORT
         """(column key, descending)."""
+        self.follow_first = True
+        """The cursor stays on the first row (the newest job) until the user moves it: rows
+        that arrive after the cached ones (a job launched while the app was closed) do not
+        leave it on an older job."""
 
     def on_mount(self) -> None:
         self.set_interval(TICK_S, self._tick)
+
+    # -- the user's moves (they end `follow_first`) ------------------------------------------
+
+    def _user_moved(self) -> None:
+        self.follow_first = False
+
+    def _following_first(self) -> bool:
+        """The cursor goes to the first row: the user has not moved it, nor has anything else."""
+        return self.follow_first and self.cursor_row <= 0
+
+    def action_cursor_up(self) -> None:
+        self._user_moved()
+        super().action_cursor_up()
+
+    def action_cursor_down(self) -> None:
+        self._user_moved()
+        super().action_cursor_down()
+
+    def action_page_up(self) -> None:
+        self._user_moved()
+        super().action_page_up()
+
+    def action_page_down(self) -> None:
+        self._user_moved()
+        super().action_page_down()
+
+    def action_scroll_top(self) -> None:
+        self._user_moved()
+        super().action_scroll_top()
+
+    def action_scroll_bottom(self) -> None:
+        self._user_moved()
+        super().action_scroll_bottom()
+
+    def on_click(self) -> None:
+        self._user_moved()
 
     def _tick(self) -> None:
         # Only unfinished jobs move with the clock (and the age of stale rows).
@@ -355,6 +396,7 @@ class JobsTable(SteadyTable):
     def select_job(self, job_id: str) -> bool:
         if job_id not in self._shown:
             return False
+        self.follow_first = False
         self.move_cursor(row=self.get_row_index(job_id), animate=False)
         return True
 
@@ -370,7 +412,8 @@ class JobsTable(SteadyTable):
             self.post_message(self.ViewChanged())
 
     def sort_on(self, key: str, descending: bool | None = None) -> None:
-        """Sort on `key` (its own first direction unless given)."""
+        """Sort on `key` (its own first direction unless given); the cursor stays on its job."""
+        self.follow_first = False
         self.sort_by = (key, BY_KEY[key].descending if descending is None else descending)
         self.refresh_rows()
         self.post_message(self.ViewChanged())
@@ -454,6 +497,8 @@ class JobsTable(SteadyTable):
                 self.refresh_rows()
                 return
             self.sort("id", key=lambda cell: position[cell.plain])
+        if self._following_first() and order:
+            selected = order[0]
         if selected in wanted and self.selected_job_id != selected:
             self.move_cursor(row=order.index(selected), animate=False)
 
@@ -507,6 +552,8 @@ class JobsTable(SteadyTable):
             self.add_row(*cells, key=job_id)
         self._shown = dict(wanted)
         self._layout = layout
+        if self._following_first() and wanted:
+            selected = next(iter(wanted))
         if selected in wanted:
             self.move_cursor(row=list(wanted).index(selected), animate=False)
 

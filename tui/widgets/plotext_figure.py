@@ -3,14 +3,37 @@ a widget base that rebuilds it only when its data or its size changed.
 
 plotext keeps module-global figure state, so a figure is cleared before and after each
 build, and built only on the UI thread (from a widget's `render`).
+
+Curves are told apart by their markers, so a chart reads the same in a low-colour theme
+(`ansi-dark`, `ansi-light`) and under `NO_COLOR=1`; on a light theme the colours drawn for a
+dark background (white, light grey) become black, or they would vanish into the page.
 """
 
 from __future__ import annotations
 
 from typing import Any, Callable
 
-from rich.text import Text
+from rich.style import Style
+from rich.text import Span, Text
 from textual.widget import Widget
+
+PALE = frozenset({7, 15})
+"""The standard colours plotext draws "white" with: unreadable on a light background."""
+ON_LIGHT = Style(color="black")
+
+
+def for_light_background(text: Text) -> Text:
+    """`text` with its pale colours (white, light grey) made black."""
+    spans = []
+    for span in text.spans:
+        style = span.style
+        if isinstance(style, str):  # the legend's own text: a style by name
+            style = Style.parse(style)
+        if style.color is not None and style.color.number in PALE:
+            style = style + ON_LIGHT
+        spans.append(Span(span.start, span.end, style))
+    text.spans = spans
+    return text
 
 
 def build_figure(width: int, height: int, draw: Callable[[Any], None]) -> Text:
@@ -47,9 +70,11 @@ class CachedChart(Widget):
 
     def render(self) -> Text:
         width, height = self.content_size
-        key = (self.version, width, height, self.options_key())
+        light = not self.app.current_theme.dark
+        key = (self.version, width, height, self.options_key(), light)
         if key != self._cache_key:
-            self._cache = self._build(width, height)
+            built = self._build(width, height)
+            self._cache = for_light_background(built.copy()) if light else built
             self._cache_key = key
         return self._cache
 
