@@ -86,7 +86,7 @@ class EvalExamples(ScrollView, can_focus=True):
     }
 
     DEFAULT_CSS = """
-    EvalExamples { background: $surface; }
+    EvalExamples { background: $surface; overflow-x: hidden; }
     EvalExamples > .eval-examples--header { text-style: bold; background: $panel; }
     EvalExamples > .eval-examples--cursor { background: $block-cursor-blurred-background; }
     EvalExamples:focus > .eval-examples--cursor { background: $block-cursor-background; color: $block-cursor-foreground; text-style: bold; }
@@ -142,7 +142,7 @@ class EvalExamples(ScrollView, can_focus=True):
         last = max((example.line for example in examples.values()), default=0)
         self._line_width = max(4, len(str(last)), len(f"#{len(rows)}"))
         self.shown = [row.index for row in rows]
-        self.virtual_size = Size(self.size.width, len(self.shown) + 1)
+        self.virtual_size = Size(0, len(self.shown) + 1)  # the rows fit the width: no sideways scroll
         place = self.shown.index(selected) if selected is not None and selected in self.shown else 0
         place = min(place, max(0, len(self.shown) - 1))
         if place != self.cursor_row or selected != self.selected_index:
@@ -194,13 +194,12 @@ class EvalExamples(ScrollView, can_focus=True):
             self._move_to(row)
 
     def on_resize(self, event: events.Resize) -> None:
-        self.virtual_size = Size(event.size.width, len(self.shown) + 1)
         self._keep_cursor_in_view()
 
     # -- drawing ---------------------------------------------------------------------------------
 
     def render_line(self, y: int) -> Strip:
-        width = self.size.width
+        width = self.scrollable_content_region.width  # beside the scrollbar, never under it
         base = self.rich_style
         if y == 0:
             return self._strip(self._header(), width, base + self.get_component_rich_style("eval-examples--header"))
