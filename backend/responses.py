@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import ApiError, bad_request
-from .inference import DEFAULT_MAX_TOKENS, MAX_TOKENS_LIMIT, ChatRequest, usage
+
+# The request checks chat completions use: the same words for the same mistakes.
+from .inference import DEFAULT_MAX_TOKENS, MAX_TOKENS_LIMIT, ChatRequest, _boolean, _integer, _missing, _number, usage
 from .storage.ids import random_text
 from .trainers.base import Turn
 from .trainers.ngram.policy import Generation
@@ -74,7 +76,7 @@ def parse_responses_request(body: dict[str, Any]) -> ResponsesRequest:
     prompt = _input(body.get("input"))
     if instructions:
         prompt = [Turn("system", instructions), *prompt]
-    max_output_tokens = _integer(body, "max_output_tokens", 1, MAX_TOKENS_LIMIT)
+    max_output_tokens = _integer(body, "max_output_tokens", None, 1, MAX_TOKENS_LIMIT)
     chat = ChatRequest(
         model=model,
         prompt=prompt,
@@ -156,37 +158,6 @@ def _check_format(text: Any) -> None:
     if kind in ("json_object", "json_schema"):
         raise _unsupported("text.format", "the local models cannot keep to JSON: ask for text and parse the answer")
     raise bad_request("Invalid 'text.format.type': expected text, json_object or json_schema.", param="text.format.type")
-
-
-def _integer(body: dict[str, Any], key: str, low: int, high: int) -> int | None:
-    value = body.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise bad_request(f"Invalid '{key}': expected an integer from {low} to {high}.", param=key)
-    return value
-
-
-def _number(body: dict[str, Any], key: str, default: float, low: float, high: float) -> float:
-    value = body.get(key)
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
-        raise bad_request(f"Invalid '{key}': expected a number from {low:g} to {high:g}.", param=key)
-    return float(value)
-
-
-def _boolean(body: dict[str, Any], key: str) -> bool:
-    value = body.get(key)
-    if value is None:
-        return False
-    if not isinstance(value, bool):
-        raise bad_request(f"Invalid '{key}': expected true or false.", param=key)
-    return value
-
-
-def _missing(key: str) -> ApiError:
-    return bad_request(f"Missing required parameter: '{key}'.", param=key, code="missing_required_parameter")
 
 
 def _unsupported(param: str, why: str) -> ApiError:

@@ -8,11 +8,9 @@ import json
 
 import openai
 import pytest
-from conftest import generate_dataset
+from eval_support import train
 from openai.types.responses import Response, ResponseStreamEvent
 from pydantic import TypeAdapter
-
-from tunedeck.backend import BUILTIN_BASE_MODEL, LocalBackend
 
 LABELS = ("billing", "shipping", "account", "technical", "returns", "other")
 
@@ -20,20 +18,12 @@ LABELS = ("billing", "shipping", "account", "technical", "returns", "other")
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A backend with one fine-tuned ticket classifier (thread mode, for the sync SDK)."""
-    folder = tmp_path_factory.mktemp("responses")
-    backend = LocalBackend(folder / "backend", auto_advance=False)
-    client = openai.OpenAI(base_url=backend.start(), api_key=backend.api_key, max_retries=0)
-    training = generate_dataset("sft", 300, folder / "train.jsonl", "--learnable")
-    held_out = generate_dataset("sft", 20, folder / "held_out.jsonl", "--learnable", "--seed", "99")
-    file = client.files.create(file=training, purpose="fine-tune")
-    job = client.fine_tuning.jobs.create(model=BUILTIN_BASE_MODEL, training_file=file.id, seed=3)
-    backend.run_until_settled()
-    job = client.fine_tuning.jobs.retrieve(job.id)
-    assert job.status == "succeeded"
-    rows = [json.loads(line) for line in held_out.read_text().splitlines()]
-    yield client, job.fine_tuned_model, rows
+    run = train(tmp_path_factory.mktemp("responses"))
+    client = openai.OpenAI(base_url=run.backend.base_url, api_key=run.backend.api_key, max_retries=0)
+    rows = [json.loads(line) for line in run.held_out.read_text().splitlines()[:20]]
+    yield client, run.fine_tuned, rows
     client.close()
-    backend.stop()
+    run.backend.stop()
 
 
 def test_a_response_answers_as_the_chat_completion_does(trained):
