@@ -46,6 +46,3 @@ class ModelAliases:
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
         return iter(self._table.items())
-
-    def __len__(self) -> int:
-        return len(self._table)

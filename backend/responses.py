@@ -50,7 +50,6 @@ class ResponsesRequest:
     instructions: str | None
     max_output_tokens: int | None
     metadata: dict[str, str]
-    store: bool
     user: str | None
 
 
@@ -95,13 +94,11 @@ def parse_responses_request(body: dict[str, Any]) -> ResponsesRequest:
     if not isinstance(metadata, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
         raise bad_request("Invalid 'metadata': expected an object of strings.", param="metadata")
     user = body.get("user")
-    store = body.get("store")
     return ResponsesRequest(
         chat=chat,
         instructions=instructions,
         max_output_tokens=max_output_tokens,
         metadata=metadata,
-        store=True if store is None else bool(store),
         user=user if isinstance(user, str) else None,
     )
 

@@ -146,7 +146,7 @@ async def run_eval(args: argparse.Namespace, profile: str | None = None) -> int:
             return await eval_list(service, as_json=args.json)
         if command == "show":
             return await eval_show(service, args.run_id, as_json=args.json, markdown=args.markdown, out=args.out)
-        if not await _connect(service):
+        if not await connect_online(service, "evaluate"):
             return EXIT_FAILED
         if command == "job":
             return await eval_job(service, args)
@@ -170,13 +170,15 @@ async def run_eval(args: argparse.Namespace, profile: str | None = None) -> int:
         await service.close()
 
 
-async def _connect(service: Service) -> bool:
+async def connect_online(service: Service, doing: str) -> bool:
+    """Connect; False (said on stderr: the consent to give, or why it is offline) unless online.
+    `doing`: what cannot be done offline, e.g. "evaluate" (any command that needs the API)."""
     await service.connect()
     if service.connection.state == "consent":
         _fail(f"{service.connection.detail} To agree: tunedeck profiles --confirm {service.profile.name}")
         return False
     if service.connection.state != "online":
-        _fail(f"cannot evaluate: {service.connection.detail}")
+        _fail(f"cannot {doing}: {service.connection.detail}")
         return False
     return True
 

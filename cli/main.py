@@ -16,7 +16,7 @@ import sys
 from typing import Any, Sequence
 
 from tunedeck.cli.data import add_data_parser, run_data
-from tunedeck.cli.evaluate import add_eval_parser, run_eval
+from tunedeck.cli.evaluate import add_eval_parser, connect_online, run_eval
 from tunedeck.cli.jobs_create import add_create_parser, run_create
 from tunedeck.cli.jobs_watch import WATCH_COMMANDS, add_watch_parsers, metrics_summary, run_watch_command
 from tunedeck.cli.serve import add_serve_parser, run_serve
@@ -189,12 +189,7 @@ async def _models(args: argparse.Namespace) -> int:
         _fail(str(exc))
         return EXIT_FAILED
     try:
-        await service.connect()
-        if service.connection.state == "consent":
-            _fail(f"{service.connection.detail} To agree: tunedeck profiles --confirm {service.profile.name}")
-            return EXIT_FAILED
-        if service.connection.state != "online":
-            _fail(f"cannot list models: {service.connection.detail}")
+        if not await connect_online(service, "list models"):
             return EXIT_FAILED
         choices = await service.model_choices()
     except (ApiError, ServiceError, CacheError) as exc:

@@ -81,6 +81,21 @@ async def eventually(check: Callable[[], Any], what: str, timeout: float = 90, p
         await (pause() if pause is not None else asyncio.sleep(0.1))
 
 
+async def launch_and_finish(backend, path) -> str:
+    """A job of the built-in model on `path`, launched through the service and trained to the
+    end on the manual `backend`; its id (the CLI's tests read it back)."""
+    from tunedeck.backend import BUILTIN_BASE_MODEL
+    from tunedeck.core.bootstrap import open_service
+    from tunedeck.core.launch.request import LaunchRequest
+
+    service = await open_service(local_backend=backend)
+    await service.connect()
+    job = await service.launch(LaunchRequest(training_path=path, model=BUILTIN_BASE_MODEL))
+    await asyncio.to_thread(backend.run_until_settled)
+    await service.close()
+    return job.id
+
+
 def generate_dataset(kind: str, n: int, out: Path, *extra: str) -> Path:
     """Write a synthetic dataset (`tunedeck.core.datasets.synth`, its command-line flags);
     the planted line numbers it reports stay out of the test's captured output."""

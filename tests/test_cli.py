@@ -6,12 +6,12 @@ import asyncio
 import json
 
 import pytest
+from conftest import launch_and_finish
 
 from tunedeck.backend import BUILTIN_BASE_MODEL
 from tunedeck.cli.main import main
 from tunedeck.core import __version__
 from tunedeck.core.bootstrap import open_service
-from tunedeck.core.launch.request import LaunchRequest
 
 
 def use_compatible_profile(home, base_url: str) -> None:
@@ -28,15 +28,6 @@ def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
     code = main(list(argv))
     out, err = capsys.readouterr()
     return code, out, err
-
-
-async def launch_and_finish(backend, path) -> str:
-    service = await open_service(local_backend=backend)
-    await service.connect()
-    job = await service.launch(LaunchRequest(training_path=path, model=BUILTIN_BASE_MODEL))
-    await asyncio.to_thread(backend.run_until_settled)
-    await service.close()
-    return job.id
 
 
 def test_version(capsys):

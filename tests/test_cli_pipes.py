@@ -11,19 +11,7 @@ import subprocess
 import sys
 
 import pytest
-
-from tunedeck.backend import BUILTIN_BASE_MODEL
-from tunedeck.core.bootstrap import open_service
-from tunedeck.core.launch.request import LaunchRequest
-
-
-async def _launch_and_finish(backend, path) -> str:
-    service = await open_service(local_backend=backend)
-    await service.connect()
-    job = await service.launch(LaunchRequest(training_path=path, model=BUILTIN_BASE_MODEL))
-    await asyncio.to_thread(backend.run_until_settled)
-    await service.close()
-    return job.id
+from conftest import launch_and_finish
 
 
 def run_into_closed_pipe(*argv: str, unbuffered: bool) -> subprocess.CompletedProcess[str]:
@@ -51,7 +39,7 @@ def run_into_closed_pipe(*argv: str, unbuffered: bool) -> subprocess.CompletedPr
 @pytest.fixture
 def cached_job(isolated_home, manual_backend, sft_file) -> str:
     """A finished job in the local profile's cache (read with --offline: no backend started)."""
-    return asyncio.run(_launch_and_finish(manual_backend, sft_file))
+    return asyncio.run(launch_and_finish(manual_backend, sft_file))
 
 
 @pytest.mark.parametrize("unbuffered", [False, True], ids=["flushed-at-exit", "written-at-once"])

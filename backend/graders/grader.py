@@ -29,7 +29,7 @@ from tunedeck.core.datasets.grader import parse_template as parse_variables
 
 from ..errors import ApiError, bad_request
 from .formula import Formula, FormulaError, parse_formula
-from .model_graders import Asker
+from .model_graders import Asker, http_asker
 from .similarity import METRICS
 
 STRING_OPERATIONS = ("eq", "ne", "like", "ilike")
@@ -335,8 +335,6 @@ def _templates(raw: dict[str, Any], param: str) -> tuple[Template, Template]:
 
 def asker_for(endpoint: tuple[str, str] | None) -> Asker | None:
     """How model graders ask through the API at `endpoint` (base URL, key); None without one."""
-    from .model_graders import http_asker
-
     return http_asker(*endpoint) if endpoint is not None else None
 
 

@@ -19,7 +19,7 @@ from rich.style import Style
 from rich.text import Text
 from textual import events
 from textual.binding import Binding, BindingType
-from textual.geometry import Region, Size
+from textual.geometry import Size
 from textual.message import Message
 from textual.reactive import reactive
 from textual.scroll_view import ScrollView
@@ -165,9 +165,6 @@ class EvalExamples(ScrollView, can_focus=True):
     def action_last(self) -> None:
         self._move_to(len(self.shown) - 1)
 
-    def move_cursor(self, row: int) -> None:
-        self._move_to(row)
-
     def _move_to(self, row: int) -> None:
         if not self.shown:
             return
@@ -183,10 +180,12 @@ class EvalExamples(ScrollView, can_focus=True):
     def _keep_cursor_in_view(self) -> None:
         if self.size.height <= 1:
             return
-        # The header takes the first line: a row's line is its place + 1.
-        self.scroll_to_region(Region(0, self.cursor_row + 1, 1, 1), spacing=None, animate=False, force=True)
-        if self.cursor_row + 1 - self.scroll_offset.y < 1:
-            self.scroll_to(y=self.cursor_row, animate=False, force=True)
+        # The header takes the first line, so row r shows on line r + 1 - scroll: keep that
+        # line between 1 and the last one.
+        row, top = self.cursor_row, self.scroll_offset.y
+        wanted = min(max(top, row + 2 - self.size.height), row)
+        if wanted != top:
+            self.scroll_to(y=wanted, animate=False, force=True)
 
     def _on_click(self, event: events.Click) -> None:
         row = event.y + self.scroll_offset.y - 1
