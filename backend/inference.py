@@ -13,7 +13,14 @@ With a temperature, `top_p` and `seed` apply as in the API. An answer ends at th
 `<end>` token (`finish_reason` "stop"), at a `stop` sequence, or after `max_tokens` /
 `max_completion_tokens` tokens (default `DEFAULT_MAX_TOKENS`; "length"). Token counts in
 `usage` are the built-in tokenizer's (prompt: the cookbook's per-message estimate).
-Tools, response formats and logprobs are accepted and ignored.
+
+Tool calls are served as the API serves them (`message.tool_calls`, `finish_reason`
+"tool_calls"; `function_call` for requests that use the older `functions`): the built-in
+model writes the calls it learned from tool-call rows (`trainers/ngram/structured.py`, kept
+to the tools offered and to `tool_choice`); a transformer writes them in its chat template's
+tool format and `tool_call_text.py` reads them back. `response_format` is kept where the
+model can (`chat_options.py`) and every answer is checked against it; parameters the local
+models cannot honour are refused.
 """
 
 from __future__ import annotations
@@ -30,11 +37,14 @@ import numpy as np
 from tunedeck.core.datasets.detect import CHAT_ROLES
 from tunedeck.core.datasets.tokens import PRIMING_TOKENS, TOKENS_PER_MESSAGE
 
+from .chat_options import AnswerShape, format_error, parse_answer_shape
 from .errors import ApiError, bad_request
+from .jobs.training_data import message_calls
 from .stop_sequences import cut_at_stop
 from .storage.ids import random_text
 from .storage.store import Store
-from .trainers.base import Turn
+from .tool_call_text import parse_tool_calls
+from .trainers.base import ToolCall, Turn
 from .trainers.ngram.features import END_TOKEN, UNKNOWN_TOKEN, tokenize
 from .trainers.ngram.policy import Generation, TokenModel, generate, join_piece, load_model, untrained_model
 
@@ -65,6 +75,8 @@ class ChatRequest:
     stop: tuple[str, ...]
     stream: bool
     include_usage: bool
+    shape: AnswerShape = AnswerShape()
+    messages: tuple[dict[str, Any], ...] = ()  # the prompt as chat templates take it (transformers)
 
     @property
     def prompt_tokens(self) -> int:
@@ -95,9 +107,11 @@ def parse_chat_request(body: dict[str, Any]) -> ChatRequest:
     stream_options = body.get("stream_options") or {}
     if not isinstance(stream_options, dict):
         raise bad_request("Invalid 'stream_options': expected an object.", param="stream_options")
+    prompt = _messages(body.get("messages"))
+    shape = parse_answer_shape(body, body["messages"])
     return ChatRequest(
         model=model,
-        prompt=_messages(body.get("messages")),
+        prompt=prompt,
         max_tokens=_max_tokens(body),
         temperature=_number(body, "temperature", 0.0, 0.0, 2.0),
         top_p=_number(body, "top_p", 1.0, 0.0, 1.0),
@@ -106,6 +120,8 @@ def parse_chat_request(body: dict[str, Any]) -> ChatRequest:
         stop=_stop(body.get("stop")),
         stream=_boolean(body, "stream"),
         include_usage=_boolean(stream_options, "include_usage", "stream_options.include_usage"),
+        shape=shape,
+        messages=tuple(template_messages(body["messages"], prompt)),
     )
 
 
@@ -114,7 +130,9 @@ def _messages(raw: Any) -> list[Turn]:
         raise _missing("messages")
     if not isinstance(raw, list) or not raw:
         raise bad_request("Invalid 'messages': expected a non-empty array of messages.", param="messages")
-    return [_message(message, f"messages[{index}]") for index, message in enumerate(raw)]
+    turns = [_message(message, f"messages[{index}]") for index, message in enumerate(raw)]
+    _check_tool_answers(raw)
+    return turns
 
 
 def _message(message: Any, param: str) -> Turn:
@@ -125,16 +143,85 @@ def _message(message: Any, param: str) -> Turn:
         expected = ", ".join(CHAT_ROLES)
         where = f"{param}.role"
         raise bad_request(f"Invalid '{where}': expected one of {expected}; got {str(role)[:40]!r}.", param=where)
-    return Turn(role, _content_text(message.get("content"), message, f"{param}.content"))
+    calls = _calls(message, param) if role == "assistant" else ()
+    if role == "tool" and not isinstance(message.get("tool_call_id"), str):
+        raise _missing(f"{param}.tool_call_id")
+    return Turn(role, _content_text(message.get("content"), f"{param}.content"), tool_calls=calls)
 
 
-def _content_text(content: Any, message: dict[str, Any], param: str) -> str:
+def _calls(message: dict[str, Any], param: str) -> tuple[ToolCall, ...]:
+    """An assistant message's calls, each checked as the API checks them."""
+    raw = message.get("tool_calls")
+    if raw is None:
+        return message_calls(message)  # `function_call`, the older form, if any
+    if not isinstance(raw, list):
+        raise bad_request(f"Invalid type for '{param}.tool_calls': expected an array.", param=f"{param}.tool_calls")
+    for index, call in enumerate(raw):
+        where = f"{param}.tool_calls[{index}]"
+        function = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(call, dict) or not isinstance(call.get("id"), str):
+            raise _missing(f"{where}.id")
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+            raise _missing(f"{where}.function.name")
+        if not isinstance(function.get("arguments"), str):
+            raise _missing(f"{where}.function.arguments")
+    return message_calls(message)
+
+
+def _check_tool_answers(messages: list[dict[str, Any]]) -> None:
+    """Every call answered by a `tool` message right after it, and no `tool` message without
+    a call before it: the API refuses a conversation that breaks either."""
+    waiting: list[str] = []
+    for index, message in enumerate(messages):
+        role = message.get("role")
+        if role == "tool":
+            if message["tool_call_id"] not in waiting:
+                raise bad_request(
+                    f"Invalid parameter: messages with role 'tool' must be a response to a preceding message "
+                    f"with 'tool_calls' (messages[{index}]).",
+                    param=f"messages[{index}].role",
+                )
+            waiting.remove(message["tool_call_id"])
+            continue
+        if waiting:
+            break
+        if role == "assistant" and isinstance(message.get("tool_calls"), list):
+            waiting = [call["id"] for call in message["tool_calls"]]
+    if waiting:
+        raise bad_request(
+            "An assistant message with 'tool_calls' must be followed by tool messages responding to each "
+            f"'tool_call_id'. The following tool_call_ids did not have response messages: {', '.join(waiting)[:300]}",
+            param="messages",
+        )
+
+
+def template_messages(raw: list[dict[str, Any]], turns: list[Turn]) -> list[dict[str, Any]]:
+    """The conversation as a chat template takes it: text content, calls with their ids."""
+    messages = []
+    for message, turn in zip(raw, turns):
+        out: dict[str, Any] = {"role": turn.role, "content": turn.text}
+        if turn.tool_calls:
+            ids = [c.get("id") for c in message.get("tool_calls") or () if isinstance(c, dict)]
+            out["tool_calls"] = [
+                {
+                    "id": ids[i] if i < len(ids) else f"call_{i}",
+                    "type": "function",
+                    "function": {"name": call.name, "arguments": call.arguments},
+                }
+                for i, call in enumerate(turn.tool_calls)
+            ]
+        for key in ("tool_call_id", "name"):
+            if isinstance(message.get(key), str):
+                out[key] = message[key]
+        messages.append(out)
+    return messages
+
+
+def _content_text(content: Any, param: str) -> str:
     if isinstance(content, str):
         return content
     if content is None:  # an assistant turn that only called tools
-        calls = message.get("tool_calls") if isinstance(message.get("tool_calls"), list) else []
-        names = [c.get("function", {}).get("name") for c in calls if isinstance(c, dict)]
-        return " ".join(f"{n}()" for n in names if isinstance(n, str))
+        return ""
     if isinstance(content, list):
         texts = []
         for part in content:
@@ -250,17 +337,25 @@ class ChatModels:
         rng = None
         if request.temperature > 0:  # numpy wants a non-negative seed; the API allows any int64
             rng = np.random.default_rng(None if request.seed is None else request.seed % 2**64)
+        rules = request.shape.rules()
+        if weights is None and rules.must_call:  # it knows no call, but the request demands one
+            call = ToolCall(rules.callable_names()[0], "{}")
+            return [Generation([], "tool_calls", completion_tokens=1, tool_calls=(call,)) for _ in range(request.n)]
         if weights is None:
             return [untrained_guess(request, rng) for _ in range(request.n)]
         return [
-            generate(model, request.prompt, request.max_tokens, request.temperature, request.top_p, rng, request.stop)
+            generate(model, request.prompt, request.max_tokens, request.temperature, request.top_p, rng, request.stop, rules)
             for _ in range(request.n)
         ]
 
 
     def _transformer_answer(self, request: ChatRequest, weights: Path | None) -> list[Generation]:
+        shape = request.shape
         body = {
-            "messages": [{"role": turn.role, "content": turn.text} for turn in request.prompt],
+            "messages": list(request.messages),
+            "tools": [tool for tool in shape.tools if shape.allowed is None or tool["function"]["name"] in shape.allowed]
+            if shape.tool_choice != "none"
+            else [],
             "max_tokens": request.max_tokens,
             "temperature": request.temperature,
             "top_p": request.top_p,
@@ -270,9 +365,26 @@ class ChatModels:
         }
         reply = self._transformer.answer(request.model, weights, body)
         return [
-            Generation(a["pieces"], a["finish_reason"], reply["prompt_tokens"], a["completion_tokens"])
+            read_transformer_answer(a["pieces"], a["finish_reason"], reply["prompt_tokens"], a["completion_tokens"], shape)
             for a in reply["answers"]
         ]
+
+
+def read_transformer_answer(
+    pieces: list[str], finish_reason: str, prompt_tokens: int, completion_tokens: int, shape: AnswerShape
+) -> Generation:
+    """A transformer's answer, with the tool calls it wrote in its template's format read
+    back as calls (only calls to functions offered, and only where the request allows them)."""
+    offered = [] if shape.tool_choice == "none" else shape.tool_names
+    if not offered:
+        return Generation(pieces, finish_reason, prompt_tokens, completion_tokens)
+    text, calls = parse_tool_calls("".join(pieces), offered)
+    if not shape.parallel_tool_calls or shape.legacy_functions:
+        calls = calls[:1]
+    if not calls:
+        return Generation(pieces, finish_reason, prompt_tokens, completion_tokens)
+    finish = "tool_calls" if finish_reason == "stop" else finish_reason
+    return Generation([text] if text else [], finish, prompt_tokens, completion_tokens, tuple(calls))
 
 
 def untrained_guess(request: ChatRequest, rng: np.random.Generator | None) -> Generation:
@@ -329,15 +441,16 @@ def usage(request: ChatRequest, generations: list[Generation]) -> dict[str, Any]
 def completion_body(
     completion_id: str, created: int, request: ChatRequest, generations: list[Generation]
 ) -> dict[str, Any]:
-    choices = [
-        {
-            "index": index,
-            "message": {"role": "assistant", "content": g.text, "refusal": None, "annotations": []},
-            "logprobs": None,
-            "finish_reason": g.finish_reason,
-        }
-        for index, g in enumerate(generations)
-    ]
+    choices = []
+    for index, g in enumerate(generations):
+        message: dict[str, Any] = {"role": "assistant", "content": g.text, "refusal": None, "annotations": []}
+        calls = call_bodies(g)
+        if calls and request.shape.legacy_functions:
+            message.update(content=g.text or None, function_call=calls[0]["function"])
+        elif calls:
+            message.update(content=g.text or None, tool_calls=calls)
+        choice = {"index": index, "message": message, "logprobs": None, "finish_reason": finish_reason(request, g)}
+        choices.append({**choice, **format_report(request, g)})
     return {
         **_envelope(completion_id, created, request.model, "chat.completion"),
         "choices": choices,
@@ -360,9 +473,42 @@ def chunk_bodies(
         yield chunk(index, {"role": "assistant", "content": "", "refusal": None})
         for piece in generation.pieces:
             yield chunk(index, {"content": piece})
-        yield chunk(index, {}, generation.finish_reason)
+        for position, call in enumerate(call_bodies(generation)):
+            # The API sends a call's id and name first, then its arguments in pieces.
+            if request.shape.legacy_functions:
+                yield chunk(index, {"function_call": {"name": call["function"]["name"], "arguments": ""}})
+                yield chunk(index, {"function_call": {"arguments": call["function"]["arguments"]}})
+                break
+            head = {"index": position, "id": call["id"], "type": "function"}
+            yield chunk(index, {"tool_calls": [{**head, "function": {"name": call["function"]["name"], "arguments": ""}}]})
+            yield chunk(index, {"tool_calls": [{"index": position, "function": {"arguments": call["function"]["arguments"]}}]})
+        last = chunk(index, {}, finish_reason(request, generation))
+        last["choices"][0].update(format_report(request, generation))
+        yield last
     if request.include_usage:
         yield {**envelope, "choices": [], "usage": usage(request, generations)}
+
+
+def call_bodies(generation: Generation) -> list[dict[str, Any]]:
+    """The generation's calls as the API writes them, each with an id of its own."""
+    return [
+        {"id": "call_" + random_text(24), "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+        for c in generation.tool_calls
+    ]
+
+
+def finish_reason(request: ChatRequest, generation: Generation) -> str:
+    if generation.finish_reason == "tool_calls" and request.shape.legacy_functions:
+        return "function_call"
+    return generation.finish_reason
+
+
+def format_report(request: ChatRequest, generation: Generation) -> dict[str, Any]:
+    """The choice's `tunedeck` extension when its answer breaks the format asked for."""
+    if generation.tool_calls:
+        return {}  # the format is the text answer's; a call answers instead
+    problem = format_error(request.shape, generation.text)
+    return {"tunedeck": {"response_format_error": problem}} if problem else {}
 
 
 def _envelope(completion_id: str, created: int, model: str, kind: str) -> dict[str, Any]:

@@ -4,12 +4,13 @@ as chat completions.
 
 Served: `input` as a string or as messages (text content: `input_text`/`output_text`/`text`
 parts), `instructions` (a system turn before the input), `max_output_tokens`, `temperature`,
-`top_p`, `text.format` of type `text`, `metadata`, `store` (accepted; nothing is kept to fetch
-later), `stream` (the API's server-sent events, `response.created` to `response.completed`
-or `response.incomplete`). Everything else the API knows is refused with a 400 naming it,
-never ignored: tools, images and files, `previous_response_id`, JSON output formats (the
-local models cannot keep to a schema), background mode. An unknown parameter is refused as
-the API refuses one.
+`top_p`, `text.format` (`text`, and `json_object`/`json_schema` as chat completions serve
+`response_format`: kept where the model can, checked always, a failure reported in the
+response's `tunedeck.response_format_error`), `metadata`, `store` (accepted; nothing is kept
+to fetch later), `stream` (the API's server-sent events, `response.created` to
+`response.completed` or `response.incomplete`). Everything else the API knows is refused
+with a 400 naming it, never ignored: tools, images and files, `previous_response_id`,
+background mode. An unknown parameter is refused as the API refuses one.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from .chat_options import AnswerShape, format_error, response_format_of
 from .errors import ApiError, bad_request
 
 # The request checks chat completions use: the same words for the same mistakes.
@@ -65,7 +67,6 @@ def parse_responses_request(body: dict[str, Any]) -> ResponsesRequest:
         raise _unsupported("tools", "the local models do not call tools through the Responses API")
     if body.get("tool_choice") not in (None, "auto", "none"):
         raise _unsupported("tool_choice", "there are no tools to choose")
-    _check_format(body.get("text"))
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise _missing("model") if model is None else bad_request("Invalid 'model': expected a model name.", param="model")
@@ -75,6 +76,7 @@ def parse_responses_request(body: dict[str, Any]) -> ResponsesRequest:
     prompt = _input(body.get("input"))
     if instructions:
         prompt = [Turn("system", instructions), *prompt]
+    shape = _answer_shape(body.get("text"), prompt)
     max_output_tokens = _integer(body, "max_output_tokens", None, 1, MAX_TOKENS_LIMIT)
     chat = ChatRequest(
         model=model,
@@ -89,6 +91,7 @@ def parse_responses_request(body: dict[str, Any]) -> ResponsesRequest:
         stop=(),
         stream=_boolean(body, "stream"),
         include_usage=True,
+        shape=shape,
     )
     metadata = body.get("metadata") or {}
     if not isinstance(metadata, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
@@ -141,20 +144,15 @@ def _text(content: Any, param: str) -> str:
     return "".join(texts)
 
 
-def _check_format(text: Any) -> None:
+def _answer_shape(text: Any, prompt: list[Turn]) -> AnswerShape:
+    """The JSON format `text.format` asks for, checked as chat completions check theirs."""
     if text is None:
-        return
+        return AnswerShape()
     if not isinstance(text, dict):
         raise bad_request("Invalid 'text': expected an object.", param="text")
-    fmt = text.get("format")
-    if fmt is None:
-        return
-    kind = fmt.get("type") if isinstance(fmt, dict) else None
-    if kind == "text":
-        return
-    if kind in ("json_object", "json_schema"):
-        raise _unsupported("text.format", "the local models cannot keep to JSON: ask for text and parse the answer")
-    raise bad_request("Invalid 'text.format.type': expected text, json_object or json_schema.", param="text.format.type")
+    messages = [{"role": turn.role, "content": turn.text} for turn in prompt]
+    response_format, schema = response_format_of(text.get("format"), messages, "text.format", "input")
+    return AnswerShape(response_format=response_format, schema=schema)
 
 
 def _unsupported(param: str, why: str) -> ApiError:
@@ -206,7 +204,7 @@ def response_body(
         "reasoning": {"effort": None, "summary": None},
         "service_tier": "default",
         "temperature": chat.temperature,
-        "text": {"format": {"type": "text"}},
+        "text": {"format": dict(chat.shape.response_format or {"type": "text"})},
         "tool_choice": "auto",
         "tools": [],
         "top_p": chat.top_p,
@@ -214,7 +212,14 @@ def response_body(
         "usage": used,
         "user": request.user,
         "metadata": dict(request.metadata),
+        **_format_report(chat, generation),
     }
+
+
+def _format_report(chat: ChatRequest, generation: Generation | None) -> dict[str, Any]:
+    """The `tunedeck` extension of a finished response whose text breaks the JSON format asked for."""
+    problem = format_error(chat.shape, generation.text) if generation is not None else None
+    return {"tunedeck": {"response_format_error": problem}} if problem else {}
 
 
 def message_item(message_id: str, text: str | None, status: str) -> dict[str, Any]:

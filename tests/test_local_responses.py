@@ -100,7 +100,8 @@ def test_an_answer_cut_at_max_output_tokens_is_incomplete(trained):
     [
         ({"tools": [{"type": "function", "name": "f", "parameters": {}}]}, "tools"),
         ({"previous_response_id": "resp_123"}, "previous_response_id"),
-        ({"text": {"format": {"type": "json_object"}}}, "text.format"),
+        ({"text": {"format": {"type": "json_object"}}}, "input"),  # the API's rule: the input says "json"
+        ({"text": {"format": {"type": "json_schema", "name": "x", "schema": {"type": "nope"}}}}, "text.format.schema"),
         ({"input": [{"role": "user", "content": [{"type": "input_image", "image_url": "x"}]}]}, "input[0].content[0]"),
         ({"input": [{"type": "function_call_output", "call_id": "c", "output": "1"}]}, "input[0].type"),
         ({"background": True}, "background"),

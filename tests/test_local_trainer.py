@@ -11,7 +11,7 @@ import pytest
 from tunedeck.backend import BUILTIN_BASE_MODEL
 from tunedeck.backend.jobs.jobspec import auto_batch_size, auto_epochs
 from tunedeck.backend.jobs.training_data import DatasetError, load_dataset
-from tunedeck.backend.trainers.base import ChatExample, Hyperparameters, TrainingSpec, Turn
+from tunedeck.backend.trainers.base import ChatExample, Hyperparameters, ToolCall, TrainingSpec, Turn
 from tunedeck.backend.trainers.ngram.features import END_TOKEN, Featurizer, build_vocabulary
 from tunedeck.backend.trainers.ngram.kernels import predict
 from tunedeck.backend.trainers.ngram.model import load_weights
@@ -122,7 +122,8 @@ def test_rich_chat_examples_are_accepted(tmp_path):
     lines += [chat(USER, {**ANSWER, "weight": 1})] * 8 + [b"   "]
     dataset = load_dataset(write(tmp_path, lines), "supervised")
     assert dataset.n_examples == 10 and dataset.n_tokens > 0
-    assert dataset.examples[0].turns[1].text == 'lookup({"q": 1})'
+    call_turn = dataset.examples[0].turns[1]
+    assert call_turn.text == "" and call_turn.tool_calls == (ToolCall("lookup", '{"q": 1}'),)
 
 
 @pytest.mark.parametrize(

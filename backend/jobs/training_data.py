@@ -28,7 +28,7 @@ from tunedeck.core.datasets.models import model_info
 from tunedeck.core.datasets.reader import MIN_EXAMPLES, ExampleReader, InvalidExample
 from tunedeck.core.datasets.tokens import Count, counter, example_tokens
 
-from ..trainers.base import ChatExample, Turn
+from ..trainers.base import ChatExample, ToolCall, Turn
 
 #: How job errors name the formats (the core's names: sft, dpo, rft, legacy).
 FORMAT_NAMES = {
@@ -185,24 +185,48 @@ def chat_turns(messages: Any) -> list[Turn]:
 
 
 def _turn(message: dict[str, Any]) -> Turn:
-    role = message["role"]
-    return Turn(role=role, text=_message_text(message, role), weight=int(message.get("weight", 1)))
+    return Turn(
+        role=message["role"],
+        text=_message_text(message),
+        weight=int(message.get("weight", 1)),
+        tool_calls=message_calls(message),
+    )
 
 
-def _message_text(message: dict[str, Any], role: str) -> str:
+def _message_text(message: dict[str, Any]) -> str:
     content = message.get("content")
     if content is None:  # an assistant turn that only calls tools
-        return _render_calls(message)
+        return ""
     if isinstance(content, list):
         # images are accepted (as the API does) but the built-in trainer reads text only
         return " ".join(part["text"] if part.get("type") == "text" else "" for part in content)
     return content
 
 
-def _render_calls(message: dict[str, Any]) -> str:
-    """Tool calls as text, so the model can still learn which function to call."""
-    calls = message.get("tool_calls") or [{"function": message.get("function_call")}]
-    return " ".join(f"{call['function']['name']}({call['function'].get('arguments', '')})" for call in calls)
+def message_calls(message: dict[str, Any]) -> tuple[ToolCall, ...]:
+    """An assistant message's function calls (`tool_calls`, or the older `function_call`)."""
+    calls = message.get("tool_calls")
+    if not calls and isinstance(message.get("function_call"), dict):
+        calls = [{"function": message["function_call"]}]
+    found = []
+    for call in calls or ():
+        function = call.get("function") if isinstance(call, dict) else None
+        if isinstance(function, dict) and isinstance(function.get("name"), str):
+            arguments = function.get("arguments")
+            found.append(ToolCall(function["name"], arguments if isinstance(arguments, str) else "{}"))
+    return tuple(found)
+
+
+def tool_names(tools: Any) -> list[str]:
+    """The names of the functions a row (or a request) offers, in order."""
+    names = []
+    for tool in tools if isinstance(tools, list) else ():
+        function = tool.get("function") if isinstance(tool, dict) else None
+        if isinstance(function, dict) and isinstance(function.get("name"), str):
+            names.append(function["name"])
+        elif isinstance(tool, dict) and isinstance(tool.get("name"), str):  # the older `functions` list
+            names.append(tool["name"])
+    return names
 
 
 @functools.lru_cache(maxsize=None)
@@ -213,7 +237,8 @@ def _counter(encoding: str) -> Count:
 
 
 def _convert_chat(obj: dict[str, Any]) -> ChatExample:
-    return ChatExample(tuple(chat_turns(obj["messages"])))
+    tools = tool_names(obj.get("tools")) or tool_names(obj.get("functions"))
+    return ChatExample(tuple(chat_turns(obj["messages"])), tuple(tools))
 
 
 def _keep_row(obj: dict[str, Any]) -> dict[str, Any]:

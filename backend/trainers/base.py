@@ -21,19 +21,29 @@ from .options import TunedeckOptions
 
 
 @dataclass(frozen=True, slots=True)
+class ToolCall:
+    """One function call an assistant message makes: the name and its arguments as JSON text."""
+
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True, slots=True)
 class Turn:
     """One chat message reduced to what a text model trains on."""
 
     role: str
     text: str
     weight: int = 1  # 0 keeps an assistant message out of the loss (SFT `weight` key)
+    tool_calls: tuple[ToolCall, ...] = ()  # an assistant message's calls, after its text
 
 
 @dataclass(frozen=True, slots=True)
 class ChatExample:
-    """One SFT example: its turns in order."""
+    """One SFT example: its turns in order, and the names of the tools it offers."""
 
     turns: tuple[Turn, ...]
+    tools: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

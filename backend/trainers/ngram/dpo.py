@@ -41,7 +41,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from tunedeck.backend.jobs.training_data import chat_turns
+from tunedeck.backend.jobs.training_data import chat_turns, tool_names
 
 from ..base import StepMetrics, TrainingRun, TrainingSpec, Turn
 from ..batches import EpochBatches
@@ -79,7 +79,7 @@ class DpoRun(PolicyRunStateMixin, TrainingRun):
         beta = hyper.extra.get("beta", DEFAULT_BETA)
         self.beta = float(beta) if isinstance(beta, (int, float)) else DEFAULT_BETA
         rows = [_parse(row) for row in spec.training]
-        answers = [text for _, preferred, rejected in rows for text in (preferred, rejected)]
+        answers = [answer for _, _, preferred, rejected in rows for answer in (preferred, rejected)]
         self.model = starting_model(spec.base_model, spec.initial_weights, answers)
         self._train = self._pairs(rows)
         self._valid = self._pairs([_parse(row) for row in spec.validation])
@@ -100,9 +100,9 @@ class DpoRun(PolicyRunStateMixin, TrainingRun):
     def _pairs(self, rows: Sequence[tuple[list[Turn], str, str]]) -> list[Pair]:
         """Featurised pairs with their reference log-probabilities (the starting model's)."""
         pairs = []
-        for prompt, preferred, rejected in rows:
-            context = self.model.context_ids(prompt)
-            pairs.append(Pair(*(self._answer(context, text) for text in (preferred, rejected))))
+        for prompt, tools, preferred, rejected in rows:
+            context = self.model.context_ids(prompt, tools)
+            pairs.append(Pair(*(self._answer(context, answer) for answer in (preferred, rejected))))
         for start in range(0, len(pairs), SCORING_GROUP):
             group = pairs[start : start + SCORING_GROUP]
             logprobs = score(self.model.weights, _interleave(group), skip_end=True).logprobs
@@ -110,8 +110,8 @@ class DpoRun(PolicyRunStateMixin, TrainingRun):
                 pair.reference = (float(preferred), float(rejected))
         return pairs
 
-    def _answer(self, context: tuple[np.ndarray, np.ndarray], text: str) -> Featurized:
-        return answer_features(self.model.featurizer, *context, answer_tokens(text))
+    def _answer(self, context: tuple[np.ndarray, np.ndarray], answer: Turn) -> Featurized:
+        return answer_features(self.model.featurizer, *context, answer_tokens(answer))
 
     # -- the TrainingRun interface ------------------------------------------------------
 
@@ -193,12 +193,12 @@ class DpoRun(PolicyRunStateMixin, TrainingRun):
         )
 
 
-def _parse(row: dict[str, Any]) -> tuple[list[Turn], str, str]:
-    """Prompt turns (earlier answers kept as context, out of the loss) and the two answers."""
+def _parse(row: dict[str, Any]) -> tuple[list[Turn], list[str], Turn, Turn]:
+    """Prompt turns (earlier answers kept as context, out of the loss), the names of the tools
+    offered, and the two answers (text, tool calls or a JSON object)."""
     prompt = [Turn(t.role, t.text, 0) if t.role == "assistant" else t for t in chat_turns(row["input"]["messages"])]
-    preferred = chat_turns(row["preferred_output"])[0].text
-    rejected = chat_turns(row["non_preferred_output"])[0].text
-    return prompt, preferred, rejected
+    tools = tool_names(row["input"].get("tools"))
+    return prompt, tools, chat_turns(row["preferred_output"])[0], chat_turns(row["non_preferred_output"])[0]
 
 
 def _interleave(pairs: Sequence[Pair]) -> list[Featurized]:

@@ -23,6 +23,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from ..base import ChatExample, Turn
+from .structured import structure_tokens
 
 TOKEN_PATTERN = re.compile(r"\w+|[^\w\s]")
 UNKNOWN_TOKEN = "<unk>"
@@ -37,21 +38,34 @@ def tokenize(text: str) -> list[str]:
     return TOKEN_PATTERN.findall(text)
 
 
+def turn_tokens(turn: Turn) -> list[str]:
+    """What the model predicts for an assistant message: its words, with its tool calls or
+    its JSON object as structure tokens (`structured.py`)."""
+    structure = structure_tokens(turn)
+    if structure is None:
+        return tokenize(turn.text)
+    return (tokenize(turn.text) if turn.tool_calls else []) + structure
+
+
 def build_vocabulary(examples: Iterable[ChatExample], max_size: int) -> list[str]:
     """The `max_size` most frequent assistant tokens (ties by text), after the two specials."""
     counts: Counter[str] = Counter()
     for example in examples:
         for turn in example.turns:
             if turn.role == "assistant":
-                counts.update(tokenize(turn.text))
+                counts.update(turn_tokens(turn))
     ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:max_size]
     return [UNKNOWN_TOKEN, END_TOKEN] + [token for token, _ in ranked]
 
 
-def context_feature_names(before: Sequence[Turn]) -> tuple[list[str], list[float]]:
-    """Names and values of the context features of an assistant message preceded by `before`."""
+def context_feature_names(before: Sequence[Turn], tools: Sequence[str] = ()) -> tuple[list[str], list[float]]:
+    """Names and values of the context features of an assistant message preceded by `before`,
+    in a conversation that offers the functions named `tools` (one feature each: whether to
+    call depends on what is offered)."""
     prompt_turns = [t for t in before if t.role != "assistant"]
     names, values = ["bias"], [1.0]
+    names.extend(f"t:{name}" for name in tools)
+    values.extend([1.0] * len(tools))
     if prompt_turns:
         _add_bag(names, values, "u:", prompt_turns[-1].text)
         for turn in prompt_turns[:-1]:
@@ -153,11 +167,11 @@ class Featurizer:
         for index, turn in enumerate(example.turns):
             if turn.role != "assistant" or turn.weight == 0:
                 continue
-            names, values = context_feature_names(example.turns[:index])
+            names, values = context_feature_names(example.turns[:index], example.tools)
             ctx_ids.extend(self.row(n) for n in names)
             ctx_values.extend(values)
             ctx_segment.extend([segment] * len(names))
-            tokens = tokenize(turn.text) + [END_TOKEN]
+            tokens = turn_tokens(turn) + [END_TOKEN]
             for position, token in enumerate(tokens):
                 local_ids.append([self.row(n) for n in local_feature_names(tokens, position)])
                 targets.append(self.token_id(token))

@@ -18,9 +18,10 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from ...stop_sequences import cut_at_stop
-from ..base import ChatExample, Turn
-from .features import END_TOKEN, Featurizer, build_vocabulary, context_feature_names, local_feature_names, tokenize
+from ..base import ChatExample, ToolCall, Turn
+from .features import END_TOKEN, Featurizer, build_vocabulary, context_feature_names, local_feature_names, turn_tokens
 from .model import MAX_VOCABULARY, hash_rows, load_weights, save_weights
+from .structured import Answer, AnswerRules, Constraint, is_marker, read_answer
 
 UNKNOWN_ID, END_ID = 0, 1  # where features.build_vocabulary puts `<unk>` and `<end>`
 NO_SPACE_BEFORE = frozenset(".,!?;:)]}%'-/")
@@ -37,14 +38,14 @@ class TokenModel:
     def vocabulary(self) -> list[str]:
         return self.featurizer.vocabulary
 
-    def context_ids(self, prompt: Sequence[Turn]) -> tuple[np.ndarray, np.ndarray]:
-        """Rows and values of the context features of an answer to `prompt`."""
-        names, values = context_feature_names(prompt)
+    def context_ids(self, prompt: Sequence[Turn], tools: Sequence[str] = ()) -> tuple[np.ndarray, np.ndarray]:
+        """Rows and values of the context features of an answer to `prompt` (offering `tools`)."""
+        names, values = context_feature_names(prompt, tools)
         rows = np.fromiter((self.featurizer.row(n) for n in names), dtype=np.int64, count=len(names))
         return rows, np.asarray(values, dtype=np.float32)
 
-    def context_logits(self, prompt: Sequence[Turn]) -> np.ndarray:
-        rows, values = self.context_ids(prompt)
+    def context_logits(self, prompt: Sequence[Turn], tools: Sequence[str] = ()) -> np.ndarray:
+        rows, values = self.context_ids(prompt, tools)
         return values @ self.weights[rows]
 
     def next_logits(self, context_logits: np.ndarray, tokens: Sequence[str]) -> np.ndarray:
@@ -67,10 +68,10 @@ def save_model(model: TokenModel, path: Path, steps: int) -> None:
     save_weights(path, model.featurizer, model.weights, model.base_model, steps)
 
 
-def starting_model(base_model: str, initial_weights: Path | None, answers: Iterable[str]) -> TokenModel:
+def starting_model(base_model: str, initial_weights: Path | None, answers: Iterable[str | Turn]) -> TokenModel:
     """The model a DPO or RFT run starts from: a fine-tuned model's weights (its vocabulary
     extended by the new answers' words), or the untrained base model over those words."""
-    examples = [ChatExample((Turn("assistant", text),)) for text in answers]
+    examples = [ChatExample((Turn("assistant", a) if isinstance(a, str) else a,)) for a in answers]
     vocabulary = build_vocabulary(examples, MAX_VOCABULARY)
     if initial_weights is None:
         return untrained_model(base_model, vocabulary)
@@ -95,9 +96,10 @@ def extend_vocabulary(model: TokenModel, tokens: Iterable[str]) -> TokenModel:
 @dataclass(frozen=True, slots=True)
 class Generation:
     pieces: list[str]  # the text of each emitted token, spacing included ("".join is the answer)
-    finish_reason: str  # "stop" (end token or a stop sequence) or "length"
+    finish_reason: str  # "stop" (end token or a stop sequence), "length" or "tool_calls"
     prompt_tokens: int | None = None  # counted by the model's own tokenizer, when it has one
     completion_tokens: int | None = None
+    tool_calls: tuple[ToolCall, ...] = ()  # the calls after the text, if any
 
     @property
     def text(self) -> str:
@@ -112,22 +114,46 @@ def generate(
     top_p: float = 1.0,
     rng: np.random.Generator | None = None,
     stop: Sequence[str] = (),
+    rules: AnswerRules | None = None,
 ) -> Generation:
-    """Greedy (temperature 0) or sampled decoding of one answer."""
-    context = model.context_logits(prompt)
+    """Greedy (temperature 0) or sampled decoding of one answer. Without `rules` (no tools
+    offered, no JSON asked for) an answer is text, and never calls a tool."""
+    rules = rules or AnswerRules()
+    constraint = Constraint(model.vocabulary, rules)
+    context = model.context_logits(prompt, list(rules.tools))
     tokens: list[str] = []
+    ids: list[int] = []
     pieces: list[str] = []
+    finish = "length"
     while len(tokens) < max_tokens:
         logits = model.next_logits(context, tokens)
+        logits[constraint.banned(ids)] = -np.inf
         token_id = choose(logits, temperature, top_p, rng)
         if token_id == END_ID:
-            return Generation(pieces, "stop")
+            finish = "stop"
+            break
         token = model.vocabulary[token_id]
-        pieces.append(join_piece(tokens[-1] if tokens else None, token))
+        ids.append(token_id)
         tokens.append(token)
-        if stop and cut_at_stop(pieces, stop):
-            return Generation(pieces, "stop")
-    return Generation(pieces, "length")
+        if len(pieces) == len(tokens) - 1 and not is_marker(token):  # still the answer's text
+            pieces.append(join_piece(tokens[-2] if len(tokens) > 1 else None, token))
+            if stop and cut_at_stop(pieces, stop):
+                return Generation(pieces, "stop", completion_tokens=len(tokens))
+    return _structured(read_answer(tokens), pieces, finish, len(tokens), constraint)
+
+
+def _structured(answer: Answer, pieces: list[str], finish: str, count: int, constraint: Constraint) -> Generation:
+    """The generation of a decoded answer: its text, its calls, or its JSON object as text."""
+    calls = tuple(answer.tool_calls)
+    if constraint.rules.must_call and not calls:
+        # The model learned none of the functions it must call: it calls the first it may,
+        # with no arguments, as the request demands a call whatever the model knows.
+        calls = tuple(ToolCall(name, "{}") for name in constraint.rules.callable_names()[:1])
+    if answer.json_text is not None:
+        return Generation([answer.json_text], finish, completion_tokens=count)
+    if calls and finish == "stop":
+        finish = "tool_calls"
+    return Generation(pieces, finish, completion_tokens=count, tool_calls=calls)
 
 
 def choose(logits: np.ndarray, temperature: float, top_p: float, rng: np.random.Generator | None) -> int:
@@ -159,6 +185,7 @@ def detokenize(tokens: Sequence[str]) -> str:
     return "".join(join_piece(tokens[i - 1] if i else None, t) for i, t in enumerate(tokens))
 
 
-def answer_tokens(text: str) -> list[str]:
-    """An answer as the model predicts it: its tokens, then `<end>`."""
-    return tokenize(text) + [END_TOKEN]
+def answer_tokens(answer: str | Turn) -> list[str]:
+    """An answer as the model predicts it: its tokens (structure included), then `<end>`."""
+    turn = Turn("assistant", answer) if isinstance(answer, str) else answer
+    return turn_tokens(turn) + [END_TOKEN]

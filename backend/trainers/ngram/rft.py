@@ -45,7 +45,7 @@ import numpy as np
 
 from tunedeck.backend.graders.grader import Grader, asker_for, compile_grader, sample_namespace
 from tunedeck.backend.graders.rewards import Graded, reward_metrics
-from tunedeck.backend.jobs.training_data import chat_turns
+from tunedeck.backend.jobs.training_data import chat_turns, tool_names
 
 from ..base import StepMetrics, TrainingRun, TrainingSpec, Turn
 from ..batches import EpochBatches
@@ -53,6 +53,7 @@ from .features import END_TOKEN, local_feature_names, tokenize
 from .policy import UNKNOWN_ID, TokenModel, detokenize, save_model, starting_model
 from .run_state import PolicyRunStateMixin, RunState
 from .sequences import RowAdagrad, answer_features, gradient, probabilities_under, score
+from .structured import read_answer
 
 BASE_LEARNING_RATE = 1.0
 GROUP_SIZE = 8
@@ -68,6 +69,7 @@ MAX_REFERENCE_DEPTH = 4
 class Prompt:
     turns: list[Turn]
     item: dict[str, Any]
+    tools: list[str]  # the names of the functions the row offers
 
 
 class RftRun(PolicyRunStateMixin, TrainingRun):
@@ -146,7 +148,7 @@ class RftRun(PolicyRunStateMixin, TrainingRun):
         graded = Graded()
         parts, coefficients = [], []
         for prompt in prompts:
-            rows, values = self.model.context_ids(prompt.turns)
+            rows, values = self.model.context_ids(prompt.turns, prompt.tools)
             answers = self._sample(rows, values, self.group_size, self._rng)
             rewards = [self._grade(prompt, answer, graded) for answer in answers]
             for answer, advantage in zip(answers, _advantages(rewards)):
@@ -164,14 +166,14 @@ class RftRun(PolicyRunStateMixin, TrainingRun):
         rng = np.random.default_rng([self._seed, self._steps_done])
         graded = Graded()
         for prompt in self._valid:
-            rows, values = self.model.context_ids(prompt.turns)
+            rows, values = self.model.context_ids(prompt.turns, prompt.tools)
             for answer in self._sample(rows, values, self.eval_samples, rng):
                 self._grade(prompt, answer, graded)
         return graded
 
     def _grade(self, prompt: Prompt, answer: list[str], graded: Graded) -> float:
         words = answer[:-1] if answer and answer[-1] == END_TOKEN else answer
-        grade = self.grader.grade({"item": prompt.item, "sample": sample_namespace(detokenize(words))})
+        grade = self.grader.grade({"item": prompt.item, "sample": _sample_of(words)})
         graded.add(grade.reward, grade.sub_rewards, grade.errors, len(words))
         return grade.reward
 
@@ -194,7 +196,20 @@ class RftRun(PolicyRunStateMixin, TrainingRun):
 
 
 def _prompt(row: dict[str, Any]) -> Prompt:
-    return Prompt(chat_turns(row["messages"]), row)
+    return Prompt(chat_turns(row["messages"]), row, tool_names(row.get("tools")))
+
+
+def _sample_of(words: list[str]) -> dict[str, Any]:
+    """The grader's `sample` for an answer's tokens: its text (a JSON object's text when it
+    wrote one) and the tool calls it made, as the API shows them to graders."""
+    answer = read_answer(words)
+    if answer.json_text is not None:
+        return sample_namespace(answer.json_text)
+    tools = [
+        {"id": f"call_{i}", "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+        for i, c in enumerate(answer.tool_calls)
+    ]
+    return sample_namespace(detokenize(answer.text_tokens), tools)
 
 
 def _reference_texts(item: dict[str, Any]) -> Iterator[str]:
