@@ -375,7 +375,7 @@ def read_transformer_answer(
 ) -> Generation:
     """A transformer's answer, with the tool calls it wrote in its template's format read
     back as calls (only calls to functions offered, and only where the request allows them)."""
-    offered = [] if shape.tool_choice == "none" else shape.tool_names
+    offered = shape.rules().callable_names()
     if not offered:
         return Generation(pieces, finish_reason, prompt_tokens, completion_tokens)
     text, calls = parse_tool_calls("".join(pieces), offered)
@@ -504,11 +504,19 @@ def finish_reason(request: ChatRequest, generation: Generation) -> str:
 
 
 def format_report(request: ChatRequest, generation: Generation) -> dict[str, Any]:
-    """The choice's `tunedeck` extension when its answer breaks the format asked for."""
+    """The choice's `tunedeck` extension when its answer breaks what was asked: a format its
+    text does not keep, or a call `tool_choice` demanded that an open model did not write
+    (the built-in model always calls when it must; a transformer is not held to it)."""
     if generation.tool_calls:
         return {}  # the format is the text answer's; a call answers instead
+    report = {}
+    if request.shape.rules().must_call:
+        wanted = ", ".join(request.shape.rules().callable_names())
+        report["tool_choice_error"] = f"tool_choice asked for a call ({wanted[:200]}); the model answered in words"
     problem = format_error(request.shape, generation.text)
-    return {"tunedeck": {"response_format_error": problem}} if problem else {}
+    if problem:
+        report["response_format_error"] = problem
+    return {"tunedeck": report} if report else {}
 
 
 def _envelope(completion_id: str, created: int, model: str, kind: str) -> dict[str, Any]:

@@ -92,6 +92,7 @@ def parse_responses_request(body: dict[str, Any]) -> ResponsesRequest:
         stream=_boolean(body, "stream"),
         include_usage=True,
         shape=shape,
+        messages=tuple({"role": turn.role, "content": turn.text} for turn in prompt),
     )
     metadata = body.get("metadata") or {}
     if not isinstance(metadata, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):

@@ -179,6 +179,35 @@ def test_chat_completions_whole_and_streamed(served):
         conforms(ChatCompletionChunk, chunk)
 
 
+TOOL = {"type": "function", "function": {"name": "lookup", "parameters": {"type": "object", "properties": {"q": {"type": "string"}}}}}
+
+
+def test_tool_calls_function_calls_and_format_reports_whole_and_streamed(served):
+    client, _, job, _, _, _ = served
+    messages = [{"role": "user", "content": "my invoice is wrong, answer in json"}]
+    must_call = {"model": BUILTIN_BASE_MODEL, "messages": messages, "tools": [TOOL], "tool_choice": "required"}
+    called = raw(client, "post", "chat/completions", must_call)
+    assert called["choices"][0]["finish_reason"] == "tool_calls"
+    conforms(ChatCompletion, called)
+    legacy = {"model": BUILTIN_BASE_MODEL, "messages": messages, "functions": [TOOL["function"]], "function_call": {"name": "lookup"}}
+    function_call = raw(client, "post", "chat/completions", legacy)
+    assert function_call["choices"][0]["finish_reason"] == "function_call"
+    conforms(ChatCompletion, function_call)
+    formatted = {"model": job.fine_tuned_model, "messages": messages, "response_format": {"type": "json_object"}}
+    reported = raw(client, "post", "chat/completions", formatted)
+    assert "response_format_error" in reported["choices"][0]["tunedeck"]
+    conforms(ChatCompletion, reported)
+    for body in (must_call, legacy, formatted):
+        streamed = wire(client, "post", "chat/completions", {**body, "stream": True})
+        chunks = [json.loads(line[6:]) for line in streamed.splitlines() if line.startswith("data: {")]
+        for chunk in chunks:
+            conforms(ChatCompletionChunk, chunk)
+    asked = {"model": job.fine_tuned_model, "input": "my invoice is wrong, answer in json", "text": {"format": {"type": "json_object"}}}
+    response = raw(client, "post", "responses", asked)
+    assert "response_format_error" in response["tunedeck"]
+    conforms(Response, response)
+
+
 def test_graders_and_responses(served):
     client, _, job, _, _, _ = served
     conforms(GraderValidateResponse, raw(client, "post", "fine_tuning/alpha/graders/validate", {"grader": EXACT}))

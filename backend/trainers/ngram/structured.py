@@ -157,13 +157,12 @@ def read_answer(tokens: Sequence[str]) -> Answer:
         elif groups:
             groups[-1][1].append(token)
     for head, body in groups:
-        text = json.dumps(_assemble(body), ensure_ascii=False) if body or head == JSON_TOKEN else "{}"
-        if head == JSON_TOKEN:
-            answer.json_text = text if answer.json_text is None else answer.json_text
-        else:
-            raw = _assemble(body)
-            arguments = raw.text if isinstance(raw, RawArguments) else text
-            answer.tool_calls.append(ToolCall(head[len(CALL_PREFIX) : -1], arguments))
+        value = _assemble(body)
+        text = value.text if isinstance(value, RawArguments) else json.dumps(value, ensure_ascii=False)
+        if head != JSON_TOKEN:
+            answer.tool_calls.append(ToolCall(head[len(CALL_PREFIX) : -1], text))
+        elif answer.json_text is None:
+            answer.json_text = text
     return answer
 
 
