@@ -42,9 +42,11 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from .aliases import ModelAliases
+from .compute import Device
 from .http.faults import FaultPlan, fault_middleware, load_fault_plan
 from .http.guard import RequestGuard, is_loopback
 from .http.idempotency import Idempotency
+from .http.routes_compute import compute_routes
 from .http.routes_files import UPLOAD_PATH, file_routes
 from .http.routes_graders import grader_routes
 from .http.routes_inference import inference_routes
@@ -102,6 +104,7 @@ class LocalBackend:
         storage_limit_bytes: int = DEFAULT_STORAGE_LIMIT_BYTES,
         min_free_disk_bytes: int = DEFAULT_MIN_FREE_DISK_BYTES,
         model_aliases: Mapping[str, str] | None = None,
+        devices: Sequence[Device] | None = None,
     ) -> None:
         """`training_not_available`: answer job creation with OpenAI's 403 for blocked
         organisations. `faults`: a fault plan (see faults.py) or a JSON/TOML file holding one.
@@ -114,7 +117,8 @@ class LocalBackend:
         address it binds to). `allowed_origins`: web origins whose pages may call it (none).
         `read_timeout`: seconds a body may go without a byte, and a request's headers may
         take, before the connection is closed. `storage_limit_bytes`: what uploads, results
-        and weights may add up to; `min_free_disk_bytes`: free disk an upload must leave."""
+        and weights may add up to; `min_free_disk_bytes`: free disk an upload must leave. `devices`: the devices transformer
+        runs are placed on; None finds the machine's (`compute.detect_devices`)."""
         self.data_dir = Path(data_dir)
         self.api_key = load_or_create_api_key(self.data_dir) if api_key is None else _usable_key(api_key)
         self.allowed_hosts = tuple(allowed_hosts)
@@ -130,7 +134,8 @@ class LocalBackend:
         self.clock = clock
         if trainers is None:
             dirs = list(models_dirs) if models_dirs is not None else default_models_dirs(self.data_dir / "base-models")
-            trainers = [NgramTrainer(), TransformerTrainer(ModelCatalog(dirs), self.data_dir / LOGS_DIR)]
+            placed = list(devices) if devices is not None else None
+            trainers = [NgramTrainer(), TransformerTrainer(ModelCatalog(dirs), self.data_dir / LOGS_DIR, devices=placed)]
         self.trainers: list[Trainer] = list(trainers)
         self.faults = load_fault_plan(faults)
         self.aliases = ModelAliases(model_aliases)
@@ -168,7 +173,10 @@ class LocalBackend:
         private_dir(self.data_dir / LOGS_DIR)  # the transformer trainer writes its workers' logs there
         blobs = Blobs(self.data_dir)
         self._store = Store(self.data_dir / DATABASE_NAME)
-        self._executor = ThreadPoolExecutor(max_workers=TRAINING_THREADS, thread_name_prefix="tunedeck-train")
+        # A run's step holds a thread while its worker trains: one per device that can hold a
+        # run, and TRAINING_THREADS more so checking files and starting runs never wait behind them.
+        placed = sum(len(t.devices.devices) for t in self.trainers if t.devices is not None)
+        self._executor = ThreadPoolExecutor(max_workers=TRAINING_THREADS + placed, thread_name_prefix="tunedeck-train")
         phases = Phases(
             self._store, blobs, self.trainers, self.clock, self._executor, self.pacing.step_seconds, self.grader_endpoint
         )
@@ -187,6 +195,7 @@ class LocalBackend:
             job_routes(self._engine, self._store, self.aliases),
             model_deletion_routes(self._store, blobs, self._engine.base_models),
             permission_routes(self._store, self.clock),
+            compute_routes(self._engine.compute),
             grader_routes(self.grader_endpoint),
             inference_routes(
                 ChatModels(self._store, self.data_dir, self._engine.base_models, self._transformer_chat()),

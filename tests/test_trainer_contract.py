@@ -57,9 +57,9 @@ def test_both_trainers_state_what_the_engine_reads():
     assert issubclass(NgramTrainer, Trainer) and issubclass(TransformerTrainer, Trainer)
     assert issubclass(SubprocessRun, TrainingRun)
     ngram = NgramTrainer()
-    assert (ngram.paced, ngram.max_concurrent_runs, ngram.catalog) == (True, None, None)
+    assert (ngram.paced, ngram.devices, ngram.catalog) == (True, None, None)  # the engine's shared slots
     assert not ngram.claims("org/model")
-    assert (TransformerTrainer.paced, TransformerTrainer.max_concurrent_runs) == (False, 1)
+    assert TransformerTrainer.paced is False
     assert SubprocessRun.checkpoint_suffix == ""  # checkpoints are folders
 
 
@@ -73,6 +73,7 @@ def test_options_fill_their_defaults_in_one_place():
         "max_length": 2048,
         "max_completion_tokens": 64,
         "device": None,
+        "devices": 1,
     }
     given = TunedeckOptions.from_json({"training_type": "lora", "lora_rank": 8})
     assert (given.training_type, given.lora_rank, given.lora_alpha) == ("lora", 8, 32)

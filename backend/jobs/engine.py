@@ -16,10 +16,12 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
+from ..compute import PlacementError
 from ..errors import bad_request, not_found
 from ..storage.ids import new_job_id
 from ..storage.store import TERMINAL_STATUSES
 from ..trainers.base import Trainer
+from ..trainers.options import TunedeckOptions
 from .jobspec import new_job, parse_job_request, raise_if_terminal
 from .pausing import pause_dir, pause_running_job, require_status_for, resumed_message
 from .phases import ActiveJob, Phases
@@ -59,7 +61,6 @@ class JobEngine:
         self._drivers: dict[str, asyncio.Task[None]] = {}
         self._chores: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(MAX_RUNNING_JOBS)
-        self._trainer_slots: dict[Any, asyncio.Semaphore] = {}
 
     def base_models(self) -> list[str]:
         return [name for trainer in self._phases.trainers for name in trainer.base_models()]
@@ -310,24 +311,47 @@ class JobEngine:
             await self._advance_once(job_id)
         if self._status(job_id) in (None, "paused", *TERMINAL_STATUSES):
             return
-        trainer = self._phases.trainer_for(self._require_job(job_id)["model"])
-        async with self._slots_for(trainer):
-            if self._status(job_id) == "queued":
-                await self._pacing.sleep(self._pacing.phase_seconds())
-            paced = trainer is None or trainer.paced  # a real trainer's steps take their own time
-            pause = self._pacing.step_seconds() if paced else 0.0
-            steps_per_trip = 1 if pause > 0 or not paced else STEPS_PER_TRIP
-            while self._status(job_id) not in (None, *TERMINAL_STATUSES):
-                if not await self._advance_once(job_id, steps_per_trip):
-                    return
-                await self._pacing.sleep(pause)
+        job = self._require_job(job_id)
+        trainer = self._phases.trainer_for(job["model"])
+        if trainer is None or trainer.devices is None:
+            async with self._slots:
+                await self._train(job_id, trainer)
+            return
+        request = trainer.device_request(TunedeckOptions.from_json(job.get("tunedeck")))
+        try:
+            trainer.devices.check(request)
+        except PlacementError as refused:
+            self._phases.fail(job_id, "invalid_request", "tunedeck.devices", f"Cannot place the job: {refused}")
+            return
+        async with trainer.devices.holding(job_id, request) as devices:
+            active = self._active.setdefault(job_id, ActiveJob())
+            active.devices = tuple(devices)
+            try:
+                await self._train(job_id, trainer)
+            finally:
+                active.devices = ()
 
-    def _slots_for(self, trainer: Trainer | None) -> asyncio.Semaphore:
-        """The shared training slots, or a trainer's own when it limits its runs (one per GPU)."""
-        limit = trainer.max_concurrent_runs if trainer is not None else None
-        if trainer is None or limit is None:
-            return self._slots
-        return self._trainer_slots.setdefault(trainer, asyncio.Semaphore(limit))
+    async def _train(self, job_id: str, trainer: Trainer | None) -> None:
+        """Start the queued job and train it to its end (or a pause), holding its slot."""
+        if self._status(job_id) == "queued":
+            await self._pacing.sleep(self._pacing.phase_seconds())
+        paced = trainer is None or trainer.paced  # a real trainer's steps take their own time
+        pause = self._pacing.step_seconds() if paced else 0.0
+        steps_per_trip = 1 if pause > 0 or not paced else STEPS_PER_TRIP
+        while self._status(job_id) not in (None, "paused", *TERMINAL_STATUSES):
+            if not await self._advance_once(job_id, steps_per_trip):
+                return
+            await self._pacing.sleep(pause)
+
+    def compute(self) -> dict[str, Any]:
+        """The devices runs are placed on, the job holding each, and the jobs waiting for some."""
+        devices: list[dict[str, Any]] = []
+        waiting: list[str] = []
+        for trainer in self._phases.trainers:
+            if trainer.devices is not None:
+                devices += trainer.devices.snapshot()
+                waiting += trainer.devices.waiting()
+        return {"object": "tunedeck.compute", "devices": devices, "waiting": waiting}
 
     def _chore(self, coroutine: Any) -> None:
         """Run a background clean-up, kept referenced so it is not garbage-collected mid-way."""

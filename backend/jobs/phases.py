@@ -26,6 +26,7 @@ from typing import Any, Callable, Sequence, TypeVar
 from tunedeck.core.datasets.jobrules import resolve_hyperparameters
 
 from .. import objects
+from ..compute import Device
 from ..storage.blobs import Blobs
 from ..storage.ids import new_file_id
 from ..storage.private import tighten_tree
@@ -79,6 +80,7 @@ class ActiveJob:
     restart: Restart | None = None
     cadence: Cadence | None = None  # when the next resume point is due
     point_step: int = 0  # the step of the job's latest resume point
+    devices: tuple[Device, ...] = ()  # the devices the engine placed it on while it trains
 
 
 class Phases:
@@ -236,6 +238,8 @@ class Phases:
 
     def _carry_on(self, job: dict[str, Any], active: ActiveJob) -> None:
         assert active.run is not None
+        if active.devices:
+            active.run.place(active.devices)
         done = active.steps[-1].step if active.steps else 0
         remaining = active.run.total_steps - done
         job["status"] = "running"
@@ -268,6 +272,7 @@ class Phases:
             validation_path=self.blobs.file_path(job["validation_file"]) if job.get("validation_file") else None,
             options=TunedeckOptions.from_json(job.get("tunedeck")),
             grader_endpoint=self.grader_endpoint(),
+            devices=active.devices,
         )
 
     async def _train_steps(self, job: dict[str, Any], active: ActiveJob, max_steps: int) -> int:

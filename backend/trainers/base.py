@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, Sequence
 
+from ..compute import Device, DevicePool, DeviceRequest
 from .options import TunedeckOptions
 
 
@@ -75,6 +76,9 @@ class TrainingSpec:
     grader_endpoint: tuple[str, str] | None = None
     """(base URL, API key) of this backend's API, through which an RFT job's model graders
     (score_model, label_model) ask their model; None where none can be asked."""
+    devices: tuple[Device, ...] = ()
+    """The devices the engine placed the run on (`compute.py`); empty: the trainer chooses
+    (a trainer without a device pool, or a job driven by hand)."""
 
 
 # The loss and accuracy keys of a metric event's `data`, as the API names them.
@@ -163,6 +167,10 @@ class TrainingRun(ABC):
         """(level, text) messages for the job's events since the last call (truncated rows...)."""
         return []
 
+    def place(self, devices: tuple[Device, ...]) -> None:
+        """Continue on these devices: a run resumed after a pause may be placed elsewhere
+        (a run that holds no device state ignores it)."""
+
     def close(self) -> None:
         """End the run's resources now (a worker process); in-process runs hold none."""
 
@@ -171,8 +179,9 @@ class Trainer(ABC):
     paced: bool = True
     """Whether the engine paces steps with its demo delay (`time_scale`); a trainer whose
     steps take real time says False."""
-    max_concurrent_runs: int | None = None
-    """Runs of this trainer at once (one per GPU); None: the engine's shared slots."""
+    devices: DevicePool | None = None
+    """The devices its runs are placed on, one job per free device (`compute.py`); None:
+    runs share the engine's slots."""
     catalog: ModelPlaces | None = None
     """Where the trainer finds base models on disk, if it looks anywhere (shown in errors)."""
 
@@ -187,6 +196,10 @@ class Trainer(ABC):
     @abstractmethod
     def start(self, spec: TrainingSpec) -> TrainingRun:
         """Prepare a run (tokenise, build features). May take a while: called off the event loop."""
+
+    def device_request(self, options: TunedeckOptions) -> DeviceRequest:
+        """What a run with these options asks of `devices` (only read when the trainer has a pool)."""
+        return DeviceRequest()
 
     def claims(self, model: str) -> bool:
         """Whether a job on `model`, which `base_models()` does not list, is still this

@@ -36,7 +36,9 @@ class TunedeckOptions:
     max_completion_tokens: int = OPTION_DEFAULTS["max_completion_tokens"]
     """RFT: the longest answer sampled per prompt."""
     device: str | None = OPTION_DEFAULTS["device"]
-    """cpu, cuda or cuda:N; None: the first GPU when there is one, else the CPU."""
+    """cpu, cuda or cuda:N; None: a free GPU when there is one, else the CPU."""
+    devices: int = OPTION_DEFAULTS["devices"]
+    """GPUs the job trains on at once (it waits in `queued` until that many are free)."""
 
     @classmethod
     def from_json(cls, given: dict[str, Any] | None) -> TunedeckOptions:

@@ -164,6 +164,8 @@ OPTION_RULES: dict[str, Rule] = _rules(
          integer_between(1, 32_768), auto=False, default=64),  # fmt: skip
     Rule("device", "Device", "text", "cpu, cuda or cuda:N",
          lambda v: isinstance(v, str) and (v == "cpu" or v.startswith("cuda")), auto=False),  # fmt: skip
+    Rule("devices", "GPUs", "integer", "an integer from 1 to 64 (GPUs the job trains on at once)",
+         integer_between(1, 64), auto=False, default=1),  # fmt: skip
 )
 OPTION_DEFAULTS: dict[str, Any] = {name: rule.default for name, rule in OPTION_RULES.items()}
 

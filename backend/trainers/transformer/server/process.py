@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tunedeck.backend.compute import Device, placed_message, placement
 from tunedeck.backend.storage.private import open_private, private_dir
 from tunedeck.backend.trainers.base import LOSS_FIELDS, StepMetrics, TrainingFailure, TrainingRun
 
@@ -228,6 +229,18 @@ class SubprocessRun(TrainingRun):
     def take_notices(self) -> list[tuple[str, str]]:
         notices, self._notices = self._notices, []
         return notices
+
+    def add_notice(self, level: str, text: str) -> None:
+        self._notices.append((level, text))
+
+    def place(self, devices: tuple[Device, ...]) -> None:
+        """A run resumed after a pause continues on the devices it holds now: the next worker
+        is started there (the engine places a resumed job afresh)."""
+        env, device = placement(devices)
+        self._env = {**(self._env or {}), **env}
+        if device is not None:
+            self._spec = {**self._spec, "options": {**self._spec["options"], "device": device}}
+        self.add_notice("info", placed_message(devices))
 
     def close(self) -> None:
         self._closed = True

@@ -2,9 +2,11 @@
 
 It lists the models the catalog finds, claims any Hugging Face style id (`org/name`) so a
 job on a model that is not on disk is created and then fails with `model_not_found` naming
-the places searched, and starts one worker process per run. One run at a time
-(`max_concurrent_runs`: one per GPU; the rest wait in `queued`), and its steps are not
-paced by the backend's demo delay (`paced = False`): real training takes its own time.
+the places searched, and starts one worker process per run. Runs are placed on the
+machine's devices (`compute.py`): one job per free GPU at once, N for a job whose
+`tunedeck.devices` asks for N, the CPU in turns where there is no GPU; the rest wait in
+`queued`. A worker sees only its own GPUs (`CUDA_VISIBLE_DEVICES`). Steps are not paced by
+the backend's demo delay (`paced = False`): real training takes its own time.
 
 Options come from the job's `tunedeck` extension field (`trainers/options.py`).
 """
@@ -14,7 +16,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
+from tunedeck.backend.compute import Device, DevicePool, DeviceRequest, detect_devices, placed_message, placement
 from tunedeck.backend.trainers.base import Trainer, TrainingFailure, TrainingSpec
+from tunedeck.backend.trainers.options import TunedeckOptions
 
 from .. import install_hint, missing_packages
 from .catalog import ModelCatalog, weights_size
@@ -26,10 +30,18 @@ METHODS = ("supervised", "dpo", "reinforcement")
 
 class TransformerTrainer(Trainer):
     paced = False
-    max_concurrent_runs = 1
     catalog: ModelCatalog
+    devices: DevicePool
 
-    def __init__(self, catalog: ModelCatalog, log_dir: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        catalog: ModelCatalog,
+        log_dir: Path,
+        env: dict[str, str] | None = None,
+        devices: list[Device] | None = None,
+    ) -> None:
+        """`devices`: the machine's training devices; None finds them (`compute.detect_devices`)."""
+        self.devices = DevicePool(detect_devices() if devices is None else devices)
         self.catalog = catalog
         self.log_dir = log_dir
         self.env = env
@@ -52,13 +64,25 @@ class TransformerTrainer(Trainer):
     def supports(self, method: str) -> bool:
         return method in METHODS
 
+    def device_request(self, options: TunedeckOptions) -> DeviceRequest:
+        if options.device == "cpu" or (options.device or "").startswith("cuda:"):
+            return DeviceRequest(named=options.device)
+        return DeviceRequest(count=options.devices)
+
     def start(self, spec: TrainingSpec) -> SubprocessRun:
         missing = missing_packages()
         if missing:
             raise TrainingFailure("trainer_not_installed", f"Cannot train {spec.base_model}: {install_hint(missing)}")
         base = self._base_of(spec)
         self.before_run()
-        return SubprocessRun(worker_spec(spec, base), self.log_dir, self.env)
+        env, device = placement(spec.devices)
+        worker = worker_spec(spec, base)
+        if device is not None:
+            worker["options"]["device"] = device
+        run = SubprocessRun(worker, self.log_dir, {**(self.env or {}), **env})
+        if spec.devices:
+            run.add_notice("info", placed_message(spec.devices))
+        return run
 
     def _base_of(self, spec: TrainingSpec) -> dict[str, Any]:
         """The base model from the catalog; for a job continuing a fine-tuned model, what its
