@@ -153,6 +153,14 @@ class LocalBackend:
         self._executor: ThreadPoolExecutor | None = None
         self._chat: TransformerChat | None = None
 
+    def devices_text(self) -> str:
+        """The devices transformer runs are placed on, for the serve log."""
+        found = [d for t in self.trainers if t.devices is not None for d in t.devices.devices]
+        return ", ".join(
+            f"{d.id} ({d.name}{f', {d.memory_bytes / 2**30:.0f} GiB' if d.memory_bytes else ''})" if d.is_gpu else "the CPU"
+            for d in found
+        ) or "none"
+
     # -- in the caller's loop -------------------------------------------------------------------
 
     async def start_async(self) -> str:
@@ -457,6 +465,7 @@ def serve(
         for notice in _switch_notices(backend.faults):
             print(notice, flush=True)
         print(f"transformer models: {', '.join(backend.model_places())}", flush=True)
+        print(f"training devices: {backend.devices_text()}", flush=True)
         for alias, model in backend.aliases:
             print(f"model alias: {alias} -> {model}", flush=True)
         for notice in _access_notices(backend):

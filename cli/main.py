@@ -65,6 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument(
         "--on-disk", action="store_true", help="the open models found on disk and where they were looked for (offline)"
     )
+    compute = commands.add_parser(
+        "compute",
+        help="the devices the profile's tunedeck backend trains on, and the job holding each",
+        description="Ask the profile's backend for its training devices (GPUs, the CPU), which job "
+        "holds each and which jobs wait for one. Only a tunedeck backend reports them.",
+    )
+    compute.add_argument("--json", action="store_true", help="print JSON")
     profiles = commands.add_parser("profiles", help="list the configured profiles")
     profiles.add_argument(
         "--confirm",
@@ -111,6 +118,8 @@ def _run(args: argparse.Namespace) -> int:
             return _print_paths()
         if args.command == "models":
             return _print_local_models(args.json) if args.on_disk else asyncio.run(_models(args))
+        if args.command == "compute":
+            return asyncio.run(_compute(args))
         if args.command == "profiles":
             return _confirm_profile(args.confirm) if args.confirm else _print_profiles()
         if args.command == "data":
@@ -172,6 +181,39 @@ def _print_local_models(as_json: bool) -> int:
     _say("looked in: " + "; ".join(report["searched"]))
     if report["missing_packages"]:
         _say(f"to train them: {install_command} (missing: {', '.join(report['missing_packages'])})")
+    return EXIT_OK
+
+
+async def _compute(args: argparse.Namespace) -> int:
+    """The backend's devices and the job holding each (`Service.compute`)."""
+    from tunedeck.core.bootstrap import open_service
+    from tunedeck.core.cache import CacheError
+
+    try:
+        service = await open_service(args.profile)
+    except CacheError as exc:
+        _fail(str(exc))
+        return EXIT_FAILED
+    try:
+        if not await connect_online(service, "ask for the backend's devices"):
+            return EXIT_FAILED
+        view = await service.compute()
+    except (ApiError, ServiceError, CacheError) as exc:
+        _fail(f"cannot list devices: {exc}")
+        return EXIT_FAILED
+    finally:
+        await service.close()
+    if args.json:
+        print(json.dumps(view.as_json(), indent=2))
+        return EXIT_OK
+    width = max((len(d.id) for d in view.devices), default=6)
+    for device in view.devices:
+        holder = device.job or "free"
+        _say(f"{device.id:<{width}}  {device.kind:<13}  {device.memory_text:>7}  {holder}  {device.name}")
+    if not view.devices:
+        _say("the backend reports no devices")
+    if view.waiting:
+        _say("waiting for a device: " + ", ".join(view.waiting))
     return EXIT_OK
 
 

@@ -383,6 +383,12 @@ class Api:
             page = await self._client.models.list()
         return [_dump(m) for m in page.data]
 
+    async def compute(self) -> dict[str, Any]:
+        """A tunedeck backend's devices and the job holding each (`GET /tunedeck/compute`)."""
+        self.requests += 1
+        with _translate_errors():
+            return await self._client.get("/tunedeck/compute", cast_to=object)  # type: ignore[no-any-return]
+
     async def run_grader(self, grader: dict[str, Any], model_sample: str, item: dict[str, Any]) -> dict[str, Any]:
         """`graders/run`: grade one answer for one dataset row (the grader editor's test run)."""
         self.requests += 1

@@ -34,6 +34,7 @@ from .watch.verdict import Verdict
 if TYPE_CHECKING:  # pragma: no cover
     from tunedeck.backend import LocalBackend
 
+    from .compute import ComputeView
     from .evaluate.service import Evaluations
     from .job_create import Sleep
     from .launch.launching import CheckedLaunch, LaunchProgress
@@ -895,6 +896,19 @@ class Service:
         choices = model_choices(await self._call(lambda api: api.list_models()))
         self.takes_tunedeck_options = self.profile.backend == "local" or any(c.tunedeck for c in choices)
         return choices
+
+    async def compute(self) -> ComputeView:
+        """The backend's training devices and the job holding each; a `ServiceError` for a
+        provider that does not report them (only a tunedeck backend does)."""
+        from .compute import ComputeView
+
+        try:
+            raw = await self._call(lambda api: api.compute())
+        except ApiError as exc:
+            if exc.kind != "not_found":
+                raise
+            raise ServiceError(f"{self.profile.name}: this provider does not report its devices (a tunedeck backend does)") from None
+        return ComputeView.from_json(raw)
 
     async def run_grader(self, grader: dict[str, Any], sample: str, item: dict[str, Any]) -> dict[str, Any]:
         """Grade one answer with the provider's `graders/run` (the grader editor's test run)."""

@@ -25,6 +25,7 @@ SECTIONS: tuple[tuple[str, str, tuple[tuple[str, str], ...]], ...] = (
     ("Jobs list", "tunedeck.tui.screens.jobs:JobsScreen", (("tunedeck.tui.widgets.jobs_table:JobsTable", "the table"),)),
     ("A job", "tunedeck.tui.screens.job:JobScreen", (("tunedeck.tui.widgets.checkpoint_table:CheckpointTable", "the checkpoints table"),)),
     ("Compare", "tunedeck.tui.screens.compare:CompareScreen", ()),
+    ("Compute", "tunedeck.tui.screens.compute:ComputeScreen", ()),
     ("Launch form", "tunedeck.tui.screens.launch:LaunchScreen", ()),
     ("Pre-flight", "tunedeck.tui.screens.preflight:PreflightScreen", ()),
     ("Grader editor", "tunedeck.tui.screens.grader_editor:GraderEditorScreen", ()),

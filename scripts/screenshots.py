@@ -274,6 +274,61 @@ async def shoot_transformer_job(app, settle, shoot, backend, home: Path, train: 
     await asyncio.to_thread(backend.run_until_settled)  # a clean stop: the worker finishes, nothing is killed
 
 
+async def render_compute(out_dir: Path, home: Path, text: bool = False) -> list[Path]:
+    """The compute view of a backend with two (pretend) GPUs: two tiny transformer jobs
+    training, one on each, and a third waiting for a free one. Pretend GPUs train on the
+    CPU and say so ("GPU (pretend)"); on a machine with GPUs the view lists them instead."""
+    import importlib.util
+
+    if importlib.util.find_spec("transformers") is None:
+        print("compute.svg skipped: pip install '.[train]' first", file=sys.stderr)
+        return []
+    from tunedeck.backend import LocalBackend
+    from tunedeck.backend.compute import detect_devices
+    from tunedeck.backend.trainers.transformer.worker.tiny import build_tiny_model
+    from tunedeck.core.bootstrap import open_service
+    from tunedeck.core.launch.request import LaunchRequest
+    from tunedeck.core.paths import AppPaths
+    from tunedeck.tui.app import TunedeckApp
+    from tunedeck.tui.textshot import screen_text
+
+    train = home / "train.jsonl"
+    texts = [m["content"] for line in train.read_text().splitlines() for m in json.loads(line)["messages"]]
+    build_tiny_model(home / "models" / "acme" / "tiny-qwen", texts)
+    paths = AppPaths(config_dir=home / "config-compute", cache_dir=home / "cache-compute", data_dir=home / "data")
+    devices = detect_devices({"TUNEDECK_DEVICES": "fake:2"})
+    backend = LocalBackend(data_dir=home / "backend-compute", models_dirs=[home / "models"], devices=devices)
+    backend.start()
+    written: list[Path] = []
+    try:
+        app = TunedeckApp(lambda: open_service(paths=paths, local_backend=backend), poll=False)
+        async with app.run_test(size=SIZE) as pilot:
+            await app.workers.wait_for_complete()
+            request = LaunchRequest(training_path=train, model="acme/tiny-qwen", n_epochs=50, batch_size=4,
+                                    options={"training_type": "full"})  # fmt: skip
+            jobs = [await app.service.launch(request) for _ in range(3)]
+            for _ in range(600):  # until two train and the third waits
+                view = await app.service.compute()
+                if sum(d.job is not None for d in view.devices) == 2 and view.waiting:
+                    break
+                await asyncio.sleep(0.1)
+            await app.poll_now()
+            await app.workers.wait_for_complete()
+            await pilot.press("w")
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+            target = out_dir / "compute.svg"
+            target.write_text(app.export_screenshot(title="tunedeck: compute"), encoding="utf-8")
+            written.append(target)
+            if text:
+                target.with_suffix(".txt").write_text(screen_text(app), encoding="utf-8")
+            for job in jobs:
+                await app.service.cancel(job.id)
+    finally:
+        backend.stop()
+    return written
+
+
 def main(argv: list[str]) -> int:
     text = "--text" in argv
     args = [a for a in argv[1:] if a != "--text"]
@@ -284,7 +339,7 @@ def main(argv: list[str]) -> int:
         os.environ["TUNEDECK_HOME"] = str(home)
         os.environ.pop("OPENAI_API_KEY", None)
         os.chdir(home)  # the launch form shows a path relative to here
-        for path in asyncio.run(render(out_dir, home, text)):
+        for path in asyncio.run(render(out_dir, home, text)) + asyncio.run(render_compute(out_dir, home, text)):
             print(path)
     return 0
 

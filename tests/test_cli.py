@@ -157,3 +157,36 @@ def test_the_headless_cli_loads_nothing_of_the_tui():
     loaded = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout.split()
     assert not [m for m in loaded if m.startswith("tunedeck.tui") or m.split(".")[0] in ("rich", "textual")]
     assert "tunedeck.core.describe" in loaded
+
+
+def test_compute_lists_the_backends_devices_and_who_holds_them(capsys, isolated_home, tmp_path, monkeypatch):
+    import tunedeck.core.bootstrap as bootstrap
+    from tunedeck.backend import LocalBackend
+    from tunedeck.backend.compute import Device
+
+    gpus = [Device("cuda:0", "Big GPU", 80 * 2**30), Device("cuda:1", "Big GPU", 80 * 2**30), Device("cpu", "CPU")]
+    backend = LocalBackend(tmp_path / "backend", auto_advance=False, devices=gpus)
+    backend.start()
+    real_open = bootstrap.open_service
+    monkeypatch.setattr(bootstrap, "open_service", lambda name=None, **kw: real_open(name, local_backend=backend, **kw))
+    try:
+        code, out, err = run_cli(capsys, "--profile", "local", "compute", "--json")
+        assert code == 0, err
+        listed = json.loads(out)
+        assert [d["id"] for d in listed["devices"]] == ["cuda:0", "cuda:1", "cpu"] and listed["waiting"] == []
+        assert listed["devices"][0] == {"id": "cuda:0", "name": "Big GPU", "memory_bytes": 80 * 2**30, "fake": False, "job": None}
+        code, out, _ = run_cli(capsys, "--profile", "local", "compute")
+        assert code == 0 and out.splitlines()[0].split() == ["cuda:0", "GPU", "80", "GiB", "free", "Big", "GPU"]
+        assert backend.devices_text() == "cuda:0 (Big GPU, 80 GiB), cuda:1 (Big GPU, 80 GiB), the CPU"
+    finally:
+        backend.stop()
+
+
+def test_a_compute_view_keeps_only_what_it_can_read():
+    from tunedeck.core.compute import ComputeView
+
+    raw = {"devices": [{"id": "cuda:0", "name": "x", "memory_bytes": True, "job": 3}, "junk", {"name": "no id"}],
+           "waiting": ["ftjob-1", 2]}  # fmt: skip
+    view = ComputeView.from_json(raw)
+    assert [(d.id, d.memory_bytes, d.job) for d in view.devices] == [("cuda:0", None, None)]
+    assert view.waiting == ["ftjob-1"] and ComputeView.from_json("nope") == ComputeView()

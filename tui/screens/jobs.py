@@ -46,6 +46,7 @@ class JobsScreen(Screen):
         Binding("space", "mark", "Mark", id="jobs.mark", tooltip="Mark or unmark the selected job for comparison"),
         Binding("m", "mark", "Mark", id="jobs.mark_m", show=False),
         Binding("C", "compare", "Compare", id="jobs.compare", tooltip="Compare the marked jobs (two or more)"),
+        Binding("w", "compute", "Compute", id="jobs.compute", tooltip="The backend's GPUs and the job training on each"),
         Binding("y", "copy_name", "Copy", id="jobs.copy", tooltip="Copy the selected job's fine-tuned model (its id while it has none)"),
         Binding("Y", "copy_job_id", "Copy id", show=False, id="jobs.copy_id", tooltip="Copy the selected job's id"),
         Binding("escape", "clear_filter", "Clear filter", id="jobs.clear_filter", show=False, tooltip="Clear the filter"),
@@ -261,6 +262,11 @@ class JobsScreen(Screen):
         from .compare import CompareScreen
 
         self.app.push_screen(CompareScreen(marked))
+
+    def action_compute(self) -> None:
+        from .compute import ComputeScreen
+
+        self.app.push_screen(ComputeScreen())
 
     # -- open, launch, cancel ---------------------------------------------------------------
 

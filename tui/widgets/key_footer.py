@@ -44,6 +44,7 @@ FOOTER_ORDER: dict[str, tuple[str, ...]] = {
     "PreflightScreen": ("preflight.back", "preflight.launch"),
     "GraderEditorScreen": ("grader.back", "grader.use", "grader.run"),
     "CompareScreen": ("compare.back", "compare.metric"),
+    "ComputeScreen": ("compute.back", "compute.open"),
     "PlaygroundScreen": ("playground.back", "playground.pick"),
 }
 """Which keys matter most on each screen (by class name), most important first: they show

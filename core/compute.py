@@ -1,0 +1,73 @@
+"""What a tunedeck backend trains on: its devices and the job holding each (the backend's
+`GET /v1/tunedeck/compute`), read for the app's compute view and `tunedeck compute`.
+
+OpenAI and other providers do not report their compute; asking them is a `ServiceError`
+that says so, not a failure of the connection."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceUse:
+    id: str  # "cuda:0", "cpu"
+    name: str
+    memory_bytes: int | None
+    fake: bool
+    job: str | None  # the job training on it, None when free
+
+    @property
+    def memory_text(self) -> str:
+        if self.memory_bytes is None:
+            return "—"
+        return f"{self.memory_bytes / 2**30:.0f} GiB"
+
+    @property
+    def kind(self) -> str:
+        if self.id == "cpu":
+            return "CPU"
+        return "GPU (pretend)" if self.fake else "GPU"
+
+
+@dataclass(frozen=True, slots=True)
+class ComputeView:
+    devices: list[DeviceUse] = field(default_factory=list)
+    waiting: list[str] = field(default_factory=list)  # jobs queued for a device, first first
+
+    @classmethod
+    def from_json(cls, raw: Any) -> ComputeView:
+        """The endpoint's body; anything malformed in it is left out rather than trusted."""
+        if not isinstance(raw, dict):
+            return cls()
+        devices = []
+        for item in raw.get("devices") or ():
+            if not isinstance(item, dict) or not isinstance(item.get("id"), str):
+                continue
+            memory = item.get("memory_bytes")
+            job = item.get("job")
+            devices.append(
+                DeviceUse(
+                    id=item["id"],
+                    name=str(item.get("name") or item["id"]),
+                    memory_bytes=memory if isinstance(memory, int) and not isinstance(memory, bool) else None,
+                    fake=item.get("fake") is True,
+                    job=job if isinstance(job, str) else None,
+                )
+            )
+        waiting = [j for j in raw.get("waiting") or () if isinstance(j, str)]
+        return cls(devices, waiting)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "devices": [
+                {"id": d.id, "name": d.name, "memory_bytes": d.memory_bytes, "fake": d.fake, "job": d.job}
+                for d in self.devices
+            ],
+            "waiting": list(self.waiting),
+        }
+
+    @property
+    def busy(self) -> int:
+        return sum(d.job is not None for d in self.devices)
