@@ -312,8 +312,13 @@ async def render_compute(out_dir: Path, home: Path, text: bool = False) -> list[
                 if sum(d.job is not None for d in view.devices) == 2 and view.waiting:
                     break
                 await asyncio.sleep(0.1)
-            await app.poll_now()
-            await app.workers.wait_for_complete()
+            for _ in range(600):  # and the two on the GPUs have loaded their model
+                await app.poll_now()
+                await app.workers.wait_for_complete()
+                holders = {d.job for d in view.devices if d.job}
+                if all(row.job.status == "running" for row in app.state.rows if row.job.id in holders):
+                    break
+                await asyncio.sleep(0.1)
             await pilot.press("w")
             await app.workers.wait_for_complete()
             await pilot.pause()

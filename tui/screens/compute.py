@@ -56,8 +56,8 @@ class ComputeScreen(Screen):
     def compose(self) -> ComposeResult:
         yield AppHeader("Compute", id="header")
         yield Static(id="compute-summary")
-        yield DataTable(id="compute-table", cursor_type="row", zebra_stripes=True)
         yield Static(id="compute-waiting")
+        yield DataTable(id="compute-table", cursor_type="row", zebra_stripes=True)
         yield KeyFooter()
 
     @property
@@ -126,7 +126,7 @@ class ComputeScreen(Screen):
                 device.memory_text,
                 Text("free", style="dim") if device.job is None else one_line(short_id(device.job)),
                 one_line(row.job.model) if row is not None else "",
-                one_line(row.job.status) if row is not None else "",
+                one_line(_status(row.job.status)) if row is not None else "",
                 one_line(device.name),
                 key=device.id,
             )
@@ -158,3 +158,8 @@ class ComputeScreen(Screen):
         from .job import JobScreen
 
         self.app.push_screen(JobScreen(device.job))
+
+
+def _status(status: str) -> str:
+    """A job that holds a device while still `queued` is loading its model: it is starting."""
+    return "starting" if status == "queued" else status
