@@ -79,6 +79,9 @@ class TransformerTrainer(Trainer):
         worker = worker_spec(spec, base)
         if device is not None:
             worker["options"]["device"] = device
+        # One process per GPU placed (pretend GPUs count: they train on the CPU); on the CPU,
+        # as many processes as `devices` asks for.
+        worker["world_size"] = sum(d.is_gpu for d in spec.devices) or spec.options.devices
         run = SubprocessRun(worker, self.log_dir, {**(self.env or {}), **env})
         if spec.devices:
             run.add_notice("info", placed_message(spec.devices))

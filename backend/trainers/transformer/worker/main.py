@@ -65,7 +65,7 @@ def _is_oom(exc: BaseException) -> bool:
     return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
 
 
-def start_run(spec: dict[str, Any], channel: Channel) -> Any:
+def start_run(spec: dict[str, Any], notice: Any, parallel: Any = None) -> Any:
     method = spec["method"]
     if method == "supervised":
         from .sft import SftRun as RunClass
@@ -73,11 +73,28 @@ def start_run(spec: dict[str, Any], channel: Channel) -> Any:
         from .dpo import DpoRun as RunClass
     else:
         from .rft import RftRun as RunClass
-    return RunClass(spec, channel.notice)
+    return RunClass(spec, notice, parallel)
 
 
 def serve_training(spec: dict[str, Any], commands: IO[str], channel: Channel) -> int:
-    run = start_run(spec, channel)
+    parallel = None
+    world = int(spec.get("world_size") or 1)
+    if world > 1:
+        if spec["method"] != "supervised":
+            raise TrainingFailure(
+                "invalid_request",
+                f"{spec['method'].upper()} trains on one device; ask for 'devices': 1 (several devices train supervised jobs)",
+                "tunedeck.devices",
+            )
+        from .distributed import rank_spec, start_ranks
+
+        parallel, _ = start_ranks(spec)  # the ranks share this process group: ending it ends them
+        spec = rank_spec(spec, 0)
+    run = start_run(spec, channel.notice, parallel)
+    if parallel is not None:
+        parallel.barrier()  # every rank has built the run (and read a pause checkpoint's state)
+        run.finish_resume()
+        channel.notice(f"Training on {world} devices in parallel (torch.distributed, {world} processes)")
     ready = {"total_steps": run.total_steps, "steps_per_epoch": run.steps_per_epoch, "tokens_per_epoch": run.tokens_per_epoch}
     channel.send({"ready": ready})
     for line in commands:
@@ -85,15 +102,34 @@ def serve_training(spec: dict[str, Any], commands: IO[str], channel: Channel) ->
         where = f" at step {run.steps_done + 1}"
         try:
             if command["cmd"] == "step":
+                if parallel is not None:
+                    parallel.share_command({"cmd": "step"})
                 channel.send({"metrics": run.step()})
             elif command["cmd"] == "save":
                 run.save(Path(command["path"]), bool(command.get("state")))
                 channel.send({"saved": command["path"]})
             else:
-                return 0
+                break
         except Exception as exc:  # reported to the server, which fails the job with it
             channel.send({"error": _failure(exc, where)})
             return 1
+    if parallel is not None:
+        parallel.share_command({"cmd": "stop"})
+        parallel.close()
+    return 0
+
+
+def serve_rank(spec: dict[str, Any]) -> int:
+    """Ranks 1..N-1 of a job on several devices: the run rank 0 runs, step for step, told
+    what to do by rank 0 (`distributed.py`); nothing of theirs reaches the server."""
+    from .distributed import join, rank_spec
+
+    parallel = join(spec)
+    run = start_run(rank_spec(spec, parallel.rank), None, parallel)
+    parallel.barrier()
+    while parallel.share_command()["cmd"] == "step":
+        run.step()
+    parallel.close()
     return 0
 
 
@@ -114,6 +150,8 @@ def serve_chat(model_spec: dict[str, Any], commands: IO[str], channel: Channel) 
 
 
 def main() -> int:
+    if len(sys.argv) == 3 and sys.argv[1] == "--rank":  # started by rank 0 of a job on several devices
+        return serve_rank(json.loads(sys.stdin.readline()))
     channel = Channel(os.fdopen(os.dup(1), "w", encoding="utf-8"))
     os.dup2(2, 1)  # stray prints from libraries go to stderr, never into the protocol
     sys.stdout = sys.stderr

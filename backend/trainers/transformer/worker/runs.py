@@ -16,7 +16,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
@@ -41,6 +41,9 @@ from .loading import (
 )
 from .precision import MasterAdamW, PlainAdamW, uses_master_weights
 
+if TYPE_CHECKING:  # pragma: no cover
+    from .distributed import Parallel
+
 BASE_LEARNING_RATES = {"lora": 2e-4, "full": 2e-5}
 WARMUP_FRACTION = 0.05
 MAX_GRAD_NORM = 1.0
@@ -51,6 +54,10 @@ MIN_VALID_BATCH = 8
 # after a few million tokens: on from this many trained tokens (`TUNEDECK_COMPILE=1`/`0` forces it).
 COMPILE_FROM_TOKENS = 5_000_000
 Notice = Callable[..., None]  # (text, level='info')
+
+
+def _quiet(text: str, level: str = "info") -> None:
+    """The notices of ranks other than 0: rank 0 says what the run does, once."""
 
 
 def read_rows(path: str | None) -> list[tuple[int, dict[str, Any]]]:
@@ -71,9 +78,11 @@ class Run:
     n_train: int
     tokens_per_epoch: int = 0  # the training file's tokens by the model's own tokenizer (billing's `trained_tokens`)
 
-    def __init__(self, spec: dict[str, Any], notice: Notice) -> None:
+    def __init__(self, spec: dict[str, Any], notice: Notice, parallel: Parallel | None = None) -> None:
+        """`parallel`: this rank's place when the job trains on several devices (`distributed.py`)."""
         self.spec = spec
-        self.notice = notice
+        self.parallel = parallel
+        self.notice = notice if parallel is None or parallel.leader else _quiet
         self.options = TunedeckOptions.from_json(spec.get("options"))
         hyper = spec["hyperparameters"]
         self.hyper = hyper
@@ -225,16 +234,22 @@ class Run:
 
     def step(self) -> dict[str, Any]:
         indices, epoch_ended = self.batches.batch(self.steps_done)
+        chosen = [int(i) for i in indices]
+        if self.parallel is not None:
+            chosen = self.parallel.shard(chosen)
         for group in self.optimizer.param_groups:
             group["lr"] = self.rate_at(self.steps_done)
         self.model.train()
         with self.autocast():
-            metrics = self.train_on([int(i) for i in indices])
+            metrics = self.train_on(chosen)
+        if self.parallel is not None:
+            self.parallel.sum_gradients(self.trainable)
         self.optimizer.clip_and_step(MAX_GRAD_NORM)
         self.steps_done += 1
-        self.model.eval()
-        with torch.no_grad(), self.autocast():
-            metrics.update(self.after_step(epoch_ended))
+        if self.parallel is None or self.parallel.leader:  # the weights are the same on every rank
+            self.model.eval()
+            with torch.no_grad(), self.autocast():
+                metrics.update(self.after_step(epoch_ended))
         return {"step": self.steps_done, "total_steps": self.total_steps, "epoch_ended": epoch_ended, **metrics}
 
     def rate_at(self, steps_done: int) -> float:
@@ -314,6 +329,13 @@ class Run:
         self._valid_cursor = state["valid_cursor"]
         self.steps_done = state["steps_done"]
         self.load_extra_state(state)
-        if not self.resuming.get("keep_state"):
-            state_file.unlink(missing_ok=True)  # optimiser state can be twice the model: not kept forever
+        if self.parallel is None:
+            self.finish_resume()
+
+    def finish_resume(self) -> None:
+        """Remove a pause checkpoint's state file once the run has read it (with several ranks:
+        once every rank has, which the worker waits for)."""
+        if self.resuming and not self.resuming.get("keep_state"):
+            # optimiser state can be twice the model: not kept forever
+            (Path(self.resuming["checkpoint"]) / TRAINER_STATE).unlink(missing_ok=True)
 

@@ -31,11 +31,28 @@ class SftRun(Run):
         self.tokens_per_epoch = sum(len(e.ids) for e in self.train_rows)
 
     def train_on(self, indices: list[int]) -> dict[str, Any]:
+        if self.parallel is not None:
+            return self._train_share(indices)
         result = sft_loss(self.model, pack([self.train_rows[i] for i in indices], self.device))
         if result.count == 0:  # every trained token was truncated away
             return {"train_loss": None, "train_mean_token_accuracy": None}
         result.loss.backward()
         return {"train_loss": result.loss.item(), "train_mean_token_accuracy": result.hits / result.count}
+
+    def _train_share(self, indices: list[int]) -> dict[str, Any]:
+        """This rank's share of the step: its loss weighted by its part of the step's trained
+        tokens across ranks, so the summed gradients are the whole batch's mean (`distributed.py`)."""
+        assert self.parallel is not None
+        result = sft_loss(self.model, pack([self.train_rows[i] for i in indices], self.device)) if indices else None
+        count = result.count if result is not None else 0
+        loss_sum = result.loss.item() * count if result is not None and count else 0.0
+        hits = result.hits if result is not None else 0
+        total_loss, total_hits, total_count = self.parallel.sum_values([loss_sum, hits, count], self.device)
+        if total_count == 0:
+            return {"train_loss": None, "train_mean_token_accuracy": None}
+        if result is not None and count:
+            (result.loss * (count / total_count)).backward()
+        return {"train_loss": total_loss / total_count, "train_mean_token_accuracy": total_hits / total_count}
 
     def after_step(self, epoch_ended: bool) -> dict[str, Any]:
         metrics: dict[str, Any] = {}

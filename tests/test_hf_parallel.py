@@ -1,0 +1,105 @@
+"""One job on several devices: two processes (torch.distributed, gloo on the CPU) train the
+tiny model along the same loss trajectory as one process on the same global batch, through
+a pause and a resume; a cancel ends every rank; methods not yet parallel say so."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("transformers")
+pytest.importorskip("peft")
+
+from conftest import generate_dataset  # noqa: E402
+from hf_support import TINY, dataset_texts, messages, metric_events, start, upload  # noqa: E402
+
+from tunedeck.backend.trainers.transformer.worker.tiny import build_tiny_model  # noqa: E402
+
+HYPER = {"n_epochs": 2, "batch_size": 8, "learning_rate_multiplier": 100}
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("parallel")
+    training = generate_dataset("sft", 40, folder / "train.jsonl", "--learnable")
+    build_tiny_model(folder / "models" / TINY, dataset_texts(training))
+    return folder, training
+
+
+@pytest.fixture
+async def local(tmp_path, files):
+    backend, client = await start(tmp_path, files[0] / "models")
+    yield backend, client, await upload(client, files[1])
+    await client.close()
+    await backend.stop_async()
+
+
+async def create(client, training: str, devices: int, method: dict | None = None):
+    options = {"training_type": "full", "devices": devices}
+    return await client.fine_tuning.jobs.create(
+        model=TINY, training_file=training, seed=5, hyperparameters=None if method else HYPER,
+        method=method, extra_body={"tunedeck": options},
+    )  # fmt: skip
+
+
+def rank_processes() -> list[int]:
+    """Processes running a worker's extra rank (`--rank N`)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                command = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"--rank" in command and any(b"transformer.worker.main" in part for part in command):
+                found.append(int(entry.name))
+    return found
+
+
+async def test_two_processes_train_as_one_does_through_a_pause(local):
+    backend, client, training = local
+    alone = await create(client, training, 1)
+    await backend.run_until_settled_async()
+    expected = [m["train_loss"] for m in await metric_events(client, alone.id)]
+
+    pair = await create(client, training, 2)
+    await backend.advance_async(pair.id, 4)
+    assert len(rank_processes()) == 1  # rank 0 is the worker; it started rank 1
+    await client.fine_tuning.jobs.pause(pair.id)
+    assert rank_processes() == []  # the pause ended both ranks
+    await client.fine_tuning.jobs.resume(pair.id)
+    await backend.run_until_settled_async()
+    done = await client.fine_tuning.jobs.retrieve(pair.id)
+    assert done.status == "succeeded", done.error
+    metrics = await metric_events(client, pair.id)
+    assert [m["step"] for m in metrics] == list(range(1, len(expected) + 1))
+    assert [m["train_loss"] for m in metrics] == pytest.approx(expected, rel=1e-4)
+    assert sum("full_valid_loss" in m for m in metrics) == 0  # no validation file: none, as alone
+    events = await messages(client, pair.id)
+    assert sum("Training on 2 devices in parallel" in m for m in events) == 2  # at the start and at the resume
+    reply = await client.chat.completions.create(model=done.fine_tuned_model, messages=[{"role": "user", "content": "hi"}])
+    assert reply.choices[0].message.content is not None
+
+
+async def test_cancel_ends_every_rank(local):
+    backend, client, training = local
+    job = await create(client, training, 2)
+    await backend.advance_async(job.id, 2)
+    pid = backend._engine._active[job.id].run.pid
+    assert len(rank_processes()) == 1
+    await client.fine_tuning.jobs.cancel(job.id)
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    assert rank_processes() == []
+
+
+async def test_a_method_that_trains_on_one_device_says_so(local, files):
+    backend, client, _ = local
+    dpo = await upload(client, generate_dataset("dpo", 20, files[0] / "dpo.jsonl"))
+    job = await create(client, dpo, 2, method={"type": "dpo", "dpo": {"hyperparameters": {"n_epochs": 1}}})
+    await backend.run_until_settled_async()
+    failed = await client.fine_tuning.jobs.retrieve(job.id)
+    assert failed.status == "failed" and failed.error.param == "tunedeck.devices"
+    assert "DPO trains on one device" in failed.error.message
