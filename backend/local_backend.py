@@ -70,6 +70,7 @@ from .trainers.base import Trainer
 from .trainers.ngram.trainer import NgramTrainer
 from .trainers.transformer.server.catalog import ModelCatalog, default_models_dirs
 from .trainers.transformer.server.chat import TransformerChat
+from .trainers.transformer.server.ray_worker import RayCluster
 from .trainers.transformer.server.trainer import TransformerTrainer
 
 T = TypeVar("T")
@@ -105,6 +106,7 @@ class LocalBackend:
         min_free_disk_bytes: int = DEFAULT_MIN_FREE_DISK_BYTES,
         model_aliases: Mapping[str, str] | None = None,
         devices: Sequence[Device] | None = None,
+        ray_address: str | None = None,
     ) -> None:
         """`training_not_available`: answer job creation with OpenAI's 403 for blocked
         organisations. `faults`: a fault plan (see faults.py) or a JSON/TOML file holding one.
@@ -118,7 +120,8 @@ class LocalBackend:
         `read_timeout`: seconds a body may go without a byte, and a request's headers may
         take, before the connection is closed. `storage_limit_bytes`: what uploads, results
         and weights may add up to; `min_free_disk_bytes`: free disk an upload must leave. `devices`: the devices transformer
-        runs are placed on; None finds the machine's (`compute.detect_devices`)."""
+        runs are placed on; None finds the machine's (`compute.detect_devices`). `ray_address`: run
+        transformer jobs on this Ray cluster instead (`auto`, `host:port`, `ray://host:port`)."""
         self.data_dir = Path(data_dir)
         self.api_key = load_or_create_api_key(self.data_dir) if api_key is None else _usable_key(api_key)
         self.allowed_hosts = tuple(allowed_hosts)
@@ -135,7 +138,9 @@ class LocalBackend:
         if trainers is None:
             dirs = list(models_dirs) if models_dirs is not None else default_models_dirs(self.data_dir / "base-models")
             placed = list(devices) if devices is not None else None
-            trainers = [NgramTrainer(), TransformerTrainer(ModelCatalog(dirs), self.data_dir / LOGS_DIR, devices=placed)]
+            cluster = RayCluster(ray_address) if ray_address else None
+            transformer = TransformerTrainer(ModelCatalog(dirs), self.data_dir / LOGS_DIR, devices=placed, cluster=cluster)
+            trainers = [NgramTrainer(), transformer]
         self.trainers: list[Trainer] = list(trainers)
         self.faults = load_fault_plan(faults)
         self.aliases = ModelAliases(model_aliases)
@@ -183,7 +188,7 @@ class LocalBackend:
         self._store = Store(self.data_dir / DATABASE_NAME)
         # A run's step holds a thread while its worker trains: one per device that can hold a
         # run, and TRAINING_THREADS more so checking files and starting runs never wait behind them.
-        placed = sum(len(t.devices.devices) for t in self.trainers if t.devices is not None)
+        placed = sum(len(t.devices.devices) if t.devices is not None else t.max_concurrent_runs or 0 for t in self.trainers)
         self._executor = ThreadPoolExecutor(max_workers=TRAINING_THREADS + placed, thread_name_prefix="tunedeck-train")
         phases = Phases(
             self._store, blobs, self.trainers, self.clock, self._executor, self.pacing.step_seconds, self.grader_endpoint
@@ -437,9 +442,11 @@ def serve(
     allowed_origins: Sequence[str] = (),
     storage_limit_bytes: int = DEFAULT_STORAGE_LIMIT_BYTES,
     model_aliases: Mapping[str, str] | None = None,
+    ray_address: str | None = None,
 ) -> None:
     """Run the backend in the foreground until Ctrl-C (or SIGTERM); `tunedeck serve` calls this.
     `model_aliases`: other names for its models (a bad table raises `AliasError` first).
+    `ray_address`: the Ray cluster its transformer jobs run on (None: this machine).
     `idle_exit`: also stop once no job has been active and no request has come for that many
     seconds (the background service the app starts, so it does not linger once done).
     `faults` is a JSON or TOML fault plan file (faults.py); a bad one raises `FaultConfigError`
@@ -456,6 +463,7 @@ def serve(
         allowed_origins=allowed_origins,
         storage_limit_bytes=storage_limit_bytes,
         model_aliases=model_aliases,
+        ray_address=ray_address,
     )
     base_url = backend.start()
     stop = threading.Event()
@@ -465,7 +473,10 @@ def serve(
         for notice in _switch_notices(backend.faults):
             print(notice, flush=True)
         print(f"transformer models: {', '.join(backend.model_places())}", flush=True)
-        print(f"training devices: {backend.devices_text()}", flush=True)
+        if ray_address:
+            print(f"transformer jobs run on the Ray cluster at {ray_address} (joined at the first job)", flush=True)
+        else:
+            print(f"training devices: {backend.devices_text()}", flush=True)
         for alias, model in backend.aliases:
             print(f"model alias: {alias} -> {model}", flush=True)
         for notice in _access_notices(backend):

@@ -206,11 +206,13 @@ async def _compute(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(view.as_json(), indent=2))
         return EXIT_OK
+    if view.cluster is not None:
+        _say(view.cluster.text)
     width = max((len(d.id) for d in view.devices), default=6)
     for device in view.devices:
         holder = device.job or "free"
         _say(f"{device.id:<{width}}  {device.kind:<13}  {device.memory_text:>7}  {holder}  {device.name}")
-    if not view.devices:
+    if not view.devices and view.cluster is None:
         _say("the backend reports no devices")
     if view.waiting:
         _say("waiting for a device: " + ", ".join(view.waiting))

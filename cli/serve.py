@@ -62,6 +62,12 @@ def add_serve_parser(commands: Any) -> None:
         metavar="NAME=MODEL",
         help="answer to NAME as MODEL, e.g. gpt-4o-mini-2024-07-18=tunedeck-ngram (adds to the profile's model_aliases)",
     )
+    serve.add_argument(
+        "--ray-address",
+        metavar="ADDRESS",
+        help="run transformer jobs on this Ray cluster: auto, HOST:PORT or ray://HOST:PORT "
+        "(default: the profile's ray_address; none: this machine)",
+    )
     serve.add_argument("--time-scale", type=float, default=1.0, help="stretch job durations (demos)")
     serve.add_argument(
         "--idle-exit",
@@ -131,15 +137,7 @@ def _run(args: argparse.Namespace) -> int:
 def model_aliases(args: argparse.Namespace, paths: Any) -> dict[str, str]:
     """The profile's `model_aliases` from the config, then each `--alias NAME=MODEL` over them.
     Raises `ValueError` naming what is wrong (the config, or a flag)."""
-    from tunedeck.core.config import ConfigError, load_config
-
-    try:
-        profile = load_config(paths.config_file).profile(args.profile)
-    except ConfigError as exc:
-        raise ValueError(str(exc)) from None
-    if profile.backend != "local":
-        raise ValueError(f"--profile {args.profile}: not a local profile (its backend is {profile.backend})")
-    aliases = dict(profile.model_aliases)
+    aliases = dict(_local_profile(args, paths).model_aliases)
     for flag in args.alias:
         name, sep, model = flag.partition("=")
         if not sep or not name.strip() or not model.strip():
@@ -148,11 +146,29 @@ def model_aliases(args: argparse.Namespace, paths: Any) -> dict[str, str]:
     return aliases
 
 
+def ray_address(args: argparse.Namespace, paths: Any) -> str | None:
+    """`--ray-address`, else the profile's `ray_address`, else None (this machine)."""
+    return args.ray_address or _local_profile(args, paths).ray_address
+
+
+def _local_profile(args: argparse.Namespace, paths: Any) -> Any:
+    from tunedeck.core.config import ConfigError, load_config
+
+    try:
+        profile = load_config(paths.config_file).profile(args.profile)
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from None
+    if profile.backend != "local":
+        raise ValueError(f"--profile {args.profile}: not a local profile (its backend is {profile.backend})")
+    return profile
+
+
 def _foreground(data_dir: Path, paths: Any, args: argparse.Namespace) -> int:
     from tunedeck.backend import AliasError, BackendBusy, FaultConfigError, default_models_dirs, serve
 
     try:
         aliases = model_aliases(args, paths)
+        cluster = ray_address(args, paths)
     except ValueError as exc:
         _fail(str(exc))
         return EXIT_USAGE
@@ -170,6 +186,7 @@ def _foreground(data_dir: Path, paths: Any, args: argparse.Namespace) -> int:
             allowed_origins=args.allow_origin,
             storage_limit_bytes=int(args.storage_limit_gb * 2**30),
             model_aliases=aliases,
+            ray_address=cluster,
         )
     except AliasError as exc:
         _fail(f"model aliases: {exc}")
@@ -200,6 +217,8 @@ def _detach(data_dir: Path, args: argparse.Namespace) -> int:
     if args.training_not_available:
         options.append("--training-not-available")
     options += ["--profile", args.profile, *(f"--alias={flag}" for flag in args.alias)]
+    if args.ray_address:
+        options += ["--ray-address", args.ray_address]
     if args.faults is not None:
         options += ["--faults", str(args.faults.resolve())]
     for host in args.allow_host:

@@ -32,9 +32,30 @@ class DeviceUse:
 
 
 @dataclass(frozen=True, slots=True)
+class ClusterUse:
+    """The Ray cluster a backend runs its transformer jobs on."""
+
+    address: str
+    connected: bool  # joined yet (at the first job)
+    nodes: int = 0
+    gpus: float = 0.0
+    cpus: float = 0.0
+
+    @property
+    def text(self) -> str:
+        if not self.connected:
+            return f"Jobs run on the Ray cluster at {self.address} (joined at the first job)"
+        return (
+            f"Jobs run on the Ray cluster at {self.address}: {self.nodes} node{'s' if self.nodes != 1 else ''}, "
+            f"{self.gpus:g} GPUs, {self.cpus:g} CPUs"
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class ComputeView:
     devices: list[DeviceUse] = field(default_factory=list)
     waiting: list[str] = field(default_factory=list)  # jobs queued for a device, first first
+    cluster: ClusterUse | None = None
 
     @classmethod
     def from_json(cls, raw: Any) -> ComputeView:
@@ -57,7 +78,7 @@ class ComputeView:
                 )
             )
         waiting = [j for j in raw.get("waiting") or () if isinstance(j, str)]
-        return cls(devices, waiting)
+        return cls(devices, waiting, _cluster(raw.get("cluster")))
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -66,8 +87,29 @@ class ComputeView:
                 for d in self.devices
             ],
             "waiting": list(self.waiting),
+            "cluster": None
+            if self.cluster is None
+            else {
+                "address": self.cluster.address,
+                "connected": self.cluster.connected,
+                "nodes": self.cluster.nodes,
+                "gpus": self.cluster.gpus,
+                "cpus": self.cluster.cpus,
+            },
         }
 
     @property
     def busy(self) -> int:
         return sum(d.job is not None for d in self.devices)
+
+
+def _cluster(raw: Any) -> ClusterUse | None:
+    if not isinstance(raw, dict) or not isinstance(raw.get("ray_address"), str):
+        return None
+    nodes = [n for n in raw.get("nodes") or () if isinstance(n, dict) and n.get("alive")]
+
+    def total(resource: str) -> float:
+        amounts = [n.get("resources", {}).get(resource, 0) for n in nodes if isinstance(n.get("resources"), dict)]
+        return float(sum(a for a in amounts if isinstance(a, (int, float)) and not isinstance(a, bool)))
+
+    return ClusterUse(raw["ray_address"], raw.get("connected") is True, len(nodes), total("GPU"), total("CPU"))

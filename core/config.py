@@ -39,6 +39,13 @@ A local profile can give its models other names, so code written for OpenAI runs
     [profiles.local.model_aliases]
     "gpt-4o-mini-2024-07-18" = "Qwen/Qwen2.5-0.5B-Instruct"
     "gpt-4.1-mini-2025-04-14" = "tunedeck-ngram"
+
+A local profile can run its transformer jobs on a Ray cluster (the `cluster` extra; the
+backend's data folder and the models folder on a filesystem every node mounts)::
+
+    [profiles.local]
+    backend = "local"
+    ray_address = "auto"          # or "head-node:6379", or "ray://head-node:10001"
 """
 
 from __future__ import annotations
@@ -81,6 +88,8 @@ class Profile:
     model_aliases: tuple[tuple[str, str], ...] = ()
     """A local profile's other names for its models, e.g. an OpenAI model's name for a local
     one, so code written for OpenAI runs unchanged (its backend resolves them)."""
+    ray_address: str | None = None
+    """A local profile's Ray cluster, where its backend runs transformer jobs (None: this machine)."""
 
     @property
     def key_env(self) -> str | None:
@@ -182,6 +191,7 @@ _PROFILE_KEYS = {
     "budget_usd": (int, float),
     "budget_cancel": bool,
     "model_aliases": dict,
+    "ray_address": str,
 }
 
 
@@ -216,6 +226,10 @@ def _parse_profile(path: Path, name: str, table: object) -> Profile:
         fields["budget_usd"] = budget
     if "model_aliases" in fields:
         fields["model_aliases"] = _model_aliases(where, backend, fields["model_aliases"])
+    if "ray_address" in fields and backend != "local":
+        raise ConfigError(f"{where}: ray_address is for local profiles (their backend runs the jobs)")
+    if "ray_address" in fields and not fields["ray_address"].strip():
+        raise ConfigError(f"{where}: ray_address must name a cluster (auto, host:port or ray://host:port)")
     if fields.get("budget_cancel") and "budget_usd" not in fields:
         raise ConfigError(f"{where}: budget_cancel needs budget_usd (the cap at which running jobs are cancelled)")
     return Profile(name=name, **fields)

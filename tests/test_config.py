@@ -128,3 +128,24 @@ def test_profiles_stay_frozen_and_hashable(tmp_path):
     with pytest.raises(dataclasses.FrozenInstanceError):
         profile.budget_usd = 1.0  # type: ignore[misc]
     assert hash(profile) == hash(dataclasses.replace(profile))
+
+
+def test_a_local_profile_names_its_ray_cluster_and_serve_reads_it(tmp_path):
+    import argparse
+
+    from tunedeck.cli.serve import ray_address
+    from tunedeck.core.paths import AppPaths
+
+    paths = AppPaths(config_dir=tmp_path / "config", cache_dir=tmp_path / "cache", data_dir=tmp_path / "data")
+    paths.config_dir.mkdir()
+    paths.config_file.write_text('[profiles.local]\nbackend = "local"\nray_address = "head:6379"\n')
+    assert load_config(paths.config_file).profile("local").ray_address == "head:6379"
+    assert ray_address(argparse.Namespace(profile="local", ray_address=None), paths) == "head:6379"
+    assert ray_address(argparse.Namespace(profile="local", ray_address="auto"), paths) == "auto"  # the flag wins
+    paths.config_file.write_text('[profiles.local]\nbackend = "local"\n')
+    assert ray_address(argparse.Namespace(profile="local", ray_address=None), paths) is None  # this machine
+    for text, fragment in (('[profiles.oa]\nbackend = "openai"\nray_address = "auto"\n', "ray_address is for local profiles"),
+                           ('[profiles.local]\nbackend = "local"\nray_address = " "\n', "ray_address must name a cluster")):  # fmt: skip
+        paths.config_file.write_text(text)
+        with pytest.raises(ConfigError, match=fragment):
+            load_config(paths.config_file)

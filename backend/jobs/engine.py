@@ -61,6 +61,7 @@ class JobEngine:
         self._drivers: dict[str, asyncio.Task[None]] = {}
         self._chores: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(MAX_RUNNING_JOBS)
+        self._trainer_slots: dict[Any, asyncio.Semaphore] = {}
 
     def base_models(self) -> list[str]:
         return [name for trainer in self._phases.trainers for name in trainer.base_models()]
@@ -314,7 +315,7 @@ class JobEngine:
         job = self._require_job(job_id)
         trainer = self._phases.trainer_for(job["model"])
         if trainer is None or trainer.devices is None:
-            async with self._slots:
+            async with self._slots_for(trainer):
                 await self._train(job_id, trainer)
             return
         request = trainer.device_request(TunedeckOptions.from_json(job.get("tunedeck")))
@@ -343,15 +344,24 @@ class JobEngine:
                 return
             await self._pacing.sleep(pause)
 
+    def _slots_for(self, trainer: Trainer | None) -> asyncio.Semaphore:
+        """The shared training slots, or a trainer's own when it sets how many runs at once."""
+        limit = trainer.max_concurrent_runs if trainer is not None else None
+        if trainer is None or limit is None:
+            return self._slots
+        return self._trainer_slots.setdefault(trainer, asyncio.Semaphore(limit))
+
     def compute(self) -> dict[str, Any]:
         """The devices runs are placed on, the job holding each, and the jobs waiting for some."""
         devices: list[dict[str, Any]] = []
         waiting: list[str] = []
+        cluster = None
         for trainer in self._phases.trainers:
             if trainer.devices is not None:
                 devices += trainer.devices.snapshot()
                 waiting += trainer.devices.waiting()
-        return {"object": "tunedeck.compute", "devices": devices, "waiting": waiting}
+            cluster = cluster or trainer.cluster_info()
+        return {"object": "tunedeck.compute", "devices": devices, "waiting": waiting, "cluster": cluster}
 
     def _chore(self, coroutine: Any) -> None:
         """Run a background clean-up, kept referenced so it is not garbage-collected mid-way."""

@@ -181,7 +181,10 @@ class Trainer(ABC):
     steps take real time says False."""
     devices: DevicePool | None = None
     """The devices its runs are placed on, one job per free device (`compute.py`); None:
-    runs share the engine's slots."""
+    runs share the engine's slots, or `max_concurrent_runs` of their own."""
+    max_concurrent_runs: int | None = None
+    """Runs at once when there is no device pool (a cluster places them itself); None: the
+    engine's shared slots."""
     catalog: ModelPlaces | None = None
     """Where the trainer finds base models on disk, if it looks anywhere (shown in errors)."""
 
@@ -196,6 +199,10 @@ class Trainer(ABC):
     @abstractmethod
     def start(self, spec: TrainingSpec) -> TrainingRun:
         """Prepare a run (tokenise, build features). May take a while: called off the event loop."""
+
+    def cluster_info(self) -> dict[str, Any] | None:
+        """The cluster its runs go to, for the compute endpoint; None: this machine only."""
+        return None
 
     def device_request(self, options: TunedeckOptions) -> DeviceRequest:
         """What a run with these options asks of `devices` (only read when the trainer has a pool)."""

@@ -134,9 +134,12 @@ class ComputeScreen(Screen):
             table.move_cursor(row=min(cursor, len(self.view.devices) - 1))
         gpus = [d for d in self.view.devices if d.id != "cpu"]
         busy = sum(d.job is not None for d in gpus)
-        summary.update(
-            Text(f"{busy} of {len(gpus)} GPUs training" if gpus else "no GPU: runs take turns on the CPU", style="bold")
-        )
+        if self.view.cluster is not None:
+            summary.update(one_line(self.view.cluster.text, "bold"))
+        else:
+            summary.update(
+                Text(f"{busy} of {len(gpus)} GPUs training" if gpus else "no GPU: runs take turns on the CPU", style="bold")
+            )
         if self.view.waiting:
             line = Text("Waiting for a device: ", style="bold")
             line.append_text(one_line(", ".join(short_id(j) for j in self.view.waiting)))

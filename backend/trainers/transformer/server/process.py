@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from tunedeck.backend.compute import Device, placed_message, placement
 from tunedeck.backend.storage.private import open_private, private_dir
@@ -153,10 +153,20 @@ class SubprocessRun(TrainingRun):
     checkpoint_suffix = ""  # checkpoints are folders
     resumable = True
 
-    def __init__(self, spec: dict[str, Any], log_dir: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        spec: dict[str, Any],
+        log_dir: Path,
+        env: dict[str, str] | None = None,
+        launch: Callable[[dict[str, Any]], Any] | None = None,
+    ) -> None:
+        """`launch`: starts the worker from its first message; by default a process on this
+        machine (`WorkerProcess`), or a Ray actor on a cluster (`ray_worker.py`), which speaks
+        the same protocol."""
         self._spec = spec
         self._log_dir = log_dir
         self._env = env
+        self._launch = launch
         self._notices: list[tuple[str, str]] = []
         self._closed = False
         self._resume: dict[str, Any] | None = None  # set by a pause: where the next worker continues from
@@ -167,7 +177,8 @@ class SubprocessRun(TrainingRun):
         self.tokens_per_epoch = int(self._worker.ready.get("tokens_per_epoch") or 0)
 
     def _spawn(self, spec: dict[str, Any]) -> WorkerProcess:
-        worker = WorkerProcess({"mode": "train", "spec": spec}, self._log_dir, self._env)
+        first = {"mode": "train", "spec": spec}
+        worker = self._launch(first) if self._launch else WorkerProcess(first, self._log_dir, self._env)
         self._collect(worker)
         if self._closed:  # cancelled while the worker was starting: it must not outlive the run
             worker.close()

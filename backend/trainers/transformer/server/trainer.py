@@ -24,6 +24,7 @@ from .. import install_hint, missing_packages
 from .catalog import ModelCatalog, weights_size
 from .checkpoints import standalone_base
 from .process import SubprocessRun
+from .ray_worker import RayCluster
 
 METHODS = ("supervised", "dpo", "reinforcement")
 
@@ -31,7 +32,7 @@ METHODS = ("supervised", "dpo", "reinforcement")
 class TransformerTrainer(Trainer):
     paced = False
     catalog: ModelCatalog
-    devices: DevicePool
+    devices: DevicePool | None
 
     def __init__(
         self,
@@ -39,9 +40,16 @@ class TransformerTrainer(Trainer):
         log_dir: Path,
         env: dict[str, str] | None = None,
         devices: list[Device] | None = None,
+        cluster: RayCluster | None = None,
     ) -> None:
-        """`devices`: the machine's training devices; None finds them (`compute.detect_devices`)."""
-        self.devices = DevicePool(detect_devices() if devices is None else devices)
+        """`devices`: the machine's training devices; None finds them (`compute.detect_devices`).
+        `cluster`: a Ray cluster to run on instead (`ray_worker.py`): Ray places the runs."""
+        self.cluster = cluster
+        if cluster is None:
+            self.devices = DevicePool(detect_devices() if devices is None else devices)
+        else:
+            self.devices = None
+            self.max_concurrent_runs = cluster.max_jobs
         self.catalog = catalog
         self.log_dir = log_dir
         self.env = env
@@ -64,6 +72,9 @@ class TransformerTrainer(Trainer):
     def supports(self, method: str) -> bool:
         return method in METHODS
 
+    def cluster_info(self) -> dict[str, Any] | None:
+        return self.cluster.describe() if self.cluster is not None else None
+
     def device_request(self, options: TunedeckOptions) -> DeviceRequest:
         if options.device == "cpu" or (options.device or "").startswith("cuda:"):
             return DeviceRequest(named=options.device)
@@ -75,6 +86,8 @@ class TransformerTrainer(Trainer):
             raise TrainingFailure("trainer_not_installed", f"Cannot train {spec.base_model}: {install_hint(missing)}")
         base = self._base_of(spec)
         self.before_run()
+        if self.cluster is not None:
+            return self._start_on_cluster(spec, base)
         env, device = placement(spec.devices)
         worker = worker_spec(spec, base)
         if device is not None:
@@ -86,6 +99,29 @@ class TransformerTrainer(Trainer):
         if spec.devices:
             run.add_notice("info", placed_message(spec.devices))
         return run
+
+    def _start_on_cluster(self, spec: TrainingSpec, base: dict[str, Any]) -> SubprocessRun:
+        """A run as a Ray actor: `devices` GPUs when the job wants GPUs and the cluster has
+        some, else CPUs (as many processes as `devices`)."""
+        assert self.cluster is not None
+        options = spec.options
+        worker = worker_spec(spec, base)
+        worker["world_size"] = options.devices
+        gpus = 0
+        if options.device != "cpu" and self.cluster.gpu_count() > 0:
+            if options.devices > self.cluster.gpu_count():
+                raise TrainingFailure(
+                    "invalid_request",
+                    f"The job asks for {options.devices} GPUs; the Ray cluster at {self.cluster.address} "
+                    f"has {self.cluster.gpu_count()} in all",
+                    "tunedeck.devices",
+                )
+            gpus = options.devices
+            worker["options"]["device"] = "cuda"
+        else:
+            worker["options"]["device"] = "cpu"
+        launch = self.cluster.launcher(gpus=gpus, cpus=1 if gpus else options.devices)
+        return SubprocessRun(worker, self.log_dir, self.env, launch=launch)
 
     def _base_of(self, spec: TrainingSpec) -> dict[str, Any]:
         """The base model from the catalog; for a job continuing a fine-tuned model, what its

@@ -76,46 +76,67 @@ def start_run(spec: dict[str, Any], notice: Any, parallel: Any = None) -> Any:
     return RunClass(spec, notice, parallel)
 
 
-def serve_training(spec: dict[str, Any], commands: IO[str], channel: Channel) -> int:
-    parallel = None
-    world = int(spec.get("world_size") or 1)
-    if world > 1:
-        if spec["method"] != "supervised":
-            raise TrainingFailure(
-                "invalid_request",
-                f"{spec['method'].upper()} trains on one device; ask for 'devices': 1 (several devices train supervised jobs)",
-                "tunedeck.devices",
-            )
-        from .distributed import rank_spec, start_ranks
+class TrainingSession:
+    """A training run and the protocol around it, whatever carries the messages (this
+    process's stdin and stdout, or a Ray actor's calls): `ready` once built, then `handle`
+    answers each command as the server's worker protocol says."""
 
-        parallel, _ = start_ranks(spec)  # the ranks share this process group: ending it ends them
-        spec = rank_spec(spec, 0)
-    run = start_run(spec, channel.notice, parallel)
-    if parallel is not None:
-        parallel.barrier()  # every rank has built the run (and read a pause checkpoint's state)
-        run.finish_resume()
-        channel.notice(f"Training on {world} devices in parallel (torch.distributed, {world} processes)")
-    ready = {"total_steps": run.total_steps, "steps_per_epoch": run.steps_per_epoch, "tokens_per_epoch": run.tokens_per_epoch}
-    channel.send({"ready": ready})
-    for line in commands:
-        command = json.loads(line)
-        where = f" at step {run.steps_done + 1}"
+    def __init__(self, spec: dict[str, Any], notice: Any) -> None:
+        self.parallel = None
+        world = int(spec.get("world_size") or 1)
+        if world > 1:
+            if spec["method"] != "supervised":
+                raise TrainingFailure(
+                    "invalid_request",
+                    f"{spec['method'].upper()} trains on one device; ask for 'devices': 1 (several devices train supervised jobs)",
+                    "tunedeck.devices",
+                )
+            from .distributed import rank_spec, start_ranks
+
+            self.parallel, _ = start_ranks(spec)  # the ranks share this process group: ending it ends them
+            spec = rank_spec(spec, 0)
+        self.run = run = start_run(spec, notice, self.parallel)
+        if self.parallel is not None:
+            self.parallel.barrier()  # every rank has built the run (and read a pause checkpoint's state)
+            run.finish_resume()
+            notice(f"Training on {world} devices in parallel (torch.distributed, {world} processes)")
+        self.ready = {"total_steps": run.total_steps, "steps_per_epoch": run.steps_per_epoch, "tokens_per_epoch": run.tokens_per_epoch}
+
+    def handle(self, command: dict[str, Any]) -> dict[str, Any] | None:
+        """The reply to `command`; None for `stop` (the session is over). A failure is an
+        `error` reply, after which the session must end."""
+        where = f" at step {self.run.steps_done + 1}"
         try:
             if command["cmd"] == "step":
-                if parallel is not None:
-                    parallel.share_command({"cmd": "step"})
-                channel.send({"metrics": run.step()})
-            elif command["cmd"] == "save":
-                run.save(Path(command["path"]), bool(command.get("state")))
-                channel.send({"saved": command["path"]})
-            else:
-                break
+                if self.parallel is not None:
+                    self.parallel.share_command({"cmd": "step"})
+                return {"metrics": self.run.step()}
+            if command["cmd"] == "save":
+                self.run.save(Path(command["path"]), bool(command.get("state")))
+                return {"saved": command["path"]}
         except Exception as exc:  # reported to the server, which fails the job with it
-            channel.send({"error": _failure(exc, where)})
+            return {"error": _failure(exc, where)}
+        self.close()
+        return None
+
+    def close(self) -> None:
+        if self.parallel is not None:
+            self.parallel.share_command({"cmd": "stop"})
+            self.parallel.close()
+            self.parallel = None
+
+
+def serve_training(spec: dict[str, Any], commands: IO[str], channel: Channel) -> int:
+    session = TrainingSession(spec, channel.notice)
+    channel.send({"ready": session.ready})
+    for line in commands:
+        reply = session.handle(json.loads(line))
+        if reply is None:
+            return 0
+        channel.send(reply)
+        if "error" in reply:
             return 1
-    if parallel is not None:
-        parallel.share_command({"cmd": "stop"})
-        parallel.close()
+    session.close()
     return 0
 
 

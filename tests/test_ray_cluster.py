@@ -1,0 +1,92 @@
+"""Transformer jobs on a Ray cluster: a local Ray instance started here stands for the
+cluster; the unmodified SDK drives a whole job there, with its events, checkpoints and
+fine-tuned model as in a local run, and the events say which node it ran on. A cluster that
+cannot be reached fails the job naming its address. Skipped without the `cluster` extra."""
+
+from __future__ import annotations
+
+import pytest
+
+ray = pytest.importorskip("ray")
+pytest.importorskip("transformers")
+
+import openai  # noqa: E402
+from conftest import generate_dataset  # noqa: E402
+from hf_support import FULL, TINY, dataset_texts, messages, metric_events, upload  # noqa: E402
+
+from tunedeck.backend import LocalBackend  # noqa: E402
+from tunedeck.core.compute import ComputeView  # noqa: E402
+from tunedeck.backend.trainers.transformer.worker.tiny import build_tiny_model  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """A Ray instance of two CPUs in this process, as `ray start --head` would make one."""
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray.get_runtime_context().gcs_address
+    if started:
+        ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("ray")
+    training = generate_dataset("sft", 24, folder / "train.jsonl", "--learnable")
+    build_tiny_model(folder / "models" / TINY, dataset_texts(training))
+    return folder, training
+
+
+async def start(tmp_path, models, address: str):
+    backend = LocalBackend(tmp_path / "backend", auto_advance=False, models_dirs=[models], ray_address=address)
+    client = openai.AsyncOpenAI(base_url=await backend.start_async(), api_key=backend.api_key, max_retries=0)
+    return backend, client
+
+
+async def test_a_job_runs_on_the_cluster_as_it_runs_here(cluster, files, tmp_path):
+    folder, training = files
+    backend, client = await start(tmp_path, folder / "models", cluster)
+    try:
+        job = await client.fine_tuning.jobs.create(
+            model=TINY, training_file=await upload(client, training),
+            hyperparameters={"n_epochs": 2, "batch_size": 8, "learning_rate_multiplier": 100}, extra_body=FULL,
+        )  # fmt: skip
+        await backend.advance_async(job.id, 2)
+        paused = await client.fine_tuning.jobs.pause(job.id)  # the actor ends; the resume places a new one
+        assert paused.status == "paused"
+        await client.fine_tuning.jobs.resume(job.id)
+        await backend.run_until_settled_async()
+        done = await client.fine_tuning.jobs.retrieve(job.id)
+        assert done.status == "succeeded", done.error
+        metrics = await metric_events(client, job.id)
+        assert [m["step"] for m in metrics] == list(range(1, 7))
+        events = await messages(client, job.id)
+        node = ray.util.get_node_ip_address()
+        assert sum(f"Running on the Ray node {node}" in m for m in events) == 2  # the start and the resume
+        checkpoints = [c async for c in client.fine_tuning.jobs.checkpoints.list(job.id)]
+        assert len(checkpoints) >= 2
+        reply = await client.chat.completions.create(model=done.fine_tuned_model, messages=[{"role": "user", "content": "hi"}])
+        assert reply.choices[0].message.content is not None
+        compute = await client.get("/tunedeck/compute", cast_to=object)
+        assert compute["cluster"]["ray_address"] == cluster and compute["cluster"]["connected"] is True
+        assert compute["devices"] == []  # Ray places the runs, not this machine's device pool
+        view = ComputeView.from_json(compute)
+        assert view.cluster.text.startswith(f"Jobs run on the Ray cluster at {cluster}: 1 node, 0 GPUs, 2 CPUs")
+    finally:
+        await client.close()
+        await backend.stop_async()
+
+
+async def test_an_unreachable_cluster_fails_the_job_naming_its_address(files, tmp_path):
+    folder, training = files
+    backend, client = await start(tmp_path, folder / "models", "127.0.0.1:9")
+    try:
+        job = await client.fine_tuning.jobs.create(model=TINY, training_file=await upload(client, training), extra_body=FULL)
+        await backend.run_until_settled_async()
+        failed = await client.fine_tuning.jobs.retrieve(job.id)
+        assert failed.status == "failed" and failed.error.code == "cluster_unreachable"
+        assert "Cannot reach the Ray cluster at 127.0.0.1:9" in failed.error.message
+    finally:
+        await client.close()
+        await backend.stop_async()
