@@ -103,3 +103,17 @@ async def test_a_method_that_trains_on_one_device_says_so(local, files):
     failed = await client.fine_tuning.jobs.retrieve(job.id)
     assert failed.status == "failed" and failed.error.param == "tunedeck.devices"
     assert "DPO trains on one device" in failed.error.message
+
+
+async def test_lora_adapters_train_in_parallel_as_alone(local):
+    backend, client, training = local
+    losses = []
+    for devices in (1, 2):
+        job = await client.fine_tuning.jobs.create(
+            model=TINY, training_file=training, seed=9, hyperparameters={"n_epochs": 1, "batch_size": 6},
+            extra_body={"tunedeck": {"training_type": "lora", "devices": devices}},
+        )  # fmt: skip
+        await backend.run_until_settled_async()
+        assert (await client.fine_tuning.jobs.retrieve(job.id)).status == "succeeded"
+        losses.append([m["train_loss"] for m in await metric_events(client, job.id)])
+    assert losses[1] == pytest.approx(losses[0], rel=1e-4)

@@ -15,8 +15,8 @@ from conftest import generate_dataset  # noqa: E402
 from hf_support import FULL, TINY, dataset_texts, messages, metric_events, upload  # noqa: E402
 
 from tunedeck.backend import LocalBackend  # noqa: E402
-from tunedeck.core.compute import ComputeView  # noqa: E402
 from tunedeck.backend.trainers.transformer.worker.tiny import build_tiny_model  # noqa: E402
+from tunedeck.core.compute import ComputeView  # noqa: E402
 
 
 @pytest.fixture(scope="module")
