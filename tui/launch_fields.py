@@ -57,7 +57,7 @@ FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec("wandb.project", "W&B project", "text", "wandb", placeholder="optional: Weights & Biases project"),
     FieldSpec("wandb.entity", "W&B entity", "text", "wandb", placeholder="optional: team or user"),
     *(
-        _option(rule, ("reinforcement",) if name == "max_completion_tokens" else METHODS, "first GPU, else cpu")
+        _option(rule, ("reinforcement",) if name == "max_completion_tokens" else METHODS, "a free GPU, else cpu")
         for name, rule in OPTION_RULES.items()
     ),
 )
