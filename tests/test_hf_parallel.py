@@ -117,3 +117,18 @@ async def test_lora_adapters_train_in_parallel_as_alone(local):
         assert (await client.fine_tuning.jobs.retrieve(job.id)).status == "succeeded"
         losses.append([m["train_loss"] for m in await metric_events(client, job.id)])
     assert losses[1] == pytest.approx(losses[0], rel=1e-4)
+
+
+async def test_a_rank_that_dies_fails_the_job_saying_which(local):
+    import signal
+
+    backend, client, training = local
+    job = await create(client, training, 2)
+    await backend.advance_async(job.id, 1)
+    (lost,) = rank_processes()
+    os.kill(lost, signal.SIGKILL)  # as the kernel kills a process that ran out of memory
+    await backend.run_until_settled_async()
+    failed = await client.fine_tuning.jobs.retrieve(job.id)
+    assert failed.status == "failed"
+    assert "rank 1 (of 2) was killed by signal 9" in failed.error.message
+    assert rank_processes() == []

@@ -26,14 +26,17 @@ import os
 import socket
 import subprocess
 import sys
+import threading
+import time
 from datetime import timedelta
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.distributed as dist
 
 WORKER_MODULE = "tunedeck.backend.trainers.transformer.worker.main"
 RENDEZVOUS_TIMEOUT = timedelta(minutes=30)  # loading a large model on every rank takes a while
+WATCH_SECONDS = 0.5
 
 
 class Parallel:
@@ -87,9 +90,13 @@ def world_size(spec: dict[str, Any]) -> int:
     return max(1, int(spec.get("world_size") or 1))
 
 
-def start_ranks(spec: dict[str, Any]) -> tuple[Parallel, list[subprocess.Popen[str]]]:
+def start_ranks(
+    spec: dict[str, Any], on_rank_lost: Callable[[str], None] | None = None
+) -> tuple[Parallel, list[subprocess.Popen[str]]]:
     """Rank 0: start ranks 1..N-1 (they inherit the worker's log and process group), then join
-    the group with them."""
+    the group with them. `on_rank_lost(message)` is called, from a watching thread, when a rank
+    ends while the run goes on (a failure loading its model, a GPU process killed for memory):
+    rank 0 would otherwise wait for it at the next collective until the rendezvous times out."""
     world = world_size(spec)
     port = _free_port()
     children = []
@@ -106,7 +113,29 @@ def start_ranks(spec: dict[str, Any]) -> tuple[Parallel, list[subprocess.Popen[s
         child.stdin.close()
         children.append(child)
     os.environ.update(_rank_env(0, world, port))
+    if on_rank_lost is not None:
+        threading.Thread(target=_watch, args=(children, on_rank_lost), name="tunedeck-ranks", daemon=True).start()
     return join(spec), children
+
+
+def lost_rank(children: list[subprocess.Popen[str]]) -> str | None:
+    """What became of a rank that ended before it was told to stop (it exits 0 only after rank
+    0's stop), or None while every rank lives."""
+    for rank, child in enumerate(children, 1):
+        code = child.poll()
+        if code is not None and code != 0:
+            how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
+            return f"The training process of rank {rank} (of {len(children) + 1}) {how}; see the worker log"
+    return None
+
+
+def _watch(children: list[subprocess.Popen[str]], on_rank_lost: Callable[[str], None]) -> None:
+    while not all(child.poll() == 0 for child in children):
+        lost = lost_rank(children)
+        if lost is not None:
+            on_rank_lost(lost)
+            return
+        time.sleep(WATCH_SECONDS)
 
 
 def join(spec: dict[str, Any]) -> Parallel:

@@ -81,8 +81,10 @@ class TrainingSession:
     process's stdin and stdout, or a Ray actor's calls): `ready` once built, then `handle`
     answers each command as the server's worker protocol says."""
 
-    def __init__(self, spec: dict[str, Any], notice: Any) -> None:
+    def __init__(self, spec: dict[str, Any], notice: Any, on_rank_lost: Any = None) -> None:
+        """`on_rank_lost(message)`: what to do when another rank dies (end this process, saying why)."""
         self.parallel = None
+        self._ranks: list[Any] = []
         world = int(spec.get("world_size") or 1)
         if world > 1:
             if spec["method"] != "supervised":
@@ -93,7 +95,7 @@ class TrainingSession:
                 )
             from .distributed import rank_spec, start_ranks
 
-            self.parallel, _ = start_ranks(spec)  # the ranks share this process group: ending it ends them
+            self.parallel, self._ranks = start_ranks(spec, on_rank_lost)  # they share this process group: ending it ends them
             spec = rank_spec(spec, 0)
         self.run = run = start_run(spec, notice, self.parallel)
         if self.parallel is not None:
@@ -115,6 +117,11 @@ class TrainingSession:
                 self.run.save(Path(command["path"]), bool(command.get("state")))
                 return {"saved": command["path"]}
         except Exception as exc:  # reported to the server, which fails the job with it
+            from .distributed import lost_rank
+
+            lost = lost_rank(self._ranks)  # a collective fails when a rank dies: say which died
+            if lost is not None:
+                return {"error": {"code": "internal_error", "message": lost, "param": None}}
             return {"error": _failure(exc, where)}
         self.close()
         return None
@@ -127,7 +134,13 @@ class TrainingSession:
 
 
 def serve_training(spec: dict[str, Any], commands: IO[str], channel: Channel) -> int:
-    session = TrainingSession(spec, channel.notice)
+    def rank_lost(message: str) -> None:
+        # The other ranks cannot go on without it, nor can this one: say why, and end now
+        # (a collective would wait for the lost rank until the rendezvous times out).
+        channel.send({"error": {"code": "internal_error", "message": message, "param": None}})
+        os._exit(1)
+
+    session = TrainingSession(spec, channel.notice, rank_lost)
     channel.send({"ready": session.ready})
     for line in commands:
         reply = session.handle(json.loads(line))

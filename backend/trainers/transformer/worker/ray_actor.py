@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ class TrainingActor:
             _check_paths(spec)
             from .main import TrainingSession
 
-            self._session = TrainingSession(spec, self._notice)
+            self._session = TrainingSession(spec, self._notice, _end_actor)
             self._messages.append({"ready": self._session.ready})
         except Exception as exc:  # reported to the server as the worker process reports it
             from .main import _failure
@@ -62,6 +63,12 @@ class TrainingActor:
             "gpus": [str(g) for g in ray.get_gpu_ids()],
             "pid": os.getpid(),
         }
+
+
+def _end_actor(message: str) -> None:
+    """Another rank died: end this actor (Ray reports it to the server as a failed call)."""
+    print(message, file=sys.stderr, flush=True)
+    os._exit(1)
 
 
 def _check_paths(spec: dict[str, Any]) -> None:
