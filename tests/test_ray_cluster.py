@@ -78,6 +78,28 @@ async def test_a_job_runs_on_the_cluster_as_it_runs_here(cluster, files, tmp_pat
         await backend.stop_async()
 
 
+async def test_a_job_on_two_devices_trains_in_parallel_inside_its_actor(cluster, files, tmp_path):
+    folder, training = files
+    backend, client = await start(tmp_path, folder / "models", cluster)
+    try:
+        file = await upload(client, training)
+        losses = []
+        for devices in (1, 2):  # no GPU in this cluster: two CPU processes, as on a machine without GPUs
+            job = await client.fine_tuning.jobs.create(
+                model=TINY, training_file=file, seed=4, hyperparameters={"n_epochs": 1, "batch_size": 8},
+                extra_body={"tunedeck": {"training_type": "full", "devices": devices}},
+            )  # fmt: skip
+            await backend.run_until_settled_async()
+            done = await client.fine_tuning.jobs.retrieve(job.id)
+            assert done.status == "succeeded", done.error
+            losses.append([m["train_loss"] for m in await metric_events(client, job.id)])
+        assert losses[1] == pytest.approx(losses[0], rel=1e-4)
+        assert any("Training on 2 devices in parallel" in m for m in await messages(client, job.id))
+    finally:
+        await client.close()
+        await backend.stop_async()
+
+
 async def test_an_unreachable_cluster_fails_the_job_naming_its_address(files, tmp_path):
     folder, training = files
     backend, client = await start(tmp_path, folder / "models", "127.0.0.1:9")
