@@ -33,13 +33,23 @@ async def compute(client) -> dict:
 
 
 async def until(client, check) -> dict:
-    """The compute view once `check` holds of it (the engine moves as the loop turns)."""
-    for _ in range(2000):
+    """The compute view once `check` holds of it (the engine moves as the loop turns; a busy
+    machine may take a while, so the bound is generous)."""
+    for _ in range(12_000):
         view = await compute(client)
         if check(view):
             return view
         await asyncio.sleep(0.005)
     raise AssertionError(f"never reached: {view}")
+
+
+async def running(client, job_id: str) -> None:
+    """Once the job's run has started (its devices are granted a moment before)."""
+    for _ in range(12_000):
+        if (await client.fine_tuning.jobs.retrieve(job_id)).status == "running":
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError(f"{job_id} never started")
 
 
 def holders(view: dict) -> dict[str, str | None]:
@@ -68,17 +78,19 @@ async def test_one_job_per_free_gpu_and_a_two_gpu_job_waits_for_two(placed):
 
     await client.fine_tuning.jobs.cancel(second)
     view = await until(client, lambda v: holders(v)["cuda:0"] == wide and holders(v)["cuda:1"] == wide)
+    await running(client, wide)
     assert view["waiting"] == [behind] and trainer.placed["3"] == ("cuda:0", "cuda:1")
-    assert (await client.fine_tuning.jobs.retrieve(wide)).status == "running"
     events = [e.message async for e in client.fine_tuning.jobs.list_events(wide)]
     assert not any("Training on" in m for m in events)  # this trainer says nothing of where it ran
 
     on_cpu = await create(5, device="cpu")  # the CPU is a device of its own: it does not wait for a GPU
     view = await until(client, lambda v: holders(v)["cpu"] == on_cpu)
+    await running(client, on_cpu)
     assert trainer.placed["5"] == ("cpu",)
 
     await client.fine_tuning.jobs.cancel(wide)
     view = await until(client, lambda v: behind in holders(v).values())
+    await running(client, behind)
     assert view["waiting"] == [] and trainer.placed["4"] in (("cuda:0",), ("cuda:1",))
     for job in (behind, on_cpu):
         await client.fine_tuning.jobs.cancel(job)
@@ -88,7 +100,7 @@ async def test_one_job_per_free_gpu_and_a_two_gpu_job_waits_for_two(placed):
 async def test_a_job_asking_for_more_gpus_than_the_machine_has_fails_saying_so(placed):
     backend, client, _, training = placed
     job = await client.fine_tuning.jobs.create(model=GATE_MODEL, training_file=training, extra_body={"tunedeck": {"devices": 3}})
-    for _ in range(2000):
+    for _ in range(12_000):
         found = await client.fine_tuning.jobs.retrieve(job.id)
         if found.status == "failed":
             break

@@ -22,7 +22,7 @@ async def held_jobs(app, backend, training, count: int) -> list[str]:
     for _ in range(count):
         request = LaunchRequest(training_path=training, model=GATE_MODEL, hyperparameters={"n_epochs": 1})
         ids.append((await app.service.launch(request)).id)
-    for _ in range(2000):  # the engine places them as the loop turns
+    for _ in range(12_000):  # the engine places them as the loop turns
         view = await app.service.compute()
         if sum(d.job is not None for d in view.devices) >= min(count, 2):
             return ids
@@ -50,7 +50,7 @@ async def test_the_compute_screen_shows_who_holds_each_device_and_follows_the_jo
         assert screen.view.waiting == [third] and "Waiting for a device: ftjob-" in text
 
         await app.service.cancel(first)  # the third job takes the freed GPU
-        for _ in range(2000):
+        for _ in range(12_000):
             if third in {d.job for d in (await app.service.compute()).devices}:
                 break
             await no_wait(0)
