@@ -244,7 +244,10 @@ def test_serve_says_where_the_key_is_and_never_prints_it(tmp_path):
         [sys.executable, "-c", code, str(data_dir)], stdout=subprocess.PIPE, text=True, env=dict(os.environ)
     )
     try:
-        lines = [process.stdout.readline() for _ in range(3)]
+        lines = []
+        while not lines or "API key" not in lines[-1]:  # the announcement's lines, up to the key's
+            lines.append(process.stdout.readline())
+            assert lines[-1], lines  # the process ended before saying where the key is
         assert any(str(api_key_file(data_dir)) in line for line in lines), lines
         assert not any(load_or_create_api_key(data_dir) in line for line in lines)
     finally:
