@@ -259,6 +259,9 @@ class Constraint:
             self._markers[index] = True
         allowed = set(rules.callable_names())
         self._allowed_calls = np.array([i for i, name in self._calls.items() if name in allowed], dtype=np.int64)
+        self._seen, self._calls_made, self._group_at = 0, 0, None
+        self._used: set[int] = set()
+        self._group_args = np.zeros(0, dtype=np.int64)
 
     @property
     def known_calls(self) -> list[str]:
@@ -267,12 +270,14 @@ class Constraint:
         return [name for name in self._calls.values() if name in allowed]
 
     def banned(self, ids: Sequence[int]) -> np.ndarray:
-        """A boolean mask of the token ids the answer may not take after `ids`."""
+        """A boolean mask of the token ids the answer may not take after `ids` (the answer so
+        far: each call extends the last one's, as decoding goes, so the state is kept)."""
+        if not self._markers.any():
+            return self._markers  # a model that learned no structure: nothing to keep it from
+        self._follow(ids)
         banned = self._markers.copy()  # every structure token, until allowed below
         rules = self.rules
-        head = next((i for i in range(len(ids)) if self._markers[ids[i]]), None)
-        calls_so_far = sum(1 for i in ids if i in self._calls)
-        may_call = calls_so_far == 0 or (rules.parallel and rules.tool_choice in ("auto", "required"))
+        may_call = self._calls_made == 0 or (rules.parallel and rules.tool_choice in ("auto", "required"))
         if may_call:
             banned[self._allowed_calls] = False
         if not ids:
@@ -284,20 +289,29 @@ class Constraint:
             elif rules.wants_json and self._json >= 0:
                 banned[~self._markers] = True  # a JSON answer starts at once
             return banned
-        if head is None:
+        if self._group_at is None:
             return banned  # text so far: more text, a call, or the end
-        # Inside a call or the JSON object: its fields, then another call or the end.
-        group_start = max(i for i in range(len(ids)) if ids[i] in self._calls or ids[i] == self._json)
-        group = ids[group_start]
-        if group == self._json:
-            keys = rules.json_keys
-        else:
-            keys = rules.tools.get(self._calls[group])
-        used = {ids[i] for i in range(group_start + 1, len(ids)) if ids[i] in self._args}
-        for arg, key in self._args.items():
-            if arg not in used and (keys is None or key is None or key in keys):
-                banned[arg] = False
-        if group_start == len(ids) - 1:
+        # Inside a call or the JSON object: its fields (each once), then another call or the end.
+        banned[self._group_args] = False
+        banned[list(self._used)] = True
+        if self._group_at == len(ids) - 1:
             banned[~self._markers] = True  # a call's name is followed by its fields, not by text
             banned[END_ID] = False  # (or by nothing: a call without arguments)
         return banned
+
+    def _follow(self, ids: Sequence[int]) -> None:
+        """Take in the tokens decoded since the last call: calls made, the call or object being
+        written, and the fields it has."""
+        if len(ids) < self._seen:  # a new answer
+            self._seen, self._calls_made, self._group_at, self._used = 0, 0, None, set()
+        for position in range(self._seen, len(ids)):
+            token = ids[position]
+            if token in self._calls or token == self._json:
+                self._calls_made += token in self._calls
+                self._group_at, self._used = position, set()
+                keys = self.rules.json_keys if token == self._json else self.rules.tools.get(self._calls[token])
+                allowed = [a for a, key in self._args.items() if keys is None or key is None or key in keys]
+                self._group_args = np.asarray(allowed, dtype=np.int64)
+            elif token in self._args:
+                self._used.add(token)
+        self._seen = len(ids)
