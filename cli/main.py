@@ -184,8 +184,9 @@ def _print_local_models(as_json: bool) -> int:
     return EXIT_OK
 
 
-async def _compute(args: argparse.Namespace) -> int:
-    """The backend's devices and the job holding each (`Service.compute`)."""
+async def _ask_online(args: argparse.Namespace, doing: str, failing: str, ask: Any) -> tuple[Any, Any] | None:
+    """Open the profile, connect, and `await ask(service)`: (service, answer), or None once
+    what went wrong is said ("cannot {failing}: ..."). The service is closed either way."""
     from tunedeck.core.bootstrap import open_service
     from tunedeck.core.cache import CacheError
 
@@ -193,16 +194,24 @@ async def _compute(args: argparse.Namespace) -> int:
         service = await open_service(args.profile)
     except CacheError as exc:
         _fail(str(exc))
-        return EXIT_FAILED
+        return None
     try:
-        if not await connect_online(service, "ask for the backend's devices"):
-            return EXIT_FAILED
-        view = await service.compute()
+        if not await connect_online(service, doing):
+            return None
+        return service, await ask(service)
     except (ApiError, ServiceError, CacheError) as exc:
-        _fail(f"cannot list devices: {exc}")
-        return EXIT_FAILED
+        _fail(f"cannot {failing}: {exc}")
+        return None
     finally:
         await service.close()
+
+
+async def _compute(args: argparse.Namespace) -> int:
+    """The backend's devices and the job holding each (`Service.compute`)."""
+    asked = await _ask_online(args, "ask for the backend's devices", "list devices", lambda service: service.compute())
+    if asked is None:
+        return EXIT_FAILED
+    _, view = asked
     if args.json:
         print(json.dumps(view.as_json(), indent=2))
         return EXIT_OK
@@ -224,23 +233,10 @@ async def _models(args: argparse.Namespace) -> int:
     import dataclasses
     import datetime as dt
 
-    from tunedeck.core.bootstrap import open_service
-    from tunedeck.core.cache import CacheError
-
-    try:
-        service = await open_service(args.profile)
-    except CacheError as exc:
-        _fail(str(exc))
+    asked = await _ask_online(args, "list models", "list models", lambda service: service.model_choices())
+    if asked is None:
         return EXIT_FAILED
-    try:
-        if not await connect_online(service, "list models"):
-            return EXIT_FAILED
-        choices = await service.model_choices()
-    except (ApiError, ServiceError, CacheError) as exc:
-        _fail(f"cannot list models: {exc}")
-        return EXIT_FAILED
-    finally:
-        await service.close()
+    service, choices = asked
     today = dt.date.today()
     if args.json:
         models = [{**dataclasses.asdict(c), "label": c.label(today)} for c in choices]

@@ -49,3 +49,16 @@ async def messages(client: openai.AsyncOpenAI, job_id: str) -> list[str]:
 
 def mean(values: list[float]) -> float:
     return sum(values) / len(values)
+
+
+def tiny_model_and_tickets(folder: Path, n: int) -> Path:
+    """`n` learnable SFT tickets in `folder/train.jsonl`, and the tiny model built on their
+    text in `folder/models` (where a backend's `models_dirs` finds it); the tickets' path."""
+    from conftest import generate_dataset
+
+    from tunedeck.backend.trainers.transformer.worker.tiny import build_tiny_model
+
+    training = generate_dataset("sft", n, folder / "train.jsonl", "--learnable")
+    build_tiny_model(folder / "models" / TINY, dataset_texts(training))
+    return training
+

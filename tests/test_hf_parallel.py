@@ -13,9 +13,7 @@ pytest.importorskip("transformers")
 pytest.importorskip("peft")
 
 from conftest import generate_dataset  # noqa: E402
-from hf_support import TINY, dataset_texts, messages, metric_events, start, upload  # noqa: E402
-
-from tunedeck.backend.trainers.transformer.worker.tiny import build_tiny_model  # noqa: E402
+from hf_support import TINY, messages, metric_events, start, tiny_model_and_tickets, upload  # noqa: E402
 
 HYPER = {"n_epochs": 2, "batch_size": 8, "learning_rate_multiplier": 100}
 
@@ -23,9 +21,7 @@ HYPER = {"n_epochs": 2, "batch_size": 8, "learning_rate_multiplier": 100}
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     folder = tmp_path_factory.mktemp("parallel")
-    training = generate_dataset("sft", 40, folder / "train.jsonl", "--learnable")
-    build_tiny_model(folder / "models" / TINY, dataset_texts(training))
-    return folder, training
+    return folder, tiny_model_and_tickets(folder, 40)
 
 
 @pytest.fixture

@@ -11,11 +11,9 @@ ray = pytest.importorskip("ray")
 pytest.importorskip("transformers")
 
 import openai  # noqa: E402
-from conftest import generate_dataset  # noqa: E402
-from hf_support import FULL, TINY, dataset_texts, messages, metric_events, upload  # noqa: E402
+from hf_support import FULL, TINY, messages, metric_events, tiny_model_and_tickets, upload  # noqa: E402
 
 from tunedeck.backend import LocalBackend  # noqa: E402
-from tunedeck.backend.trainers.transformer.worker.tiny import build_tiny_model  # noqa: E402
 from tunedeck.core.compute import ComputeView  # noqa: E402
 
 
@@ -33,9 +31,7 @@ def cluster(tmp_path_factory):
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     folder = tmp_path_factory.mktemp("ray")
-    training = generate_dataset("sft", 24, folder / "train.jsonl", "--learnable")
-    build_tiny_model(folder / "models" / TINY, dataset_texts(training))
-    return folder, training
+    return folder, tiny_model_and_tickets(folder, 24)
 
 
 async def start(tmp_path, models, address: str):
