@@ -51,19 +51,14 @@ class AnswerShape:
     response_format: dict[str, Any] | None = None  # json_object or json_schema; None for text
     schema: dict[str, Any] | None = field(default=None, compare=False)
 
-    @property
-    def tool_names(self) -> list[str]:
-        return [tool["function"]["name"] for tool in self.tools]
+    def offered_tools(self) -> list[dict[str, Any]]:
+        """The tools a call may go to: those given, narrowed by `allowed_tools`."""
+        return [t for t in self.tools if self.allowed is None or t["function"]["name"] in self.allowed]
 
     def rules(self) -> AnswerRules:
         """The decoding rules for the built-in model."""
-        offered = {
-            tool["function"]["name"]: _top_keys(tool["function"].get("parameters"))
-            for tool in self.tools
-            if self.allowed is None or tool["function"]["name"] in self.allowed
-        }
         return AnswerRules(
-            tools=offered,
+            tools={t["function"]["name"]: _top_keys(t["function"].get("parameters")) for t in self.offered_tools()},
             tool_choice=self.tool_choice,
             parallel=self.parallel_tool_calls and not self.legacy_functions,
             json_keys=_top_keys(self.schema),

@@ -353,9 +353,7 @@ class ChatModels:
         shape = request.shape
         body = {
             "messages": list(request.messages),
-            "tools": [tool for tool in shape.tools if shape.allowed is None or tool["function"]["name"] in shape.allowed]
-            if shape.tool_choice != "none"
-            else [],
+            "tools": shape.offered_tools() if shape.tool_choice != "none" else [],
             "max_tokens": request.max_tokens,
             "temperature": request.temperature,
             "top_p": request.top_p,
@@ -510,8 +508,9 @@ def format_report(request: ChatRequest, generation: Generation) -> dict[str, Any
     if generation.tool_calls:
         return {}  # the format is the text answer's; a call answers instead
     report = {}
-    if request.shape.rules().must_call:
-        wanted = ", ".join(request.shape.rules().callable_names())
+    rules = request.shape.rules()
+    if rules.must_call:
+        wanted = ", ".join(rules.callable_names())
         report["tool_choice_error"] = f"tool_choice asked for a call ({wanted[:200]}); the model answered in words"
     problem = format_error(request.shape, generation.text)
     if problem:

@@ -320,17 +320,15 @@ class JobEngine:
             return
         request = trainer.device_request(TunedeckOptions.from_json(job.get("tunedeck")))
         try:
-            trainer.devices.check(request)
-        except PlacementError as refused:
+            async with trainer.devices.holding(job_id, request) as devices:
+                active = self._active.setdefault(job_id, ActiveJob())
+                active.devices = tuple(devices)
+                try:
+                    await self._train(job_id, trainer)
+                finally:
+                    active.devices = ()
+        except PlacementError as refused:  # asked before waiting: no wait could meet it
             self._phases.fail(job_id, "invalid_request", "tunedeck.devices", f"Cannot place the job: {refused}")
-            return
-        async with trainer.devices.holding(job_id, request) as devices:
-            active = self._active.setdefault(job_id, ActiveJob())
-            active.devices = tuple(devices)
-            try:
-                await self._train(job_id, trainer)
-            finally:
-                active.devices = ()
 
     async def _train(self, job_id: str, trainer: Trainer | None) -> None:
         """Start the queued job and train it to its end (or a pause), holding its slot."""

@@ -76,11 +76,8 @@ def json_object(text: str) -> dict[str, Any] | None:
 
 
 def _arguments_value(arguments: str) -> Any:
-    try:
-        value = json.loads(arguments)
-    except ValueError:
-        return RawArguments(arguments)
-    return value if isinstance(value, dict) else RawArguments(arguments)
+    value = json_object(arguments)
+    return RawArguments(arguments) if value is None else value
 
 
 @dataclass(frozen=True, slots=True)

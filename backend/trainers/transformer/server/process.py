@@ -38,6 +38,19 @@ class WorkerGone(Exception):
     """The process was closed by us (a cancel) while a request was in flight."""
 
 
+def protocol_reply(message: dict[str, Any], notices: list[tuple[str, str]]) -> dict[str, Any] | None:
+    """One message of the worker protocol, whatever carried it (a pipe, a Ray call): a notice
+    is kept in `notices` (None), an error is raised as the job's `TrainingFailure`, anything
+    else is the reply."""
+    if "notice" in message:
+        notices.append((str(message.get("level", "info")), str(message["notice"])))
+        return None
+    if "error" in message:
+        error = message["error"] if isinstance(message["error"], dict) else {}
+        raise TrainingFailure(str(error.get("code", "internal_error")), str(error.get("message", "")), error.get("param"))
+    return message
+
+
 class WorkerProcess:
     def __init__(self, first: dict[str, Any], log_dir: Path, env: dict[str, str] | None = None) -> None:
         private_dir(log_dir)
@@ -81,16 +94,9 @@ class WorkerProcess:
                 line = self._process.stdout.readline()
                 if not line:
                     raise self._ended()
-                reply = self._parse(line)
-                if "notice" in reply:
-                    self.notices.append((str(reply.get("level", "info")), str(reply["notice"])))
-                elif "error" in reply:
-                    error = reply["error"] if isinstance(reply["error"], dict) else {}
-                    raise TrainingFailure(
-                        str(error.get("code", "internal_error")), str(error.get("message", "")), error.get("param")
-                    )
-                else:
-                    return reply
+                answer = protocol_reply(self._parse(line), self.notices)
+                if answer is not None:
+                    return answer
         except (OSError, ValueError):  # a closed pipe or file: the process is gone
             raise self._ended() from None
 

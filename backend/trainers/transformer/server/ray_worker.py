@@ -19,7 +19,7 @@ from typing import Any
 
 from tunedeck.backend.trainers.base import TrainingFailure
 
-from .process import WorkerGone
+from .process import WorkerGone, protocol_reply
 
 PROBE_SECONDS = 3.0
 STOP_SECONDS = 30.0
@@ -122,14 +122,10 @@ class RayWorker:
             if self._closed:
                 raise WorkerGone() from None
             raise TrainingFailure("internal_error", f"The Ray actor training the job failed: {exc}") from None
-        for reply in replies:
-            if "notice" in reply:
-                self.notices.append((str(reply.get("level", "info")), str(reply["notice"])))
-            elif "error" in reply:
-                error = reply["error"]
-                raise TrainingFailure(str(error.get("code", "internal_error")), str(error.get("message", "")), error.get("param"))
-            else:
-                return reply
+        for message in replies:
+            answer = protocol_reply(message, self.notices)
+            if answer is not None:
+                return answer
         raise TrainingFailure("internal_error", "the Ray actor sent no reply")
 
     def stop(self) -> None:
