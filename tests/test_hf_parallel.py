@@ -1,6 +1,8 @@
 """One job on several devices: two processes (torch.distributed, gloo on the CPU) train the
 tiny model along the same loss trajectory as one process on the same global batch, through
-a pause and a resume; a cancel ends every rank; methods not yet parallel say so."""
+a pause and a resume, with a copy of the model on each rank or the model sharded across them
+(FSDP), and validate to the same figures; a cancel ends every rank; methods not yet parallel
+say so."""
 
 from __future__ import annotations
 
@@ -21,7 +23,8 @@ HYPER = {"n_epochs": 2, "batch_size": 8, "learning_rate_multiplier": 100}
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     folder = tmp_path_factory.mktemp("parallel")
-    return folder, tiny_model_and_tickets(folder, 40)
+    training = tiny_model_and_tickets(folder, 40)
+    return folder, training, generate_dataset("sft", 11, folder / "valid.jsonl", "--learnable", "--seed", "3")
 
 
 @pytest.fixture
@@ -32,12 +35,20 @@ async def local(tmp_path, files):
     await backend.stop_async()
 
 
-async def create(client, training: str, devices: int, method: dict | None = None):
-    options = {"training_type": "full", "devices": devices}
+async def create(client, training: str, devices: int, method: dict | None = None, validation: str | None = None,
+                 hyper: dict | None = None, **options):  # fmt: skip
+    options = {"training_type": "full", "devices": devices, **options}
     return await client.fine_tuning.jobs.create(
-        model=TINY, training_file=training, seed=5, hyperparameters=None if method else HYPER,
-        method=method, extra_body={"tunedeck": options},
+        model=TINY, training_file=training, validation_file=validation, seed=5,
+        hyperparameters=None if method else (hyper or HYPER), method=method, extra_body={"tunedeck": options},
     )  # fmt: skip
+
+
+VALIDATION_METRICS = ("valid_loss", "valid_mean_token_accuracy", "full_valid_loss", "full_valid_mean_token_accuracy")
+
+
+def series(metrics: list[dict], name: str) -> list[float]:
+    return [m[name] for m in metrics if m.get(name) is not None]
 
 
 def rank_processes() -> list[int]:
@@ -127,4 +138,57 @@ async def test_a_rank_that_dies_fails_the_job_saying_which(local):
     failed = await client.fine_tuning.jobs.retrieve(job.id)
     assert failed.status == "failed"
     assert "rank 1 (of 2) was killed by signal 9" in failed.error.message
+    assert rank_processes() == []
+
+
+@pytest.mark.parametrize("sharding", ["shard", "replicate"])
+async def test_two_processes_validate_and_pause_as_one_does(local, files, sharding):
+    """Sharded (FSDP) or a copy on each rank: the same training and validation figures as one
+    process, through a pause; every rank scores its share of the validation file."""
+    backend, client, training = local
+    validation = await upload(client, files[2])
+    alone = await create(client, training, 1, validation=validation)
+    await backend.run_until_settled_async()
+    expected = await metric_events(client, alone.id)
+
+    pair = await create(client, training, 2, validation=validation, sharding=sharding)
+    await backend.advance_async(pair.id, 3)
+    await client.fine_tuning.jobs.pause(pair.id)
+    assert rank_processes() == []
+    await client.fine_tuning.jobs.resume(pair.id)
+    await backend.run_until_settled_async()
+    done = await client.fine_tuning.jobs.retrieve(pair.id)
+    assert done.status == "succeeded", done.error
+    metrics = await metric_events(client, pair.id)
+    for name in ("train_loss", *VALIDATION_METRICS):
+        assert series(metrics, name) == pytest.approx(series(expected, name), rel=1e-4), name
+    assert len(series(metrics, "full_valid_loss")) == HYPER["n_epochs"]
+    held = "the model sharded across them (FSDP)" if sharding == "shard" else "a copy of the model on each"
+    assert sum(held in m for m in await messages(client, pair.id)) == 2  # at the start and at the resume
+    reply = await client.chat.completions.create(model=done.fine_tuned_model, messages=[{"role": "user", "content": "hi"}])
+    assert reply.choices[0].message.content is not None
+
+
+async def test_a_sharded_step_smaller_than_the_ranks_trains_as_one_process(local):
+    """Batches of one example: each step, one rank has nothing of its own and runs FSDP's
+    collectives on a stand-in at weight zero; the trajectory is still one process's."""
+    backend, client, training = local
+    hyper = {"n_epochs": 1, "batch_size": 1, "learning_rate_multiplier": 20}
+    losses = []
+    for devices, sharding in ((1, "auto"), (2, "shard")):
+        job = await create(client, training, devices, hyper=hyper, sharding=sharding)
+        await backend.run_until_settled_async()
+        assert (await client.fine_tuning.jobs.retrieve(job.id)).status == "succeeded"
+        losses.append(series(await metric_events(client, job.id), "train_loss"))
+    assert len(losses[1]) == 40
+    assert losses[1] == pytest.approx(losses[0], rel=1e-4)
+
+
+async def test_sharding_lora_is_refused_naming_the_option(local):
+    backend, client, training = local
+    job = await create(client, training, 2, training_type="lora", sharding="shard")
+    await backend.run_until_settled_async()
+    failed = await client.fine_tuning.jobs.retrieve(job.id)
+    assert failed.status == "failed" and failed.error.param == "tunedeck.sharding"
+    assert "Sharding is for whole-model training" in failed.error.message
     assert rank_processes() == []

@@ -229,6 +229,7 @@ def test_an_unset_reasoning_effort_is_left_to_the_server(sync_client, training_f
     [
         (sft(options={"lora_rank": 0}), "tunedeck.lora_rank", "expected an integer from 1 to 1024, got 0"),
         (sft(options={"training_type": "half"}), "tunedeck.training_type", "expected auto, lora or full"),
+        (sft(options={"sharding": "shard"}), "tunedeck.sharding", "ask for 'devices' of 2 or more"),
         (sft(suffix="a:b"), "suffix", "up to 64 characters from letters, digits, '.', '_' and '-'"),
         (sft(seed=-1), "seed", "an integer from 0 to 2147483647"),
         (sft(metadata={"k": "v" * 513}), "metadata", "values must be strings of at most 512 characters"),

@@ -74,6 +74,7 @@ def test_options_fill_their_defaults_in_one_place():
         "max_completion_tokens": 64,
         "device": None,
         "devices": 1,
+        "sharding": "auto",
     }
     given = TunedeckOptions.from_json({"training_type": "lora", "lora_rank": 8})
     assert (given.training_type, given.lora_rank, given.lora_alpha) == ("lora", 8, 32)
@@ -89,6 +90,9 @@ def test_options_fill_their_defaults_in_one_place():
         ({"lora_rank": True}, "tunedeck.lora_rank", "got True"),
         ({"lora_dropout": float("nan")}, "tunedeck.lora_dropout", "a number from 0 to 1"),
         ({"device": "tpu"}, "tunedeck.device", "cpu, cuda or cuda:N"),
+        ({"sharding": "zero3"}, "tunedeck.sharding", "auto, shard or replicate"),
+        ({"sharding": "shard"}, "tunedeck.sharding", "ask for 'devices' of 2 or more"),
+        ({"sharding": "shard", "devices": 1}, "tunedeck.sharding", "spreads the model across several GPUs"),
     ],
 )
 def test_bad_options_name_their_field(raw, param, text):

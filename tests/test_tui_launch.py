@@ -84,7 +84,8 @@ async def test_fields_appear_and_vanish_with_the_method(paths, manual_backend):
         select = form.query_one("#model-select")
         assert select.value == "tunedeck-ngram" and select.prompt == "choose a base model"  # no stale "loading…"
         common = {"n_epochs", "batch_size", "learning_rate_multiplier", "suffix", "seed", "metadata"}
-        local_options = {"training_type", "lora_rank", "lora_alpha", "lora_dropout", "max_length", "device", "devices"}
+        local_options = {"training_type", "lora_rank", "lora_alpha", "lora_dropout", "max_length", "device", "devices",
+                         "sharding"}
         assert shown_rows(form) == common | local_options  # SFT on the local backend: no W&B
         assert not form.query_one("#grader-row").display
 

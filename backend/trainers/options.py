@@ -39,6 +39,9 @@ class TunedeckOptions:
     """cpu, cuda or cuda:N; None: a free GPU when there is one, else the CPU."""
     devices: int = OPTION_DEFAULTS["devices"]
     """GPUs the job trains on at once (it waits in `queued` until that many are free)."""
+    sharding: str = OPTION_DEFAULTS["sharding"]
+    """With several devices: shard the whole model across them (FSDP), replicate it on each
+    (data parallel), or auto: shard whole-model training whose state would not fit one GPU."""
 
     @classmethod
     def from_json(cls, given: dict[str, Any] | None) -> TunedeckOptions:

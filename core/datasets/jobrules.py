@@ -149,6 +149,7 @@ DEFAULT_MAX_LENGTH = 2048
 model whose config does not state one."""
 
 TRAINING_TYPES = ("auto", "lora", "full")
+SHARDINGS = ("auto", "shard", "replicate")
 OPTION_RULES: dict[str, Rule] = _rules(
     Rule("training_type", "Training type", "choice", "auto, lora or full", one_of(*TRAINING_TYPES),
          auto=False, choices=TRAINING_TYPES, default="auto"),  # fmt: skip
@@ -166,6 +167,9 @@ OPTION_RULES: dict[str, Rule] = _rules(
          lambda v: isinstance(v, str) and (v == "cpu" or v.startswith("cuda")), auto=False),  # fmt: skip
     Rule("devices", "GPUs", "integer", "an integer from 1 to 64 (GPUs the job trains on at once)",
          integer_between(1, 64), auto=False, default=1),  # fmt: skip
+    Rule("sharding", "Sharding", "choice",
+         "auto, shard or replicate (a job on several GPUs: shard the whole model across them, or a copy on each)",
+         one_of(*SHARDINGS), auto=False, choices=SHARDINGS, default="auto"),  # fmt: skip
 )
 OPTION_DEFAULTS: dict[str, Any] = {name: rule.default for name, rule in OPTION_RULES.items()}
 
@@ -191,7 +195,17 @@ def check_options(raw: Any) -> dict[str, Any]:
         problem = OPTION_RULES[key].problem(value)
         if problem:
             raise OptionError(f"Invalid 'tunedeck.{key}': {problem}.", f"tunedeck.{key}")
+    problem = sharding_problem(raw)
+    if problem:
+        raise OptionError(f"Invalid 'tunedeck.sharding': {problem}.", "tunedeck.sharding")
     return dict(raw)
+
+
+def sharding_problem(options: dict[str, Any]) -> str | None:
+    """What is wrong with `sharding` given the other options (each valid on its own)."""
+    if options.get("sharding") == "shard" and int(options.get("devices") or 1) < 2:
+        return "'shard' spreads the model across several GPUs; ask for 'devices' of 2 or more"
+    return None
 
 
 # -- the rest of the body -------------------------------------------------------------------
@@ -338,6 +352,8 @@ def _option_problems(options: Any, local: bool) -> list[tuple[str, str]]:
             problems.append((f"options.{key}", f"Unknown option {shown(key)}; known: {', '.join(OPTION_RULES)}."))
         elif problem := rule.problem(value):
             problems.append((f"options.{key}", f"{rule.label}: {problem}."))
+    if not problems and (problem := sharding_problem(options)):
+        problems.append(("options.sharding", f"{OPTION_RULES['sharding'].label}: {problem}."))
     return problems
 
 

@@ -9,14 +9,17 @@ the server ends the worker (a cancel, a pause, a crash) it ends every rank at on
 
 Every rank builds the same run: the same seed, the same starting weights and LoRA
 initialisation, the same batches in the same order. At each step rank 0 tells the others
-what to do (`broadcast_object_list`), each rank trains on its share of the step's examples
-(`indices[rank::world]`), the loss is normalised by the step's trained tokens across all
-ranks, and the gradients are summed across ranks in one flattened `all_reduce` before
-clipping and the optimiser step (what DistributedDataParallel does; its wrapper is not
-used because the fused loss reaches into the model's layers). So every rank takes the same
-step as a single process would on the whole batch, and the weights stay identical: rank 0
-alone validates, reports metrics and saves checkpoints, and a pause or a crash-recovery
-checkpoint is one consistent state that any number of ranks can resume from.
+what to do (`broadcast_object_list`: a step, a save, or stop), each rank trains on its share
+of the step's examples (`indices[rank::world]`), the loss is normalised by the step's trained
+tokens across all ranks, and the gradients are summed across ranks before clipping and the
+optimiser step. With a copy of the model on each rank that is one flattened `all_reduce`
+(what DistributedDataParallel does; its wrapper is not used because the fused loss reaches
+into the model's layers); with the model sharded (`sharding.py`, FSDP) the reduce-scatter of
+the backward pass does it. So every rank takes the same step as a single process would on
+the whole batch. Every rank scores its share of the validation examples and the sums are
+added up; rank 0 alone reports metrics and writes checkpoints (a sharded model's ranks send
+it their shards), so a pause or a crash-recovery checkpoint is one consistent state that any
+number of ranks can resume from.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import sys
 import threading
 import time
 from datetime import timedelta
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -37,6 +40,7 @@ import torch.distributed as dist
 WORKER_MODULE = "tunedeck.backend.trainers.transformer.worker.main"
 RENDEZVOUS_TIMEOUT = timedelta(minutes=30)  # loading a large model on every rank takes a while
 WATCH_SECONDS = 0.5
+T = TypeVar("T")
 
 
 class Parallel:
@@ -50,8 +54,9 @@ class Parallel:
     def leader(self) -> bool:
         return self.rank == 0
 
-    def shard(self, indices: list[int]) -> list[int]:
-        return indices[self.rank :: self.world]
+    def shard(self, items: list[T]) -> list[T]:
+        """This rank's share of `items`."""
+        return items[self.rank :: self.world]
 
     def share_command(self, command: dict[str, Any] | None = None) -> dict[str, Any]:
         """Rank 0 sends `command`; every other rank receives it."""

@@ -88,7 +88,8 @@ def load_tokenizer(source: Path, gguf_file: str | None = None) -> Any:
     return tokenizer
 
 
-def load_base(base: BaseModel, device: torch.device) -> Any:
+def load_base(base: BaseModel, device: torch.device, on_host: bool = False) -> Any:
+    """The base model in `device`'s precision, on `device` (`on_host`: left in host memory)."""
     from transformers import AutoModelForCausalLM
 
     if not (base.path / (base.gguf_file or "config.json")).exists():
@@ -96,10 +97,10 @@ def load_base(base: BaseModel, device: torch.device) -> Any:
     kwargs: dict[str, Any] = {"dtype": dtype_for(device), "attn_implementation": attention_for(device)}
     if base.gguf_file:
         kwargs["gguf_file"] = base.gguf_file
-    if device.type == "cuda":
+    if device.type == "cuda" and not on_host:
         kwargs["device_map"] = str(device)  # straight onto the GPU, no copy through host memory
     model = AutoModelForCausalLM.from_pretrained(base.path, **kwargs)
-    return model.to(device)
+    return model if on_host else model.to(device)
 
 
 def read_meta(checkpoint: Path) -> dict[str, Any]:
@@ -109,21 +110,23 @@ def read_meta(checkpoint: Path) -> dict[str, Any]:
     return meta
 
 
-def load_checkpoint(checkpoint: Path, device: torch.device, trainable: bool) -> tuple[Any, dict[str, Any]]:
+def load_checkpoint(
+    checkpoint: Path, device: torch.device, trainable: bool, on_host: bool = False
+) -> tuple[Any, dict[str, Any]]:
     """A fine-tuned model from its folder: the base with the adapter on top, or the whole model."""
     meta = read_meta(checkpoint)
     if meta["adapter"]:
         from peft import PeftModel
 
-        base = load_base(BaseModel.from_json(meta["base"]), device)
+        base = load_base(BaseModel.from_json(meta["base"]), device, on_host)
         model = PeftModel.from_pretrained(base, checkpoint, is_trainable=trainable)
     else:
         from transformers import AutoModelForCausalLM
 
         dtype = torch.float32 if trainable else dtype_for(device)  # training continues from exact weights
-        model = AutoModelForCausalLM.from_pretrained(
-            checkpoint, dtype=dtype, attn_implementation=attention_for(device)
-        ).to(device)
+        model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=dtype, attn_implementation=attention_for(device))
+        if not on_host:
+            model = model.to(device)
     return model, meta
 
 
@@ -177,12 +180,20 @@ def compile_layers(model: Any) -> int:
     return len(layers)
 
 
-def save_checkpoint(model: Any, tokenizer: Any, path: Path, meta: dict[str, Any], state: dict[str, Any] | None) -> None:
-    """Write the checkpoint folder atomically (a temporary sibling, then a rename)."""
+def save_checkpoint(
+    model: Any,
+    tokenizer: Any,
+    path: Path,
+    meta: dict[str, Any],
+    state: dict[str, Any] | None,
+    weights: dict[str, torch.Tensor] | None = None,
+) -> None:
+    """Write the checkpoint folder atomically (a temporary sibling, then a rename). `weights`:
+    the model's whole state dict where the model holds only shards of it."""
     temporary = path.with_name(path.name + ".partial")
     shutil.rmtree(temporary, ignore_errors=True)
     temporary.mkdir(parents=True)
-    model.save_pretrained(temporary)
+    model.save_pretrained(temporary, **({"state_dict": weights} if weights is not None else {}))
     tokenizer.save_pretrained(temporary)
     (temporary / CHECKPOINT_META).write_text(json.dumps({"format": CHECKPOINT_FORMAT, **meta}, indent=2))
     if state is not None:

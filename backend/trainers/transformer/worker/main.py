@@ -101,7 +101,8 @@ class TrainingSession:
         if self.parallel is not None:
             self.parallel.barrier()  # every rank has built the run (and read a pause checkpoint's state)
             run.finish_resume()
-            notice(f"Training on {world} devices in parallel (torch.distributed, {world} processes)")
+            held = "the model sharded across them (FSDP)" if run.sharded else "a copy of the model on each"
+            notice(f"Training on {world} devices in parallel (torch.distributed, {world} processes; {held})")
         self.ready = {"total_steps": run.total_steps, "steps_per_epoch": run.steps_per_epoch, "tokens_per_epoch": run.tokens_per_epoch}
 
     def handle(self, command: dict[str, Any]) -> dict[str, Any] | None:
@@ -114,6 +115,8 @@ class TrainingSession:
                     self.parallel.share_command({"cmd": "step"})
                 return {"metrics": self.run.step()}
             if command["cmd"] == "save":
+                if self.parallel is not None:  # a sharded model's ranks each hold a part of it
+                    self.parallel.share_command(command)
                 self.run.save(Path(command["path"]), bool(command.get("state")))
                 return {"saved": command["path"]}
         except Exception as exc:  # reported to the server, which fails the job with it
@@ -161,8 +164,14 @@ def serve_rank(spec: dict[str, Any]) -> int:
     parallel = join(spec)
     run = start_run(rank_spec(spec, parallel.rank), None, parallel)
     parallel.barrier()
-    while parallel.share_command()["cmd"] == "step":
-        run.step()
+    while True:
+        command = parallel.share_command()
+        if command["cmd"] == "step":
+            run.step()
+        elif command["cmd"] == "save":
+            run.save(Path(command["path"]), bool(command.get("state")))
+        else:
+            break
     parallel.close()
     return 0
 

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+from torch.distributed.tensor import DTensor
 
 
 class PlainAdamW:
@@ -70,7 +71,8 @@ class MasterAdamW:
 
     @torch.no_grad()
     def _write_back(self) -> None:
-        torch._foreach_copy_(self.params, self.masters)
+        # the shards themselves when the weights are sharded across ranks (`sharding.py`)
+        torch._foreach_copy_([_local(p) for p in self.params], [_local(m) for m in self.masters])
 
     def state_dict(self) -> dict[str, Any]:
         return {"adamw": self.inner.state_dict(), "masters": self.masters}
@@ -84,6 +86,10 @@ class MasterAdamW:
         for master, saved in zip(self.masters, state["masters"]):
             master.copy_(saved)
         self._write_back()
+
+
+def _local(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor.to_local() if isinstance(tensor, DTensor) else tensor
 
 
 def uses_master_weights(device: torch.device, training_type: str) -> bool:

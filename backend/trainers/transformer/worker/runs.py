@@ -40,6 +40,8 @@ from .loading import (
     save_checkpoint,
 )
 from .precision import MasterAdamW, PlainAdamW, uses_master_weights
+from .scoring import Packed, Scores, SftLoss, score, sft_loss
+from .sharding import shard_model, shard_optimizer_state, wants_sharding, whole_state, whole_weights
 
 if TYPE_CHECKING:  # pragma: no cover
     from .distributed import Parallel
@@ -97,8 +99,18 @@ class Run:
             pool = ThreadPoolExecutor(1, thread_name_prefix="tunedeck-encode")
             encoding = pool.submit(self.encode_data, early)
             pool.shutdown(wait=False)
-        self.model, self.tokenizer, self.training_type = self._load_model(early.tokenizer if early else None)
-        self.master_weights = uses_master_weights(self.device, self.training_type)
+        # A job on several GPUs loads into host memory first: sharded, each GPU gets only its share.
+        on_host = parallel is not None and self.device.type == "cuda"
+        self.model, self.tokenizer, self.training_type = self._load_model(early.tokenizer if early else None, on_host)
+        self.sharded = parallel is not None and wants_sharding(
+            self.options.sharding, self.training_type, parameter_count(self.model), self.device
+        )
+        if self.sharded:
+            assert parallel is not None
+            shard_model(self.model, self.device, parallel.world)
+        elif on_host:
+            self.model.to(self.device)
+        self.master_weights = not self.sharded and uses_master_weights(self.device, self.training_type)
         self._exact_masters: list[torch.Tensor] | None = None
         if self.master_weights:
             if any(p.dtype == torch.float32 for p in self.model.parameters()):
@@ -130,9 +142,17 @@ class Run:
     def autocast(self) -> Any:
         """bf16 compute on CUDA: LoRA's fp32 adapters under autocast, a whole model in bf16
         weights (its fp32 masters are the optimiser's); plain fp32 on the CPU."""
-        if self.device.type == "cuda" and not self.master_weights:
+        if self.device.type == "cuda" and not self.master_weights and not self.sharded:
             return torch.autocast("cuda", dtype=torch.bfloat16)
-        return nullcontext()
+        return nullcontext()  # sharded: FSDP gathers the fp32 weights in bf16 (`sharding.py`)
+
+    def loss_of(self, packed: Packed) -> SftLoss:
+        """The SFT loss of `packed` (a collective when the model is sharded)."""
+        return self.model.tunedeck_sft_loss(packed) if self.sharded else sft_loss(self.model, packed)
+
+    def scores_of(self, packed: Packed) -> Scores:
+        """The log-probabilities of `packed`'s targets (a collective when the model is sharded)."""
+        return self.model.tunedeck_score(packed) if self.sharded else score(self.model, packed)
 
     def _optimizer(self, trainable: list[torch.nn.Parameter]) -> PlainAdamW | MasterAdamW:
         fused = self.device.type == "cuda"
@@ -158,13 +178,14 @@ class Run:
         config = AutoConfig.from_pretrained(folder)
         return ChatEncoder(load_tokenizer(folder), self.base.name, self._max_length(config))
 
-    def _load_model(self, tokenizer: Any = None) -> tuple[Any, Any, str]:
+    def _load_model(self, tokenizer: Any = None, on_host: bool = False) -> tuple[Any, Any, str]:
         """The starting weights: a paused run's checkpoint, a fine-tuned model the job continues,
         or the base model; then LoRA adapters, or the whole model (`_optimizer` keeps its fp32 masters).
-        `tokenizer`: the starting folder's, when loaded already."""
+        `tokenizer`: the starting folder's, when loaded already. `on_host`: left in host memory,
+        in the device's precision (the caller places it)."""
         start = self._start()
         if start:
-            model, meta = load_checkpoint(Path(start), self.device, trainable=True)
+            model, meta = load_checkpoint(Path(start), self.device, trainable=True, on_host=on_host)
             tokenizer = tokenizer or load_tokenizer(Path(start))
             if meta["adapter"]:  # an adapter keeps training on the base it was trained on
                 self.base = BaseModel.from_json(meta["base"])
@@ -172,7 +193,7 @@ class Run:
             if self.resuming:
                 return model, tokenizer, "full"
         else:
-            model = load_base(self.base, self.device)
+            model = load_base(self.base, self.device, on_host)
             tokenizer = tokenizer or load_tokenizer(self.base.path, self.base.gguf_file)
         training_type = resolve_training_type(self.options.training_type, model)
         if training_type == "full":
@@ -207,6 +228,9 @@ class Run:
         if self.device.type == "cuda":
             kept = "adapters" if self.training_type == "lora" else "master weights in the optimiser"
             precision = f"bf16 compute, fp32 {kept}"
+        if self.sharded:
+            assert self.parallel is not None
+            precision += f", weights sharded across {self.parallel.world} devices (FSDP)"
         self.notice(
             f"Training {self.base.name} on {self.device.type} ({precision}) with {kind}: "
             f"{count:,} of {total:,} parameters trainable, learning rate {self.learning_rate:.2e}"
@@ -242,14 +266,13 @@ class Run:
         self.model.train()
         with self.autocast():
             metrics = self.train_on(chosen)
-        if self.parallel is not None:
+        if self.parallel is not None and not self.sharded:  # sharded: FSDP reduced them in the backward pass
             self.parallel.sum_gradients(self.trainable)
         self.optimizer.clip_and_step(MAX_GRAD_NORM)
         self.steps_done += 1
-        if self.parallel is None or self.parallel.leader:  # the weights are the same on every rank
-            self.model.eval()
-            with torch.no_grad(), self.autocast():
-                metrics.update(self.after_step(epoch_ended))
+        self.model.eval()  # every rank validates its share (`evaluate`); rank 0 reports
+        with torch.no_grad(), self.autocast():
+            metrics.update(self.after_step(epoch_ended))
         return {"step": self.steps_done, "total_steps": self.total_steps, "epoch_ended": epoch_ended, **metrics}
 
     def rate_at(self, steps_done: int) -> float:
@@ -294,6 +317,22 @@ class Run:
     # -- checkpoints ----------------------------------------------------------------------------
 
     def save(self, path: Path, with_state: bool) -> None:
+        """Rank 0 writes the checkpoint; with a sharded model every rank calls this, as the
+        whole tensors are gathered from every rank's shards."""
+        if self.parallel is not None and not self.parallel.leader and not self.sharded:
+            return
+        weights = None
+        if self.sharded:
+            weights = whole_weights(self.model)
+            if not with_state:  # a model to use, in the precision it runs in (a pause keeps fp32, to resume exactly)
+                weights = {name: value.to(dtype_for(self.device)) for name, value in weights.items()}
+        optimizer = None
+        if with_state:
+            optimizer = self.optimizer.state_dict()
+            if self.sharded:
+                optimizer = whole_state(optimizer)
+        if self.parallel is not None and not self.parallel.leader:
+            return
         meta = {
             "adapter": self.training_type == "lora",
             "base": self.base.as_json(),
@@ -304,13 +343,13 @@ class Run:
         if with_state:
             state = {
                 "steps_done": self.steps_done,
-                "optimizer": self.optimizer.state_dict(),
+                "optimizer": optimizer,
                 "torch_rng": torch.get_rng_state(),
                 "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
                 "valid_cursor": self._valid_cursor,
                 **self.extra_state(),
             }
-        save_checkpoint(self.model, self.tokenizer, path, meta, state)
+        save_checkpoint(self.model, self.tokenizer, path, meta, state, weights)
 
     def _resume(self, checkpoint: Path) -> None:
         """Continue a paused run (its weights are loaded already): optimiser, random state,
@@ -319,10 +358,15 @@ class Run:
         crash-recovery checkpoint (`keep_state`) keeps it, as a second crash may need it."""
         state_file = checkpoint / TRAINER_STATE
         try:
-            state = torch.load(state_file, map_location=self.device, weights_only=False)
+            # sharded: whole tensors stay in host memory until each is cut into this rank's shard
+            place = torch.device("cpu") if self.sharded else self.device
+            state = torch.load(state_file, map_location=place, weights_only=False)
         except (OSError, RuntimeError) as exc:
             raise TrainingFailure("internal_error", f"cannot read the pause checkpoint {checkpoint}: {exc}") from None
-        self.optimizer.load_state_dict(state["optimizer"])
+        optimizer = state["optimizer"]
+        if self.sharded:
+            optimizer = shard_optimizer_state(optimizer, self.optimizer.params)
+        self.optimizer.load_state_dict(optimizer)
         torch.set_rng_state(state["torch_rng"].cpu())
         if state.get("cuda_rng") is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])

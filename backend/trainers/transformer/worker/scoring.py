@@ -204,8 +204,8 @@ def sft_loss(model: Any, packed: Packed, chunk: int = LOGIT_CHUNK) -> SftLoss:
     cap, scale = logit_transform(model)
     chosen = predicting_states(model, packed)
     count = int(chosen.shape[0])
-    if count == 0:
-        return SftLoss(chosen.new_zeros((), dtype=torch.float32), 0, 0)
+    if count == 0:  # zero, yet a backward pass from it runs through the decoder (a sharded model's collectives)
+        return SftLoss(chosen.float().sum() * 0.0, 0, 0)
     total, hits = _FusedHeadLoss.apply(chosen, head.weight, head.bias, packed.targets, cap, scale, chunk)
     return SftLoss(total / count, int(hits.item()), count)
 

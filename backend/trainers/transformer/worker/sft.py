@@ -13,7 +13,7 @@ from typing import Any
 
 from .encoding import ChatEncoder, Encoded
 from .runs import MIN_VALID_BATCH, Run, read_rows
-from .scoring import pack, score, sft_loss
+from .scoring import pack
 
 EVAL_TOKENS_PER_PASS = 16_384  # validation examples are scored in packs of about this many tokens
 
@@ -33,7 +33,7 @@ class SftRun(Run):
     def train_on(self, indices: list[int]) -> dict[str, Any]:
         if self.parallel is not None:
             return self._train_share(indices)
-        result = sft_loss(self.model, pack([self.train_rows[i] for i in indices], self.device))
+        result = self.loss_of(pack([self.train_rows[i] for i in indices], self.device))
         if result.count == 0:  # every trained token was truncated away
             return {"train_loss": None, "train_mean_token_accuracy": None}
         result.loss.backward()
@@ -41,17 +41,27 @@ class SftRun(Run):
 
     def _train_share(self, indices: list[int]) -> dict[str, Any]:
         """This rank's share of the step: its loss weighted by its part of the step's trained
-        tokens across ranks, so the summed gradients are the whole batch's mean (`distributed.py`)."""
+        tokens across ranks, so the summed gradients are the whole batch's mean (`distributed.py`).
+
+        With a sharded model every forward and backward pass is a collective, in the same order
+        on every rank: a rank with no example of its own (a step smaller than the ranks) scores
+        a stand-in, and a rank with nothing to train runs its backward pass at weight zero."""
         assert self.parallel is not None
-        result = sft_loss(self.model, pack([self.train_rows[i] for i in indices], self.device)) if indices else None
-        count = result.count if result is not None else 0
+        rows = [self.train_rows[i] for i in indices]
+        standin = not rows and self.sharded
+        if standin:
+            rows = self.train_rows[:1]
+        result = self.loss_of(pack(rows, self.device)) if rows else None
+        count = result.count if result is not None and not standin else 0
         loss_sum = result.loss.item() * count if result is not None and count else 0.0
-        hits = result.hits if result is not None else 0
+        hits = result.hits if result is not None and count else 0
         total_loss, total_hits, total_count = self.parallel.sum_values([loss_sum, hits, count], self.device)
-        if total_count == 0:
+        if total_count == 0:  # no rank trains anything: none runs a backward pass
             return {"train_loss": None, "train_mean_token_accuracy": None}
         if result is not None and count:
             (result.loss * (count / total_count)).backward()
+        elif result is not None and self.sharded:
+            (result.loss * 0.0).backward()
         return {"train_loss": total_loss / total_count, "train_mean_token_accuracy": total_hits / total_count}
 
     def after_step(self, epoch_ended: bool) -> dict[str, Any]:
@@ -68,13 +78,23 @@ class SftRun(Run):
         return metrics
 
     def evaluate(self, rows: list[Encoded]) -> tuple[float | None, float | None]:
-        """Mean token loss and accuracy over `rows` (called under no_grad)."""
+        """Mean token loss and accuracy over `rows` (called under no_grad). On several devices
+        each rank scores its share of every pass, and the sums are added up; a sharded model's
+        ranks make the same passes, one with no share scoring a stand-in it ignores."""
+        world = self.parallel.world if self.parallel is not None else 1
         total, hits, count = 0.0, 0, 0
-        for chunk in token_chunks(rows, EVAL_TOKENS_PER_PASS):
-            scores = score(self.model, pack(chunk, self.device))
+        for chunk in token_chunks(rows, EVAL_TOKENS_PER_PASS * world):
+            share = chunk if self.parallel is None else self.parallel.shard(chunk)
+            if not share and not self.sharded:
+                continue
+            scores = self.scores_of(pack(share or chunk[:1], self.device))
+            if not share:
+                continue
             total += -scores.logprobs.sum().item()
             hits += int(scores.hits.sum().item())
             count += scores.logprobs.numel()
+        if self.parallel is not None:
+            total, hits, count = self.parallel.sum_values([total, hits, count], self.device)
         if count == 0:
             return None, None
         return total / count, hits / count
