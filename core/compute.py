@@ -26,7 +26,7 @@ class DeviceUse:
 
     @property
     def kind(self) -> str:
-        if self.id == "cpu":
+        if self.id.rpartition("/")[2].startswith("cpu"):  # "cpu", or a Ray node's "10.0.0.2/cpu:1"
             return "CPU"
         return "GPU (pretend)" if self.fake else "GPU"
 
@@ -40,15 +40,35 @@ class ClusterUse:
     nodes: int = 0
     gpus: float = 0.0
     cpus: float = 0.0
+    ranks: tuple[RankPlace, ...] = ()  # where the running jobs' ranks are
 
     @property
     def text(self) -> str:
         if not self.connected:
             return f"Jobs run on the Ray cluster at {self.address} (joined at the first job)"
+        jobs = len({rank.job for rank in self.ranks})
         return (
             f"Jobs run on the Ray cluster at {self.address}: {self.nodes} node{'s' if self.nodes != 1 else ''}, "
-            f"{self.gpus:g} GPUs, {self.cpus:g} CPUs"
+            f"{self.gpus:g} GPUs, {self.cpus:g} CPUs; {jobs} job{'s' if jobs != 1 else ''} running"
         )
+
+
+@dataclass(frozen=True, slots=True)
+class RankPlace:
+    """One rank of a job running on a Ray cluster: its node and the GPUs Ray gave it."""
+
+    job: str
+    rank: int
+    node_ip: str
+    host: str
+    gpus: tuple[str, ...]
+
+    def as_devices(self) -> list[DeviceUse]:
+        """The rank as the compute view's rows: a row per GPU (a CPU when it has none)."""
+        name = f"{self.host}, rank {self.rank}"
+        if not self.gpus:
+            return [DeviceUse(f"{self.node_ip}/cpu:{self.rank}", name, None, False, self.job)]
+        return [DeviceUse(f"{self.node_ip}/cuda:{gpu}", name, None, False, self.job) for gpu in self.gpus]
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +98,10 @@ class ComputeView:
                 )
             )
         waiting = [j for j in raw.get("waiting") or () if isinstance(j, str)]
-        return cls(devices, waiting, _cluster(raw.get("cluster")))
+        cluster = _cluster(raw.get("cluster"))
+        if cluster is not None:  # Ray places the runs: the devices in use are the ranks' on its nodes
+            devices += [device for rank in cluster.ranks for device in rank.as_devices()]
+        return cls(devices, waiting, cluster)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -95,6 +118,10 @@ class ComputeView:
                 "nodes": self.cluster.nodes,
                 "gpus": self.cluster.gpus,
                 "cpus": self.cluster.cpus,
+                "ranks": [
+                    {"job": r.job, "rank": r.rank, "node_ip": r.node_ip, "host": r.host, "gpus": list(r.gpus)}
+                    for r in self.cluster.ranks
+                ],
             },
         }
 
@@ -112,4 +139,12 @@ def _cluster(raw: Any) -> ClusterUse | None:
         amounts = [n.get("resources", {}).get(resource, 0) for n in nodes if isinstance(n.get("resources"), dict)]
         return float(sum(a for a in amounts if isinstance(a, (int, float)) and not isinstance(a, bool)))
 
-    return ClusterUse(raw["ray_address"], raw.get("connected") is True, len(nodes), total("GPU"), total("CPU"))
+    ranks = []
+    for item in raw.get("jobs") or ():
+        if not isinstance(item, dict) or not isinstance(item.get("job"), str) or not isinstance(item.get("rank"), int):
+            continue
+        gpus = tuple(str(g) for g in item.get("gpus") or () if isinstance(g, (str, int)))
+        ranks.append(RankPlace(item["job"], item["rank"], str(item.get("node_ip") or "?"), str(item.get("host") or "?"), gpus))
+    return ClusterUse(
+        raw["ray_address"], raw.get("connected") is True, len(nodes), total("GPU"), total("CPU"), tuple(ranks)
+    )

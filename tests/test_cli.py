@@ -190,3 +190,26 @@ def test_a_compute_view_keeps_only_what_it_can_read():
     view = ComputeView.from_json(raw)
     assert [(d.id, d.memory_bytes, d.job) for d in view.devices] == [("cuda:0", None, None)]
     assert view.waiting == ["ftjob-1"] and ComputeView.from_json("nope") == ComputeView()
+
+
+def test_a_clusters_running_ranks_are_its_devices_in_use():
+    from tunedeck.core.compute import ComputeView
+
+    node = {"node_ip": "10.0.0.2", "alive": True, "resources": {"GPU": 8, "CPU": 64}}
+    jobs = [
+        {"job": "ftjob-a", "rank": 0, "node_ip": "10.0.0.2", "host": "gpu-a", "gpus": ["3"]},
+        {"job": "ftjob-a", "rank": 1, "node_ip": "10.0.0.3", "host": "gpu-b", "gpus": ["0"]},
+        {"job": "ftjob-b", "rank": 0, "node_ip": "10.0.0.3", "host": "gpu-b", "gpus": []},
+        {"job": "ftjob-c", "node_ip": "10.0.0.3"},  # no rank: left out
+        "junk",
+    ]
+    raw = {"devices": [], "cluster": {"ray_address": "ray://head:10001", "connected": True,
+                                      "nodes": [node, {**node, "node_ip": "10.0.0.3"}], "jobs": jobs}}  # fmt: skip
+    view = ComputeView.from_json(raw)
+    assert [(d.id, d.kind, d.job, d.name) for d in view.devices] == [
+        ("10.0.0.2/cuda:3", "GPU", "ftjob-a", "gpu-a, rank 0"),
+        ("10.0.0.3/cuda:0", "GPU", "ftjob-a", "gpu-b, rank 1"),
+        ("10.0.0.3/cpu:0", "CPU", "ftjob-b", "gpu-b, rank 0"),
+    ]
+    assert view.cluster.text == "Jobs run on the Ray cluster at ray://head:10001: 2 nodes, 16 GPUs, 128 CPUs; 2 jobs running"
+    assert [r["rank"] for r in view.as_json()["cluster"]["ranks"]] == [0, 1, 0]

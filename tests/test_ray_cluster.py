@@ -74,23 +74,58 @@ async def test_a_job_runs_on_the_cluster_as_it_runs_here(cluster, files, tmp_pat
         await backend.stop_async()
 
 
-async def test_a_job_on_two_devices_trains_in_parallel_inside_its_actor(cluster, files, tmp_path):
+@pytest.mark.parametrize("sharding", ["replicate", "shard"])
+async def test_a_job_on_two_devices_trains_as_two_placed_actors(cluster, files, tmp_path, sharding):
+    """One actor per rank, placed by a placement group: they meet at rank 0's node and train
+    as one process does (no GPU in this cluster: each rank has a CPU, as on a machine without GPUs)."""
     folder, training = files
     backend, client = await start(tmp_path, folder / "models", cluster)
     try:
         file = await upload(client, training)
         losses = []
-        for devices in (1, 2):  # no GPU in this cluster: two CPU processes, as on a machine without GPUs
+        for devices in (1, 2):
             job = await client.fine_tuning.jobs.create(
                 model=TINY, training_file=file, seed=4, hyperparameters={"n_epochs": 1, "batch_size": 8},
-                extra_body={"tunedeck": {"training_type": "full", "devices": devices}},
+                extra_body={"tunedeck": {"training_type": "full", "devices": devices,
+                                         **({"sharding": sharding} if devices > 1 else {})}},
             )  # fmt: skip
             await backend.run_until_settled_async()
             done = await client.fine_tuning.jobs.retrieve(job.id)
             assert done.status == "succeeded", done.error
             losses.append([m["train_loss"] for m in await metric_events(client, job.id)])
         assert losses[1] == pytest.approx(losses[0], rel=1e-4)
-        assert any("Training on 2 devices in parallel" in m for m in await messages(client, job.id))
+        events = await messages(client, job.id)
+        assert any("Training on 2 devices in parallel" in m for m in events)
+        node = ray.util.get_node_ip_address()
+        assert any(m.startswith(f"Running on the Ray node {node} (") and "ranks 0, 1)" in m for m in events)
+        assert ray.util.placement_group_table() and all(
+            group["state"] == "REMOVED" for group in ray.util.placement_group_table().values()
+        )  # the job's ranks gave their places back
+    finally:
+        await client.close()
+        await backend.stop_async()
+
+
+async def test_a_rank_actor_that_dies_fails_the_job_naming_it_and_its_node(cluster, files, tmp_path):
+    folder, training = files
+    backend, client = await start(tmp_path, folder / "models", cluster)
+    try:
+        job = await client.fine_tuning.jobs.create(
+            model=TINY, training_file=await upload(client, training), hyperparameters={"n_epochs": 2, "batch_size": 8},
+            extra_body={"tunedeck": {"training_type": "full", "devices": 2}},
+        )  # fmt: skip
+        await backend.advance_async(job.id, 1)
+        node = ray.util.get_node_ip_address()
+        view = ComputeView.from_json(await client.get("/tunedeck/compute", cast_to=object))
+        assert [(d.id, d.job) for d in view.devices] == [(f"{node}/cpu:0", job.id), (f"{node}/cpu:1", job.id)]
+        assert view.cluster.text.endswith("; 1 job running")
+        ray.kill(backend._engine._active[job.id].run._worker._all[1])  # as a node lost or a process killed
+        await backend.run_until_settled_async()
+        failed = await client.fine_tuning.jobs.retrieve(job.id)
+        assert failed.status == "failed"
+        node = ray.util.get_node_ip_address()
+        assert f"The training process of rank 1 (of 2) on the Ray node {node} failed" in failed.error.message
+        assert ComputeView.from_json(await client.get("/tunedeck/compute", cast_to=object)).devices == []
     finally:
         await client.close()
         await backend.stop_async()

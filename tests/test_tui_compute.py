@@ -85,3 +85,55 @@ async def test_a_provider_that_does_not_report_its_compute_is_said_so(paths, tmp
         assert isinstance(app.screen, ComputeScreen)
         assert "does not report its devices" in screen_text(app)
     backend.stop()
+
+
+class ClusterTrainer(HeldTrainer):
+    """Runs that a Ray cluster places: no device pool here; the cluster says where each
+    running job's ranks are (two ranks, on two nodes)."""
+
+    def __init__(self) -> None:
+        super().__init__([])
+        self.devices = None
+        self.jobs: list[str] = []
+
+    def start(self, spec):
+        self.jobs.append(spec.job_id)
+        return super().start(spec)
+
+    def cluster_info(self):
+        node = {"alive": True, "resources": {"GPU": 8, "CPU": 32}}
+        ranks = [
+            {"job": job, "rank": rank, "node_ip": f"10.0.0.{2 + rank}", "host": f"gpu-{rank}", "gpus": [str(index)]}
+            for index, job in enumerate(self.jobs)
+            for rank in (0, 1)
+        ]
+        nodes = [{**node, "node_ip": "10.0.0.2"}, {**node, "node_ip": "10.0.0.3"}]
+        return {"ray_address": "ray://head:10001", "connected": True, "nodes": nodes, "jobs": ranks}
+
+
+async def test_on_a_ray_cluster_the_screen_shows_each_jobs_ranks_and_their_nodes(paths, tmp_path, sft_file):
+    trainer = ClusterTrainer()
+    backend = LocalBackend(tmp_path / "backend", trainers=[NgramTrainer(), trainer], sleep=no_wait)
+    backend.start()
+    app = make_app(paths, backend)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await settle(pilot)
+        request = LaunchRequest(training_path=sft_file, model=GATE_MODEL, hyperparameters={"n_epochs": 1})
+        job = (await app.service.launch(request)).id
+        for _ in range(12_000):
+            if trainer.jobs:
+                break
+            await no_wait(0)
+        assert trainer.jobs == [job]  # the run was told its job
+        await poll(pilot)
+        await pilot.press("w")
+        await settle(pilot)
+        text = screen_text(app)
+        assert "Jobs run on the Ray cluster at ray://head:10001: 2 nodes, 16 GPUs, 64 CPUs; 1 job running" in text
+        assert "10.0.0.2/cuda:0" in text and "gpu-0, rank 0" in text
+        assert "10.0.0.3/cuda:0" in text and "gpu-1, rank 1" in text
+        await pilot.press("down", "enter")  # the job's second rank
+        await settle(pilot)
+        assert isinstance(app.screen, JobScreen) and app.screen.job_id == job
+        await app.service.cancel(job)
+    backend.stop()

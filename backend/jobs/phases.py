@@ -272,6 +272,7 @@ class Phases:
             validation_path=self.blobs.file_path(job["validation_file"]) if job.get("validation_file") else None,
             options=TunedeckOptions.from_json(job.get("tunedeck")),
             grader_endpoint=self.grader_endpoint(),
+            job_id=job["id"],
             devices=active.devices,
         )
 

@@ -76,6 +76,8 @@ class TrainingSpec:
     grader_endpoint: tuple[str, str] | None = None
     """(base URL, API key) of this backend's API, through which an RFT job's model graders
     (score_model, label_model) ask their model; None where none can be asked."""
+    job_id: str | None = None
+    """The job the run trains (where it runs is shown by job)."""
     devices: tuple[Device, ...] = ()
     """The devices the engine placed the run on (`compute.py`); empty: the trainer chooses
     (a trainer without a device pool, or a job driven by hand)."""

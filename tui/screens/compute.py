@@ -118,7 +118,7 @@ class ComputeScreen(Screen):
             waiting.update("")
             return
         rows = {row.job.id: row for row in self.state.rows}
-        for device in self.view.devices:
+        for index, device in enumerate(self.view.devices):
             row = rows.get(device.job) if device.job else None
             table.add_row(
                 one_line(device.id),
@@ -128,7 +128,7 @@ class ComputeScreen(Screen):
                 one_line(row.job.model) if row is not None else "",
                 one_line(_status(row.job.status)) if row is not None else "",
                 one_line(device.name),
-                key=device.id,
+                key=f"{index}:{device.id}",  # two jobs' CPU ranks on one Ray node may share a name
             )
         if self.view.devices:
             table.move_cursor(row=min(cursor, len(self.view.devices) - 1))

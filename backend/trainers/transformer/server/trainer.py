@@ -101,8 +101,8 @@ class TransformerTrainer(Trainer):
         return run
 
     def _start_on_cluster(self, spec: TrainingSpec, base: dict[str, Any]) -> SubprocessRun:
-        """A run as a Ray actor: `devices` GPUs when the job wants GPUs and the cluster has
-        some, else CPUs (as many processes as `devices`)."""
+        """A run as Ray actors, one per device the job asks for (`devices`): each with a GPU
+        when the job wants GPUs and the cluster has some, else with a CPU."""
         assert self.cluster is not None
         options = spec.options
         worker = worker_spec(spec, base)
@@ -120,7 +120,7 @@ class TransformerTrainer(Trainer):
             worker["options"]["device"] = "cuda"
         else:
             worker["options"]["device"] = "cpu"
-        launch = self.cluster.launcher(gpus=gpus, cpus=1 if gpus else options.devices)
+        launch = self.cluster.launcher(world=options.devices, gpus_per_rank=1 if gpus else 0)
         return SubprocessRun(worker, self.log_dir, self.env, launch=launch)
 
     def _base_of(self, spec: TrainingSpec) -> dict[str, Any]:
@@ -160,6 +160,7 @@ def worker_spec(spec: TrainingSpec, base: dict[str, Any]) -> dict[str, Any]:
         "method_config": spec.method_config,
         "grader_endpoint": list(spec.grader_endpoint) if spec.grader_endpoint else None,
         "options": spec.options.as_json(),
+        "job_id": spec.job_id,
         # A crash-recovery checkpoint to continue from; its state file stays for a second crash.
         **({"resume": {"checkpoint": str(spec.resume_from), "keep_state": True}} if spec.resume_from else {}),
     }

@@ -46,9 +46,10 @@ T = TypeVar("T")
 class Parallel:
     """This rank's place in the group, and the collectives a run needs."""
 
-    def __init__(self, rank: int, world: int) -> None:
+    def __init__(self, rank: int, world: int, local_rank: int) -> None:
         self.rank = rank
         self.world = world
+        self.local_rank = local_rank  # this rank's GPU among those its process sees
 
     @property
     def leader(self) -> bool:
@@ -144,22 +145,24 @@ def _watch(children: list[subprocess.Popen[str]], on_rank_lost: Callable[[str], 
 
 
 def join(spec: dict[str, Any]) -> Parallel:
-    """Join the group this process's environment names (RANK, WORLD_SIZE, MASTER_ADDR/PORT)."""
+    """Join the group this process's environment names (RANK, WORLD_SIZE, LOCAL_RANK,
+    MASTER_ADDR/PORT)."""
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    local_rank = int(os.environ.get("LOCAL_RANK", rank))
     device = str((spec.get("options") or {}).get("device") or "")
     backend = "nccl" if device.startswith("cuda") and torch.cuda.is_available() else "gloo"
     if backend == "nccl":
-        torch.cuda.set_device(rank)
+        torch.cuda.set_device(local_rank)
     dist.init_process_group(backend, rank=rank, world_size=world, timeout=RENDEZVOUS_TIMEOUT)
-    return Parallel(rank, world)
+    return Parallel(rank, world, local_rank)
 
 
-def rank_spec(spec: dict[str, Any], rank: int) -> dict[str, Any]:
-    """The spec as rank `rank` runs it: its own GPU among the job's (the CPU stays the CPU)."""
+def rank_spec(spec: dict[str, Any], local_rank: int) -> dict[str, Any]:
+    """The spec as a rank runs it: its own GPU among those its process sees (the CPU stays the CPU)."""
     options = dict(spec.get("options") or {})
     device = str(options.get("device") or "")
     if device.startswith("cuda") or (not device and torch.cuda.is_available()):
-        options["device"] = f"cuda:{rank}"
+        options["device"] = f"cuda:{local_rank}"
     return {**spec, "options": options}
 
 

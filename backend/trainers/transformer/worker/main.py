@@ -93,10 +93,13 @@ class TrainingSession:
                     f"{spec['method'].upper()} trains on one device; ask for 'devices': 1 (several devices train supervised jobs)",
                     "tunedeck.devices",
                 )
-            from .distributed import rank_spec, start_ranks
+            from .distributed import join, rank_spec, start_ranks
 
-            self.parallel, self._ranks = start_ranks(spec, on_rank_lost)  # they share this process group: ending it ends them
-            spec = rank_spec(spec, 0)
+            if spec.get("ranks") == "actors":  # the other ranks are Ray actors, placed and watched by the server
+                self.parallel = join(spec)
+            else:  # they share this process group: ending it ends them
+                self.parallel, self._ranks = start_ranks(spec, on_rank_lost)
+            spec = rank_spec(spec, self.parallel.local_rank)
         self.run = run = start_run(spec, notice, self.parallel)
         if self.parallel is not None:
             self.parallel.barrier()  # every rank has built the run (and read a pause checkpoint's state)
@@ -162,7 +165,7 @@ def serve_rank(spec: dict[str, Any]) -> int:
     from .distributed import join, rank_spec
 
     parallel = join(spec)
-    run = start_run(rank_spec(spec, parallel.rank), None, parallel)
+    run = start_run(rank_spec(spec, parallel.local_rank), None, parallel)
     parallel.barrier()
     while True:
         command = parallel.share_command()
