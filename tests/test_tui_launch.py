@@ -113,6 +113,7 @@ async def test_values_are_checked_as_they_are_typed(paths, manual_backend, sft_f
         await pilot.press("9", "9")
         await settle(pilot)
         assert any(p.startswith("Epochs:") and "1 to 50" in p for p in form.problems), form.problems
+        assert not any(p.startswith("Epochs: Epochs") for p in form.problems), form.problems  # its label once
         assert epochs.has_class("-invalid")
         await pilot.press("backspace", "backspace", "x")
         await settle(pilot)

@@ -560,7 +560,7 @@ class LaunchScreen(Screen):
         request, errors = self.build_request()
         if request is not None:
             problems = request.problems(local=self._group_shown("option"))
-            errors = [f"{field_label(p.field)}: {p.message}" for p in problems]
+            errors = [_labelled(field_label(p.field), p.message) for p in problems]
             bad = {p.field for p in problems}
             for spec in FIELDS:
                 key = {"hyper": "hyperparameters.", "option": "options."}.get(spec.group, "") + spec.key
@@ -691,3 +691,8 @@ def _merged_wandb(initial: dict[str, Any] | None, typed: dict[str, Any]) -> dict
     merged = {k: v for k, v in (initial or {}).items() if k not in ("project", "entity")}
     merged.update(typed)
     return merged if merged.get("project") else None
+
+
+def _labelled(label: str, message: str) -> str:
+    """A field's problem as the form lists it, its label once ("Epochs: expected ...")."""
+    return message if message.startswith(f"{label}:") else f"{label}: {message}"
