@@ -1,8 +1,8 @@
 """One job on several devices: two processes (torch.distributed, gloo on the CPU) train the
 tiny model along the same loss trajectory as one process on the same global batch, through
 a pause and a resume, with a copy of the model on each rank or the model sharded across them
-(FSDP), and validate to the same figures; a cancel ends every rank; methods not yet parallel
-say so."""
+(FSDP), and validate to the same figures, for SFT and DPO; a cancel ends every rank; RFT,
+not yet parallel, says so."""
 
 from __future__ import annotations
 
@@ -102,14 +102,49 @@ async def test_cancel_ends_every_rank(local):
     assert rank_processes() == []
 
 
-async def test_a_method_that_trains_on_one_device_says_so(local, files):
+async def test_rft_trains_on_one_device_and_says_so(local, files):
     backend, client, _ = local
-    dpo = await upload(client, generate_dataset("dpo", 20, files[0] / "dpo.jsonl"))
-    job = await create(client, dpo, 2, method={"type": "dpo", "dpo": {"hyperparameters": {"n_epochs": 1}}})
+    rft = await upload(client, generate_dataset("rft", 10, files[0] / "rft.jsonl", "--learnable"))
+    grader = {"type": "string_check", "name": "label", "operation": "eq",
+              "input": "{{sample.output_text}}", "reference": "billing"}  # fmt: skip
+    method = {"type": "reinforcement", "reinforcement": {"grader": grader, "hyperparameters": {"n_epochs": 1}}}
+    job = await create(client, rft, 2, method=method)
     await backend.run_until_settled_async()
     failed = await client.fine_tuning.jobs.retrieve(job.id)
     assert failed.status == "failed" and failed.error.param == "tunedeck.devices"
-    assert "DPO trains on one device" in failed.error.message
+    assert "RFT trains on one device" in failed.error.message
+    assert rank_processes() == []
+
+
+DPO_METRICS = ("loss", "mean_token_accuracy", "mean_reward_margin", "reward_accuracy")
+
+
+@pytest.mark.parametrize("sharding", ["replicate", "shard"])
+async def test_dpo_on_two_processes_trains_and_validates_as_one_does(local, files, sharding):
+    """Reference values, the loss and every metric: each rank scores its share of the pairs."""
+    backend, client, _ = local
+    training = await upload(client, generate_dataset("dpo", 18, files[0] / "dpo.jsonl"))
+    validation = await upload(client, generate_dataset("dpo", 7, files[0] / "dpo-valid.jsonl", "--seed", "4"))
+    method = {"type": "dpo", "dpo": {"hyperparameters": {"n_epochs": 2, "batch_size": 5, "learning_rate_multiplier": 50}}}
+    runs = []
+    for devices in (1, 2):
+        options = {"sharding": sharding} if devices > 1 else {}
+        job = await create(client, training, devices, method=method, validation=validation, **options)
+        if devices > 1:  # through a pause: the reference values come back with the state
+            await backend.advance_async(job.id, 2)
+            await client.fine_tuning.jobs.pause(job.id)
+            await client.fine_tuning.jobs.resume(job.id)
+        await backend.run_until_settled_async()
+        done = await client.fine_tuning.jobs.retrieve(job.id)
+        assert done.status == "succeeded", done.error
+        runs.append(await metric_events(client, job.id))
+    alone, pair = runs
+    assert [m["step"] for m in pair] == [m["step"] for m in alone] == list(range(1, 9))
+    for prefix in ("train_", "valid_", "full_valid_"):
+        for name in DPO_METRICS:
+            expected = series(alone, prefix + name)
+            assert expected, prefix + name
+            assert series(pair, prefix + name) == pytest.approx(expected, rel=1e-4, abs=1e-6), prefix + name
 
 
 async def test_lora_adapters_train_in_parallel_as_alone(local):

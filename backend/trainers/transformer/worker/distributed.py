@@ -70,6 +70,11 @@ class Parallel:
         dist.all_reduce(tensor)
         return tensor.tolist()
 
+    def sum_tensor(self, values: torch.Tensor) -> torch.Tensor:
+        summed = values.detach().clone()
+        dist.all_reduce(summed)
+        return summed
+
     def sum_gradients(self, parameters: list[torch.nn.Parameter]) -> None:
         """Sum every trainable gradient across ranks, in one flattened buffer."""
         grads = []

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from .encoding import Encoded
 from .runs import MIN_VALID_BATCH, Run, read_rows
-from .scoring import Scores, pack, score
+from .scoring import Scores, pack
 
 DEFAULT_BETA = 0.1
 PAIRS_PER_PASS = 16  # pairs scored together when computing reference and validation values
@@ -54,31 +54,72 @@ class DpoRun(Run):
         return chosen, rejected
 
     def _reference(self, pairs: list[Pair]) -> torch.Tensor:
-        parts = [self._scores(pairs[i : i + PAIRS_PER_PASS]).per_sequence() for i in range(0, len(pairs), PAIRS_PER_PASS)]
-        return torch.cat(parts).view(-1, 2) if parts else torch.zeros(0, 2, device=self.device)
+        """[pairs, 2]: the starting model's log-probabilities of each pair's answers (on several
+        devices each rank scores its share, and every rank gets them all)."""
+        values = torch.zeros(len(pairs), 2, dtype=torch.float32, device=self.device)
+        for share, standin in self.shares(self._pass_chunks(len(pairs))):
+            scored = self._scores([pairs[i] for i in share]).per_sequence().view(-1, 2)
+            if not standin:
+                values[share] = scored.float()
+        if not pairs:
+            return values
+        return self.sum_across_ranks(values)  # each pair was scored by one rank: the others hold zeros
+
+    def _pass_chunks(self, count: int) -> list[list[int]]:
+        step = PAIRS_PER_PASS * (self.parallel.world if self.parallel is not None else 1)
+        return [list(range(start, min(count, start + step))) for start in range(0, count, step)]
 
     def _scores(self, pairs: list[Pair]) -> Scores:
-        return score(self.model, pack([e for pair in pairs for e in pair], self.device))
+        return self.scores_of(pack([e for pair in pairs for e in pair], self.device))
 
-    def _stats(self, pairs: list[Pair], reference: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    def _sums(self, pairs: list[Pair], reference: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The summed DPO loss of `pairs` (differentiable), and the sums the metrics are made
+        of: [loss, preferred-answer hits, preferred-answer tokens, margin, pairs ranked right, pairs]."""
         scores = self._scores(pairs)
         policy = scores.per_sequence().view(-1, 2)
         margins = self.beta * ((policy[:, 0] - reference[:, 0]) - (policy[:, 1] - reference[:, 1]))
-        loss = -F.logsigmoid(margins).mean()
+        losses = -F.logsigmoid(margins)
         chosen = scores.owners % 2 == 0
-        accuracy = scores.hits[chosen].float().mean().item() if chosen.any() else 0.0
-        values = {
-            "loss": loss.item(),
-            "mean_token_accuracy": accuracy,
-            "mean_reward_margin": margins.mean().item(),
-            "reward_accuracy": (margins > 0).float().mean().item(),
+        sums = torch.stack([
+            losses.sum().detach(), scores.hits[chosen].sum().float(), chosen.sum().float(),
+            margins.sum().detach(), (margins > 0).sum().float(), torch.tensor(float(len(pairs)), device=margins.device),
+        ]).double()  # fmt: skip
+        return losses.sum(), sums
+
+    @staticmethod
+    def _values(sums: torch.Tensor) -> dict[str, float]:
+        loss, hits, tokens, margin, right, pairs = sums.tolist()
+        return {
+            "loss": loss / pairs,
+            "mean_token_accuracy": hits / tokens if tokens else 0.0,
+            "mean_reward_margin": margin / pairs,
+            "reward_accuracy": right / pairs,
         }
-        return loss, values
+
+    def _evaluate(self, chunks: list[list[int]]) -> dict[str, float]:
+        """The metrics over the validation pairs of `chunks`, every rank scoring its share."""
+        total = torch.zeros(6, dtype=torch.float64, device=self.device)
+        for share, standin in self.shares(chunks):
+            _, sums = self._sums([self.valid_pairs[i] for i in share], self.valid_reference[share])
+            if not standin:
+                total += sums
+        return self._values(self.sum_across_ranks(total))
 
     def train_on(self, indices: list[int]) -> dict[str, Any]:
-        loss, values = self._stats([self.train_pairs[i] for i in indices], self.train_reference[indices])
-        loss.backward()
-        return {f"train_{k}": v for k, v in values.items()}
+        """This rank's share of the step's pairs: the loss summed over them, divided by the
+        step's pairs across ranks, so the summed gradients are the whole batch's mean."""
+        standin = not indices and self.sharded  # a sharded model's backward pass needs every rank
+        chosen = [0] if standin else indices
+        loss = None
+        sums = torch.zeros(6, dtype=torch.float64, device=self.device)
+        if chosen:
+            loss, sums = self._sums([self.train_pairs[i] for i in chosen], self.train_reference[chosen])
+            if standin:
+                sums = torch.zeros_like(sums)
+        total = self.sum_across_ranks(sums)
+        if loss is not None:
+            (loss * (0.0 if standin else 1.0 / float(total[5]))).backward()
+        return {f"train_{k}": v for k, v in self._values(total).items()}
 
     def after_step(self, epoch_ended: bool) -> dict[str, Any]:
         metrics: dict[str, Any] = {}
@@ -86,20 +127,10 @@ class DpoRun(Run):
             return metrics
         if epoch_ended or self.steps_done % self.valid_every == 0:
             chosen = self.valid_batch(max(MIN_VALID_BATCH, int(self.hyper["batch_size"])))
-            _, values = self._stats([self.valid_pairs[i] for i in chosen], self.valid_reference[chosen])
-            metrics.update({f"valid_{k}": v for k, v in values.items()})
+            metrics.update({f"valid_{k}": v for k, v in self._evaluate([chosen]).items()})
         if epoch_ended:
-            metrics.update({f"full_valid_{k}": v for k, v in self._full_valid().items()})
+            metrics.update({f"full_valid_{k}": v for k, v in self._evaluate(self._pass_chunks(self.n_valid)).items()})
         return metrics
-
-    def _full_valid(self) -> dict[str, float]:
-        totals: dict[str, float] = {}
-        for start in range(0, self.n_valid, PAIRS_PER_PASS):
-            pairs = self.valid_pairs[start : start + PAIRS_PER_PASS]
-            _, values = self._stats(pairs, self.valid_reference[start : start + PAIRS_PER_PASS])
-            for key, value in values.items():
-                totals[key] = totals.get(key, 0.0) + value * len(pairs)
-        return {k: v / self.n_valid for k, v in totals.items()}
 
     def extra_state(self) -> dict[str, Any]:
         return {"train_reference": self.train_reference, "valid_reference": self.valid_reference}

@@ -87,10 +87,10 @@ class TrainingSession:
         self._ranks: list[Any] = []
         world = int(spec.get("world_size") or 1)
         if world > 1:
-            if spec["method"] != "supervised":
+            if spec["method"] == "reinforcement":
                 raise TrainingFailure(
                     "invalid_request",
-                    f"{spec['method'].upper()} trains on one device; ask for 'devices': 1 (several devices train supervised jobs)",
+                    "RFT trains on one device; ask for 'devices': 1 (several devices train supervised and DPO jobs)",
                     "tunedeck.devices",
                 )
             from .distributed import join, rank_spec, start_ranks

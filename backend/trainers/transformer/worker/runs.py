@@ -16,7 +16,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterator, TypeVar
 
 import torch
 
@@ -56,6 +56,7 @@ MIN_VALID_BATCH = 8
 # after a few million tokens: on from this many trained tokens (`TUNEDECK_COMPILE=1`/`0` forces it).
 COMPILE_FROM_TOKENS = 5_000_000
 Notice = Callable[..., None]  # (text, level='info')
+T = TypeVar("T")
 
 
 def _quiet(text: str, level: str = "info") -> None:
@@ -153,6 +154,21 @@ class Run:
     def scores_of(self, packed: Packed) -> Scores:
         """The log-probabilities of `packed`'s targets (a collective when the model is sharded)."""
         return self.model.tunedeck_score(packed) if self.sharded else score(self.model, packed)
+
+    def shares(self, chunks: list[list[T]]) -> Iterator[tuple[list[T], bool]]:
+        """This rank's part of each of `chunks` (the same chunks on every rank), and whether it
+        is a stand-in: a sharded model's ranks must all run every pass, so a rank with no part
+        of a chunk scores its first item and ignores the result. One process: the chunks."""
+        for chunk in chunks:
+            share = chunk if self.parallel is None else self.parallel.shard(chunk)
+            if share:
+                yield share, False
+            elif self.sharded and chunk:
+                yield chunk[:1], True
+
+    def sum_across_ranks(self, values: torch.Tensor) -> torch.Tensor:
+        """`values` added up over the ranks (the values themselves in one process)."""
+        return values if self.parallel is None else self.parallel.sum_tensor(values)
 
     def _optimizer(self, trainable: list[torch.nn.Parameter]) -> PlainAdamW | MasterAdamW:
         fused = self.device.type == "cuda"

@@ -83,12 +83,9 @@ class SftRun(Run):
         ranks make the same passes, one with no share scoring a stand-in it ignores."""
         world = self.parallel.world if self.parallel is not None else 1
         total, hits, count = 0.0, 0, 0
-        for chunk in token_chunks(rows, EVAL_TOKENS_PER_PASS * world):
-            share = chunk if self.parallel is None else self.parallel.shard(chunk)
-            if not share and not self.sharded:
-                continue
-            scores = self.scores_of(pack(share or chunk[:1], self.device))
-            if not share:
+        for share, standin in self.shares(token_chunks(rows, EVAL_TOKENS_PER_PASS * world)):
+            scores = self.scores_of(pack(share, self.device))
+            if standin:
                 continue
             total += -scores.logprobs.sum().item()
             hits += int(scores.hits.sum().item())

@@ -78,7 +78,10 @@ def shard_model(model: Any, device: torch.device, world: int) -> None:
         for param in model.parameters():
             if not isinstance(param, DTensor):  # the embeddings, the final norm, the head (tied or not)
                 param.data = param.data.float()
-    fully_shard(model, mesh=mesh, mp_policy=policy)
+    # The root unit reshards after its forward too (FSDP keeps it whole by default): a forward
+    # before the optimiser is built (DPO's reference values) must leave the sharded parameters
+    # in the model, as the optimiser takes what `parameters()` gives.
+    fully_shard(model, mesh=mesh, mp_policy=policy, reshard_after_forward=True)
     for unit in model.modules():
         if hasattr(unit, "set_gradient_divide_factor"):  # an FSDP unit
             unit.set_gradient_divide_factor(1.0)
