@@ -1,8 +1,8 @@
 """One job on several devices: two processes (torch.distributed, gloo on the CPU) train the
 tiny model along the same loss trajectory as one process on the same global batch, through
 a pause and a resume, with a copy of the model on each rank or the model sharded across them
-(FSDP), and validate to the same figures, for SFT and DPO; a cancel ends every rank; RFT,
-not yet parallel, says so."""
+(FSDP), and validate to the same figures, for SFT and DPO; RFT samples each rank's share of
+the prompts (a copy of the model on each); a cancel ends every rank."""
 
 from __future__ import annotations
 
@@ -102,17 +102,49 @@ async def test_cancel_ends_every_rank(local):
     assert rank_processes() == []
 
 
-async def test_rft_trains_on_one_device_and_says_so(local, files):
+async def test_rft_on_two_processes_samples_and_evaluates_every_prompt(local, files):
+    """Each rank samples and grades its share of the prompts; the metrics are over all of them:
+    with a grader that scores each prompt's reference label alone (so every answer to a prompt
+    earns the same), each step's and each evaluation's mean equals one process's, through a pause."""
     backend, client, _ = local
     rft = await upload(client, generate_dataset("rft", 10, files[0] / "rft.jsonl", "--learnable"))
+    valid = await upload(client, generate_dataset("rft", 7, files[0] / "rft-valid.jsonl", "--learnable", "--seed", "9"))
+    grader = {"type": "text_similarity", "name": "close", "evaluation_metric": "fuzzy_match",
+              "input": "{{item.reference_answer}}", "reference": "account"}  # fmt: skip
+    hyper = {"n_epochs": 1, "batch_size": 3, "eval_interval": 2}
+    method = {"type": "reinforcement", "reinforcement": {"grader": grader, "hyperparameters": hyper}}
+    runs = []
+    for devices in (1, 2):
+        job = await create(client, rft, devices, method=method, validation=valid, max_completion_tokens=6)
+        if devices > 1:
+            await backend.advance_async(job.id, 1)
+            await client.fine_tuning.jobs.pause(job.id)
+            await client.fine_tuning.jobs.resume(job.id)
+        await backend.run_until_settled_async()
+        done = await client.fine_tuning.jobs.retrieve(job.id)
+        assert done.status == "succeeded", done.error
+        runs.append(await metric_events(client, job.id))
+    alone, pair = runs
+    assert [m["step"] for m in pair] == [m["step"] for m in alone] == [1, 2, 3, 4]
+    rewards = series(alone, "train_reward_mean")
+    assert len(set(rewards)) > 1  # the steps' prompts differ, and so do their means
+    assert series(pair, "train_reward_mean") == pytest.approx(rewards, abs=1e-9)
+    evaluations = series(alone, "valid_reward_mean")
+    assert len(evaluations) == 2 and 0 < evaluations[0] < 1
+    assert series(pair, "valid_reward_mean") == pytest.approx(evaluations, abs=1e-9)
+
+
+async def test_rft_is_not_sharded_and_says_so(local, files):
+    backend, client, _ = local
+    rft = await upload(client, generate_dataset("rft", 10, files[0] / "rft-shard.jsonl", "--learnable"))
     grader = {"type": "string_check", "name": "label", "operation": "eq",
               "input": "{{sample.output_text}}", "reference": "billing"}  # fmt: skip
     method = {"type": "reinforcement", "reinforcement": {"grader": grader, "hyperparameters": {"n_epochs": 1}}}
-    job = await create(client, rft, 2, method=method)
+    job = await create(client, rft, 2, method=method, sharding="shard")
     await backend.run_until_settled_async()
     failed = await client.fine_tuning.jobs.retrieve(job.id)
-    assert failed.status == "failed" and failed.error.param == "tunedeck.devices"
-    assert "RFT trains on one device" in failed.error.message
+    assert failed.status == "failed" and failed.error.param == "tunedeck.sharding"
+    assert "RFT samples answers with a copy of the model on each device" in failed.error.message
     assert rank_processes() == []
 
 

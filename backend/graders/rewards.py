@@ -40,6 +40,18 @@ class Graded:
     def mean(self) -> float:
         return float(np.mean(self.rewards)) if self.rewards else 0.0
 
+    @classmethod
+    def merged(cls, parts: list[Graded]) -> Graded:
+        """The answers of every part as one set (each training process's share of a step)."""
+        whole = cls()
+        for part in parts:
+            whole.rewards += part.rewards
+            for key, values in part.sub_rewards.items():
+                whole.sub_rewards.setdefault(key, []).extend(values)
+            whole.errors.update(part.errors)
+            whole.tokens += part.tokens
+        return whole
+
     def error_rate(self, flag: str) -> float:
         return self.errors[flag] / max(1, len(self.rewards))
 

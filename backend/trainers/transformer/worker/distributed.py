@@ -40,6 +40,7 @@ import torch.distributed as dist
 WORKER_MODULE = "tunedeck.backend.trainers.transformer.worker.main"
 RENDEZVOUS_TIMEOUT = timedelta(minutes=30)  # loading a large model on every rank takes a while
 WATCH_SECONDS = 0.5
+STOP_SECONDS = 30.0  # for a rank told to stop to leave the group and exit
 T = TypeVar("T")
 
 
@@ -69,6 +70,12 @@ class Parallel:
         tensor = torch.tensor(values, dtype=torch.float64, device=device)
         dist.all_reduce(tensor)
         return tensor.tolist()
+
+    def gather(self, value: T) -> list[T]:
+        """Every rank's `value` (picklable), in rank order, on every rank."""
+        values: list[Any] = [None] * self.world
+        dist.all_gather_object(values, value)
+        return values
 
     def sum_tensor(self, values: torch.Tensor) -> torch.Tensor:
         summed = values.detach().clone()
@@ -138,6 +145,17 @@ def lost_rank(children: list[subprocess.Popen[str]]) -> str | None:
             how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
             return f"The training process of rank {rank} (of {len(children) + 1}) {how}; see the worker log"
     return None
+
+
+def end_ranks(children: list[subprocess.Popen[str]]) -> None:
+    """Wait for ranks told to stop to exit (killing one that does not), so that when rank 0
+    has exited every rank has: a pause that returns has freed every GPU."""
+    for child in children:
+        try:
+            child.wait(timeout=STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
 
 
 def _watch(children: list[subprocess.Popen[str]], on_rank_lost: Callable[[str], None]) -> None:

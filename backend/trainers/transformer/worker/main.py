@@ -87,12 +87,6 @@ class TrainingSession:
         self._ranks: list[Any] = []
         world = int(spec.get("world_size") or 1)
         if world > 1:
-            if spec["method"] == "reinforcement":
-                raise TrainingFailure(
-                    "invalid_request",
-                    "RFT trains on one device; ask for 'devices': 1 (several devices train supervised and DPO jobs)",
-                    "tunedeck.devices",
-                )
             from .distributed import join, rank_spec, start_ranks
 
             if spec.get("ranks") == "actors":  # the other ranks are Ray actors, placed and watched by the server
@@ -134,9 +128,12 @@ class TrainingSession:
 
     def close(self) -> None:
         if self.parallel is not None:
+            from .distributed import end_ranks
+
             self.parallel.share_command({"cmd": "stop"})
             self.parallel.close()
             self.parallel = None
+            end_ranks(self._ranks)
 
 
 def serve_training(spec: dict[str, Any], commands: IO[str], channel: Channel) -> int:

@@ -12,6 +12,12 @@ Group size: `GROUP_SIZE * compute_multiplier`, from 2 to 64. Answers stop at end
 Every `eval_interval` steps (and at the end) each validation prompt gets `eval_samples`
 greedy answers; their mean reward is `valid_reward_mean` and the checkpoint's score (the
 engine keeps the best three). Metric names are the built-in RFT trainer's (`reward_metrics`).
+
+On several devices (a copy of the model on each) every rank samples, grades and scores the
+answers of its share of the step's prompts, with sampling seeded by the job's seed, the rank
+and the step (so ranks do not draw the same numbers, and a resumed run draws what it would
+have); the loss is divided by the step's answer tokens across ranks, and the graded answers
+of every rank make the metrics, as one process's would. Evaluations are shared the same way.
 """
 
 from __future__ import annotations
@@ -69,23 +75,40 @@ class RftRun(Run):
         return grade.reward
 
     def train_on(self, indices: list[int]) -> dict[str, Any]:
-        self.model.eval()
-        prompts = [self.train_prompts[i] for i in indices for _ in range(self.group_size)]
-        answers = sample(self.model, self.tokenizer, [ids for _, ids in prompts], self.max_answer, 1.0)
+        """Sample, grade and learn from this rank's share of the step's prompts (all of them
+        in one process)."""
         graded = Graded()
-        rewards = torch.tensor([self._grade(item, a, graded) for (item, _), a in zip(prompts, answers)])
-        groups = rewards.view(-1, self.group_size)
-        advantages = ((groups - groups.mean(1, keepdim=True)) / (groups.std(1, keepdim=True) + 1e-4)).flatten()
-        self.model.train()
-        sequences = [_rollout(ids, a) for (_, ids), a in zip(prompts, answers)]
-        scores = score(self.model, pack(sequences, self.device))
-        per_answer = scores.per_sequence()
-        tokens = max(1, scores.logprobs.numel())
-        loss = -(advantages.to(per_answer.device) * per_answer).sum() / tokens
-        loss.backward()
+        loss, tokens = None, 0
+        if indices:  # a rank may have none in a step smaller than the ranks
+            self.model.eval()
+            prompts = [self.train_prompts[i] for i in indices for _ in range(self.group_size)]
+            answers = self._sample([ids for _, ids in prompts], 1.0)
+            rewards = torch.tensor([self._grade(item, a, graded) for (item, _), a in zip(prompts, answers)])
+            groups = rewards.view(-1, self.group_size)
+            advantages = ((groups - groups.mean(1, keepdim=True)) / (groups.std(1, keepdim=True) + 1e-4)).flatten()
+            self.model.train()
+            sequences = [_rollout(ids, a) for (_, ids), a in zip(prompts, answers)]
+            scores = score(self.model, pack(sequences, self.device))
+            per_answer = scores.per_sequence()
+            tokens = scores.logprobs.numel()
+            loss = -(advantages.to(per_answer.device) * per_answer).sum()
+        if self.parallel is not None:
+            tokens = int(self.parallel.sum_values([tokens], self.device)[0])
+            graded = Graded.merged(self.parallel.gather(graded))
+        if loss is not None:
+            (loss / max(1, tokens)).backward()
         self._since_eval.append(graded.mean)
         self._train_graded = graded
         return {"train_loss": None, "train_mean_token_accuracy": None}
+
+    def _sample(self, prompts: list[list[int]], temperature: float) -> list[Answer]:
+        if self.parallel is None or temperature == 0:
+            return sample(self.model, self.tokenizer, prompts, self.max_answer, temperature)
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            seed = (int(self.spec["seed"]) * 1_000_003 + self.parallel.rank) * 1_000_033 + self.steps_done
+            torch.manual_seed(seed % 2**63)
+            return sample(self.model, self.tokenizer, prompts, self.max_answer, temperature)
 
     def after_step(self, epoch_ended: bool) -> dict[str, Any]:
         evaluate = self.steps_done % self.eval_interval == 0 or self.steps_done == self.total_steps
@@ -110,13 +133,16 @@ class RftRun(Run):
         self._since_eval = list(state.get("since_eval", []))
 
     def _evaluate(self) -> Graded:
+        """Greedy answers to the validation prompts, graded (each rank answers its share)."""
         graded = Graded()
-        for start in range(0, self.n_valid, 32):
-            batch = [p for p in self.valid_prompts[start : start + 32] for _ in range(self.eval_samples)]
-            answers = sample(self.model, self.tokenizer, [ids for _, ids in batch], self.max_answer, 0.0)
+        world = self.parallel.world if self.parallel is not None else 1
+        chunks = [self.valid_prompts[start : start + 32 * world] for start in range(0, self.n_valid, 32 * world)]
+        for share, _ in self.shares(chunks):  # never a stand-in: RFT is not sharded
+            batch = [p for p in share for _ in range(self.eval_samples)]
+            answers = self._sample([ids for _, ids in batch], 0.0)
             for (item, _), answer in zip(batch, answers):
                 self._grade(item, answer, graded)
-        return graded
+        return graded if self.parallel is None else Graded.merged(self.parallel.gather(graded))
 
 
 def _rollout(prompt: list[int], answer: Answer) -> Encoded:

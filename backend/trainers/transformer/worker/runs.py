@@ -104,7 +104,7 @@ class Run:
         on_host = parallel is not None and self.device.type == "cuda"
         self.model, self.tokenizer, self.training_type = self._load_model(early.tokenizer if early else None, on_host)
         self.sharded = parallel is not None and wants_sharding(
-            self.options.sharding, self.training_type, parameter_count(self.model), self.device
+            self.options.sharding, self.training_type, parameter_count(self.model), self.device, spec["method"]
         )
         if self.sharded:
             assert parallel is not None

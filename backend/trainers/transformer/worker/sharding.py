@@ -38,10 +38,19 @@ AUTO_SHARD_ABOVE = 0.6
 TRAINING_BYTES_PER_PARAMETER = 2 + 2 + 4 + 8
 
 
-def wants_sharding(requested: str, training_type: str, parameters: int, device: torch.device) -> bool:
+def wants_sharding(requested: str, training_type: str, parameters: int, device: torch.device, method: str) -> bool:
     """Whether a job on several devices shards its model: as asked, or ("auto") when a whole
-    model's training state would take more than `AUTO_SHARD_ABOVE` of one GPU."""
+    model's training state would take more than `AUTO_SHARD_ABOVE` of one GPU. RFT never
+    shards: each rank samples answers of its own length, which FSDP's lockstep cannot follow."""
     if requested == "replicate":
+        return False
+    if method == "reinforcement":
+        if requested == "shard":
+            raise TrainingFailure(
+                "invalid_request",
+                "RFT samples answers with a copy of the model on each device; ask for 'sharding': 'replicate' or 'auto'",
+                "tunedeck.sharding",
+            )
         return False
     if requested == "shard":
         if training_type != "full":
