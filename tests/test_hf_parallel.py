@@ -44,6 +44,24 @@ async def create(client, training: str, devices: int, method: dict | None = None
     )  # fmt: skip
 
 
+async def alone_then_paired(local, training: str, pause_after: int, paired: dict | None = None, **job):
+    """The metric events of a job trained by one process, then by two (with `paired` options
+    too) through a pause after `pause_after` steps; both must succeed."""
+    backend, client, _ = local
+    runs = []
+    for devices in (1, 2):
+        created = await create(client, training, devices, **job, **((paired or {}) if devices > 1 else {}))
+        if devices > 1:
+            await backend.advance_async(created.id, pause_after)
+            await client.fine_tuning.jobs.pause(created.id)
+            await client.fine_tuning.jobs.resume(created.id)
+        await backend.run_until_settled_async()
+        done = await client.fine_tuning.jobs.retrieve(created.id)
+        assert done.status == "succeeded", done.error
+        runs.append(await metric_events(client, created.id))
+    return runs
+
+
 VALIDATION_METRICS = ("valid_loss", "valid_mean_token_accuracy", "full_valid_loss", "full_valid_mean_token_accuracy")
 
 
@@ -106,25 +124,14 @@ async def test_rft_on_two_processes_samples_and_evaluates_every_prompt(local, fi
     """Each rank samples and grades its share of the prompts; the metrics are over all of them:
     with a grader that scores each prompt's reference label alone (so every answer to a prompt
     earns the same), each step's and each evaluation's mean equals one process's, through a pause."""
-    backend, client, _ = local
+    client = local[1]
     rft = await upload(client, generate_dataset("rft", 10, files[0] / "rft.jsonl", "--learnable"))
     valid = await upload(client, generate_dataset("rft", 7, files[0] / "rft-valid.jsonl", "--learnable", "--seed", "9"))
     grader = {"type": "text_similarity", "name": "close", "evaluation_metric": "fuzzy_match",
               "input": "{{item.reference_answer}}", "reference": "account"}  # fmt: skip
     hyper = {"n_epochs": 1, "batch_size": 3, "eval_interval": 2}
     method = {"type": "reinforcement", "reinforcement": {"grader": grader, "hyperparameters": hyper}}
-    runs = []
-    for devices in (1, 2):
-        job = await create(client, rft, devices, method=method, validation=valid, max_completion_tokens=6)
-        if devices > 1:
-            await backend.advance_async(job.id, 1)
-            await client.fine_tuning.jobs.pause(job.id)
-            await client.fine_tuning.jobs.resume(job.id)
-        await backend.run_until_settled_async()
-        done = await client.fine_tuning.jobs.retrieve(job.id)
-        assert done.status == "succeeded", done.error
-        runs.append(await metric_events(client, job.id))
-    alone, pair = runs
+    alone, pair = await alone_then_paired(local, rft, 1, method=method, validation=valid, max_completion_tokens=6)
     assert [m["step"] for m in pair] == [m["step"] for m in alone] == [1, 2, 3, 4]
     rewards = series(alone, "train_reward_mean")
     assert len(set(rewards)) > 1  # the steps' prompts differ, and so do their means
@@ -154,23 +161,14 @@ DPO_METRICS = ("loss", "mean_token_accuracy", "mean_reward_margin", "reward_accu
 @pytest.mark.parametrize("sharding", ["replicate", "shard"])
 async def test_dpo_on_two_processes_trains_and_validates_as_one_does(local, files, sharding):
     """Reference values, the loss and every metric: each rank scores its share of the pairs."""
-    backend, client, _ = local
+    client = local[1]
     training = await upload(client, generate_dataset("dpo", 18, files[0] / "dpo.jsonl"))
     validation = await upload(client, generate_dataset("dpo", 7, files[0] / "dpo-valid.jsonl", "--seed", "4"))
     method = {"type": "dpo", "dpo": {"hyperparameters": {"n_epochs": 2, "batch_size": 5, "learning_rate_multiplier": 50}}}
-    runs = []
-    for devices in (1, 2):
-        options = {"sharding": sharding} if devices > 1 else {}
-        job = await create(client, training, devices, method=method, validation=validation, **options)
-        if devices > 1:  # through a pause: the reference values come back with the state
-            await backend.advance_async(job.id, 2)
-            await client.fine_tuning.jobs.pause(job.id)
-            await client.fine_tuning.jobs.resume(job.id)
-        await backend.run_until_settled_async()
-        done = await client.fine_tuning.jobs.retrieve(job.id)
-        assert done.status == "succeeded", done.error
-        runs.append(await metric_events(client, job.id))
-    alone, pair = runs
+    # through a pause: the reference values come back with the state
+    alone, pair = await alone_then_paired(
+        local, training, 2, {"sharding": sharding}, method=method, validation=validation
+    )
     assert [m["step"] for m in pair] == [m["step"] for m in alone] == list(range(1, 9))
     for prefix in ("train_", "valid_", "full_valid_"):
         for name in DPO_METRICS:
