@@ -120,8 +120,8 @@ async def test_on_a_ray_cluster_the_screen_shows_each_jobs_ranks_and_their_nodes
         await settle(pilot)
         request = LaunchRequest(training_path=sft_file, model=GATE_MODEL, hyperparameters={"n_epochs": 1})
         job = (await app.service.launch(request)).id
-        for _ in range(12_000):
-            if trainer.jobs:
+        for _ in range(12_000):  # each turn a round trip to the backend, which starts the run in its own thread
+            if any(d.job == job for d in (await app.service.compute()).devices):
                 break
             await no_wait(0)
         assert trainer.jobs == [job]  # the run was told its job
